@@ -1,0 +1,33 @@
+# Every target runs from the repository root so that `import dbm` finds this project's
+# package and not the standard library's `dbm` (see README, "The name dbm").
+PY      := .venv/bin/python
+STAMP   := .venv/.installed
+QUICK   ?=
+DEVICE  ?= cpu
+QFLAG   := $(if $(QUICK),--quick,)
+
+.PHONY: venv test test-all bench reproduce-fig24 clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3.11 -m venv .venv || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m pytest benchmarks -q --benchmark-json=results/bench.json
+	$(PY) -m benchmarks.to_csv results/bench.json results/bench.csv
+
+reproduce-fig24: $(STAMP)
+	$(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)
+
+clean-venv:
+	rm -rf .venv

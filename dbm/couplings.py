@@ -1,0 +1,151 @@
+"""Couplings of two copies of a DBM kernel (spec §2), for the lag-1 unbiased estimator.
+
+- ``coupled_mh_update`` / ``coupled_mh_step``: the faithful MH coupling of UCD-MH-LMI. Both chains
+  see the same proposal x' and the same acceptance uniform, so E(x') is computed once; two
+  different states meet only when both accept.
+- ``maximal_bernoulli``: the maximal coupling of two product-Bernoulli laws P, Q (Thorisson's
+  algorithm: draw X ~ P, keep Y = X with probability min(1, q(X)/p(X)), else rejection-sample Y
+  from the residual). Meets with probability 1 - TV(P, Q).
+- ``crn_bernoulli``: the coordinate-wise maximal coupling (one uniform per unit for both laws);
+  meets with probability prod_i (1 - |p_i - q_i|).
+- ``coupled_gibbs_step``: a block Gibbs sweep whose blocks are drawn from one of the two
+  Bernoulli couplings (UCD-Gibbs, Qiu et al. 2020). Both couplings are faithful: equal chains stay
+  equal.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from .model import DBM
+from .samplers import (Clamp, MHState, _clamped, draw_proposal, draw_uniforms, energy_fn,
+                       mh_update, sample_bits)
+
+__all__ = ["coupled_mh_update", "coupled_mh_step", "MaximalInfo", "maximal_bernoulli",
+           "crn_bernoulli", "coupled_gibbs_step", "states_equal"]
+
+
+def states_equal(x: Sequence[Tensor], y: Sequence[Tensor]) -> Tensor:
+    """(B,) bool: every layer of chain b is equal in x and y."""
+    eq = torch.ones(x[0].shape[0], dtype=torch.bool, device=x[0].device)
+    for a, b in zip(x, y):
+        eq &= (a == b).all(-1)
+    return eq
+
+
+@torch.no_grad()
+def coupled_mh_update(x: MHState, y: MHState, proposal, proposal_energy: Tensor, log_u: Tensor
+                      ) -> tuple[MHState, MHState, Tensor, Tensor]:
+    """Apply one common proposal and uniform to both chains: (x, y, accepted_x, accepted_y)."""
+    x, ax = mh_update(x, proposal, proposal_energy, log_u)
+    y, ay = mh_update(y, proposal, proposal_energy, log_u)
+    return x, y, ax, ay
+
+
+def coupled_mh_step(model: DBM, x: MHState, y: MHState, generator: torch.Generator,
+                    clamp: Clamp = None, marginalize: bool = False) -> tuple[MHState, MHState]:
+    """The faithful common-random-numbers MH coupling. Clamped units must agree in x and y."""
+    prop, log_u = draw_proposal(model, x.xs, generator, clamp, marginalize)
+    with torch.no_grad():
+        e_prop = energy_fn(model, marginalize)(prop)
+    x, y, _, _ = coupled_mh_update(x, y, prop, e_prop, log_u)
+    return x, y
+
+
+def _log_prob(bits: Tensor, a: Tensor, free: Tensor | None) -> Tensor:
+    """log prod_i Bernoulli(bits_i; sigmoid(a_i)) over the free units, (B,)."""
+    lp = bits * a - F.softplus(a)
+    return (lp if free is None else lp * free).sum(-1)
+
+
+class MaximalInfo(NamedTuple):
+    """met: (B,) bool, Y = X from the first stage; tries: (B,) long, residual draws used;
+    capped: (B,) bool, the residual sampler stopped at its cap (Y is then biased; counted)."""
+    met: Tensor
+    tries: Tensor
+    capped: Tensor
+
+
+@torch.no_grad()
+def maximal_bernoulli(a_p: Tensor, a_q: Tensor, generator: torch.Generator,
+                      free: Tensor | None = None, max_tries: int = 10_000
+                      ) -> tuple[Tensor, Tensor, MaximalInfo]:
+    """Draw (X, Y) from the maximal coupling of prod Bern(sigmoid(a_p)) and prod Bern(sigmoid(a_q)).
+
+    Parameters
+    ----------
+    a_p, a_q : (B, n) logits of the two product laws.
+    free : (B, n) bool or None. Units that are not free are excluded from both laws (the caller
+        overwrites them); by default every unit is free.
+    max_tries : cap on residual rejection draws per row; rows that hit it are reported.
+    """
+    fm = None if free is None else free.to(a_p.dtype)
+    x = (torch.rand(a_p.shape, generator=generator, dtype=a_p.dtype, device=a_p.device)
+         < torch.sigmoid(a_p)).to(a_p.dtype)
+    log_w = torch.log(torch.rand(a_p.shape[0], generator=generator, dtype=a_p.dtype, device=a_p.device))
+    met = log_w + _log_prob(x, a_p, fm) <= _log_prob(x, a_q, fm)
+    y = x.clone()
+    tries = torch.zeros(a_p.shape[0], dtype=torch.long, device=a_p.device)
+    idx = (~met).nonzero().squeeze(-1)
+    for _ in range(max_tries):
+        if idx.numel() == 0:
+            break
+        ap, aq = a_p[idx], a_q[idx]
+        f = None if fm is None else fm[idx]
+        ys = (torch.rand(aq.shape, generator=generator, dtype=aq.dtype, device=aq.device)
+              < torch.sigmoid(aq)).to(aq.dtype)
+        lw = torch.log(torch.rand(idx.shape[0], generator=generator, dtype=aq.dtype, device=aq.device))
+        ok = lw + _log_prob(ys, aq, f) > _log_prob(ys, ap, f)
+        tries[idx] += 1
+        y[idx] = ys            # the last draw stays for rows that hit the cap
+        idx = idx[~ok]
+    capped = torch.zeros_like(met)
+    capped[idx] = True
+    return x, y, MaximalInfo(met, tries, capped)
+
+
+@torch.no_grad()
+def crn_bernoulli(a_p: Tensor, a_q: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """Coordinate-wise maximal coupling: X_i = [u_i < p_i], Y_i = [u_i < q_i], common u (B, n)."""
+    return sample_bits(a_p, u, 1.0), sample_bits(a_q, u, 1.0)
+
+
+@torch.no_grad()
+def coupled_gibbs_step(model: DBM, x: Sequence[Tensor], y: Sequence[Tensor],
+                       generator: torch.Generator, clamp: Clamp = None, coupling: str = "maximal",
+                       max_tries: int = 10_000) -> tuple[tuple, tuple, int]:
+    """One coupled block Gibbs sweep (even block, then odd block, as ``gibbs_update``).
+
+    coupling: "maximal" draws each block (all its layers jointly) from the maximal coupling of
+    the two chains' block conditionals; "crn" uses common uniforms (coordinate-wise maximal).
+    Returns (x, y, number of rows that hit the residual-sampler cap).
+    """
+    if coupling not in ("maximal", "crn"):
+        raise ValueError(f"unknown Gibbs coupling {coupling!r}; use 'maximal' or 'crn'")
+    x, y = list(x), list(y)
+    capped = 0
+    u = draw_uniforms(model, x[0].shape[0], generator) if coupling == "crn" else None
+    for parity in (0, 1):
+        layers = [l for l in model.layers(parity) if not (l == 0 and clamp is True)]
+        if not layers:
+            continue
+        ax = [model.logits(x, l) for l in layers]
+        ay = [model.logits(y, l) for l in layers]
+        if coupling == "crn":
+            for l, a, b in zip(layers, ax, ay):
+                nx, ny = crn_bernoulli(a, b, u[l])
+                x[l], y[l] = _clamped(l, nx, x[l], clamp), _clamped(l, ny, y[l], clamp)
+            continue
+        free = None
+        if isinstance(clamp, Tensor) and layers[0] == 0:
+            free = torch.cat([~clamp] + [torch.ones_like(a, dtype=torch.bool) for a in ax[1:]], -1)
+        bx, by, info = maximal_bernoulli(torch.cat(ax, -1), torch.cat(ay, -1), generator, free,
+                                         max_tries)
+        capped += int(info.capped.sum())
+        for l, px, py in zip(layers, bx.split([a.shape[1] for a in ax], -1),
+                             by.split([a.shape[1] for a in ay], -1)):
+            x[l], y[l] = _clamped(l, px, x[l], clamp), _clamped(l, py, y[l], clamp)
+    return tuple(x), tuple(y), capped

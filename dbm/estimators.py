@@ -1,0 +1,369 @@
+"""Gradient estimators for DBMs behind one interface (spec §2).
+
+    est = dbm.estimator("ucd-mh-lmi", marginalize=True)
+    loss, info = est.loss(model, v, generator)     # v: (B, n_0) binary
+    loss.backward()                                 # grads = estimate of grad mean_b -log p(v_b)
+
+Each estimator produces, for the positive phase (v clamped to the data) and the negative phase
+(all units free), weighted states whose sufficient statistics give the gradient (``dbm.stats``).
+``info`` reports per chain the coupling time tau, the local-search sweeps T and every cap hit.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .couplings import coupled_gibbs_step, coupled_mh_step, states_equal
+from .driver import CoupledResult, run_coupled, tree_cat, tree_take
+from .model import DBM
+from .samplers import (draw_proposal, draw_uniforms, energy_fn, gibbs_step, gibbs_update,
+                       local_mode, mh_init, mh_step, mh_update)
+from .stats import per_state_statistics, statistics, surrogate_loss
+from .validate import check_generator, check_visible
+
+__all__ = ["PhaseInfo", "EstimatorInfo", "PhaseResult", "Estimator", "CD", "PCD", "UCDGibbs",
+           "UCDMHLMI", "OfficialSingleChain", "ESTIMATORS", "estimator"]
+
+
+class PhaseInfo(NamedTuple):
+    """Per-chain diagnostics of one phase, each (B,).
+
+    tau: meeting time of the coupled chains (1 for uncoupled estimators, and the number of MH
+    proposals for ``official-single-chain``); capped: tau hit ``max_steps`` (the estimate is then
+    truncated and biased); sweeps: T = 0 local-search sweeps of X0 (0 without local search);
+    sweeps_capped: the local search hit ``max_sweeps``.
+    """
+    tau: Tensor
+    capped: Tensor
+    sweeps: Tensor
+    sweeps_capped: Tensor
+
+
+class EstimatorInfo(NamedTuple):
+    pos: PhaseInfo
+    neg: PhaseInfo
+
+    def summary(self) -> dict[str, float]:
+        """Scalars for logging: tau and T statistics per phase and cap hits."""
+        out = {}
+        for name, ph in (("pos", self.pos), ("neg", self.neg)):
+            tau = ph.tau.double()
+            out[f"{name}_tau_mean"] = float(tau.mean())
+            out[f"{name}_tau_max"] = float(tau.max())
+            out[f"{name}_p_tau1"] = float((ph.tau == 1).double().mean())
+            out[f"{name}_tau_capped"] = float(ph.capped.sum())
+            out[f"{name}_sweeps_mean"] = float(ph.sweeps.double().mean())
+            out[f"{name}_sweeps_max"] = float(ph.sweeps.max())
+            out[f"{name}_sweeps_capped"] = float(ph.sweeps_capped.sum())
+        return out
+
+
+class PhaseResult(NamedTuple):
+    """States entering the estimate: xs (N rows per layer), weight (N,) in {+1, -1}, chain (N,)."""
+    xs: tuple
+    weight: Tensor
+    chain: Tensor
+    info: PhaseInfo
+
+
+def _no_local_search(batch: int, device) -> tuple[Tensor, Tensor]:
+    return (torch.zeros(batch, dtype=torch.long, device=device),
+            torch.zeros(batch, dtype=torch.bool, device=device))
+
+
+def _from_coupled(res: CoupledResult, sweeps: Tensor, sweeps_capped: Tensor, get_xs) -> PhaseResult:
+    batch, m = res.tau.shape[0], res.chain.shape[0]
+    dev = res.tau.device
+    xs = tree_cat([get_xs(res.x0), get_xs(res.plus), get_xs(res.minus)])
+    weight = torch.cat([torch.ones(batch + m, device=dev), -torch.ones(m, device=dev)])
+    chain = torch.cat([torch.arange(batch, device=dev), res.chain, res.chain])
+    return PhaseResult(xs, weight.to(xs[0].dtype), chain,
+                       PhaseInfo(res.tau, res.capped, sweeps, sweeps_capped))
+
+
+def _single(xs, info: PhaseInfo) -> PhaseResult:
+    batch = xs[0].shape[0]
+    return PhaseResult(tuple(xs), torch.ones(batch, dtype=xs[0].dtype, device=xs[0].device),
+                       torch.arange(batch, device=xs[0].device), info)
+
+
+class Estimator:
+    """Base class. Subclasses implement ``_phase(model, v, clamp, generator, phase)``.
+
+    Parameters
+    ----------
+    marginalize : bool
+        Sum out the odd layers (Rao-Blackwellised statistics; MH chains then target F(x_even)).
+    """
+    name = "base"
+
+    def __init__(self, marginalize: bool = False):
+        self.marginalize = bool(marginalize)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"estimator({self.name!r}, {opts})"
+
+    def options(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def phases(self, model: DBM, v: Tensor, generator: torch.Generator
+               ) -> tuple[PhaseResult, PhaseResult]:
+        """Checked inputs -> (positive phase, negative phase)."""
+        v = check_visible(model, v)
+        model.check_finite()
+        check_generator(generator, v.device)
+        with torch.no_grad():
+            pos = self._phase(model, v, True, generator, "pos")
+            neg = self._phase(model, v, None, generator, "neg")
+        return pos, neg
+
+    def loss(self, model: DBM, v: Tensor, generator: torch.Generator) -> tuple[Tensor, EstimatorInfo]:
+        """Surrogate loss whose gradient estimates grad mean_b(-log p(v_b)), and diagnostics."""
+        pos, neg = self.phases(model, v, generator)
+        s_pos = statistics(model, pos.xs, pos.weight, self.marginalize)
+        s_neg = statistics(model, neg.xs, neg.weight, self.marginalize)
+        return surrogate_loss(model, s_pos, s_neg, v.shape[0]), EstimatorInfo(pos.info, neg.info)
+
+    def chain_estimates(self, model: DBM, v: Tensor, generator: torch.Generator
+                        ) -> tuple[Tensor, EstimatorInfo]:
+        """Per-chain gradient estimates g_b, (B, P) in parameter order (small models: tests)."""
+        pos, neg = self.phases(model, v, generator)
+        batch = v.shape[0]
+        g = torch.zeros(batch, sum(p.numel() for p in model.parameters()), dtype=torch.float64,
+                        device=v.device)
+        for ph, sign in ((pos, -1.0), (neg, 1.0)):
+            phi = per_state_statistics(model, ph.xs, self.marginalize).double()
+            g.index_add_(0, ph.chain, sign * ph.weight.double().unsqueeze(-1) * phi)
+        return g, EstimatorInfo(pos.info, neg.info)
+
+    def _phase(self, model, v, clamp, generator, phase) -> PhaseResult:
+        raise NotImplementedError
+
+
+class _LocalModeInit:
+    """pi0 of UCD-MH-LMI (spec §2 step 1): uniform start (v clamped in the positive phase), T = 0
+    sweeps to a local mode, then one T = 1 sweep. With ``warm_start`` the search starts from the
+    previous call's X0 of the same phase instead (still a valid initial law for the lag-1
+    estimator: it is fixed given the past)."""
+
+    def _pi0(self, model, v, clamp, generator, phase, n_copies):
+        batch = v.shape[0]
+        prev = self._warm.get(phase) if self.warm_start else None
+        vv = v.repeat(n_copies, 1) if clamp is True else None
+        if prev is not None and prev[0].shape[0] == batch * n_copies:
+            xs = (vv if vv is not None else prev[0],) + tuple(prev[1:])
+        else:
+            xs = model.random_state(batch * n_copies, generator, vv)
+        xs, lm = local_mode(model, xs, clamp, self.max_sweeps)
+        xs, odd = gibbs_update(model, xs, draw_uniforms(model, xs[0].shape[0], generator), 1.0, clamp)
+        if self.warm_start:
+            self._warm[phase] = xs
+        return xs, odd, lm
+
+
+class UCDMHLMI(Estimator, _LocalModeInit):
+    """UCD-MH-LMI, the paper's method: lag-1 coupled MH with the uniform independence proposal,
+    common proposal and acceptance uniform, pi0 = local mode + one sweep.
+
+    y0 : "same" (Y0 = X0, the paper) or "independent" (a second draw from pi0).
+    max_steps : cap on tau (hits counted). max_sweeps : cap on the local search (hits counted).
+    """
+    name = "ucd-mh-lmi"
+
+    def __init__(self, marginalize=False, y0="same", max_steps=1000, max_sweeps=1000,
+                 warm_start=False):
+        super().__init__(marginalize)
+        if y0 not in ("same", "independent"):
+            raise ValueError(f"y0 must be 'same' or 'independent', got {y0!r}")
+        self.y0, self.max_steps, self.max_sweeps = y0, int(max_steps), int(max_sweeps)
+        self.warm_start, self._warm = bool(warm_start), {}
+
+    def _phase(self, model, v, clamp, generator, phase):
+        batch, marg = v.shape[0], self.marginalize
+        n_copies = 2 if self.y0 == "independent" else 1
+        xs, odd, lm = self._pi0(model, v, clamp, generator, phase, n_copies)
+        state = mh_init(model, xs, marg, odd)
+        x0 = tree_take(state, slice(0, batch))
+        y0 = tree_take(state, slice(batch, 2 * batch)) if n_copies == 2 else x0
+        res = run_coupled(
+            x0, y0,
+            step=lambda s, idx: mh_step(model, s, generator, clamp, marg)[0],
+            coupled_step=lambda x, y, idx: coupled_mh_step(model, x, y, generator, clamp, marg),
+            met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps)
+        return _from_coupled(res, lm.sweeps[:batch], lm.capped[:batch], lambda s: s.xs)
+
+
+class UCDGibbs(Estimator, _LocalModeInit):
+    """UCD-Gibbs (Qiu, Zhang, Wang 2020): lag-1 coupled block Gibbs sweeps.
+
+    init : "uniform" (uniform states, v clamped in the positive phase), "data" (negative chains
+        start at the data batch with uniform hidden units, as the reference code) or "local-mode"
+        (the pi0 of UCD-MH-LMI). y0 : "independent" (default) or "same".
+    coupling : "maximal" (joint maximal coupling of each block) or "crn" (coordinate-wise).
+    """
+    name = "ucd-gibbs"
+
+    def __init__(self, marginalize=False, init="uniform", y0="independent", coupling="maximal",
+                 max_steps=100, max_sweeps=1000, max_tries=10_000):
+        super().__init__(marginalize)
+        if init not in ("uniform", "data", "local-mode"):
+            raise ValueError(f"init must be 'uniform', 'data' or 'local-mode', got {init!r}")
+        if y0 not in ("same", "independent"):
+            raise ValueError(f"y0 must be 'same' or 'independent', got {y0!r}")
+        if coupling not in ("maximal", "crn"):
+            raise ValueError(f"coupling must be 'maximal' or 'crn', got {coupling!r}")
+        self.init, self.y0, self.coupling = init, y0, coupling
+        self.max_steps, self.max_sweeps, self.max_tries = int(max_steps), int(max_sweeps), int(max_tries)
+        self.warm_start, self._warm = False, {}
+        self.residual_caps = 0   # rows whose maximal-coupling residual sampler hit max_tries
+
+    def _phase(self, model, v, clamp, generator, phase):
+        batch = v.shape[0]
+        n = 2 if self.y0 == "independent" else 1
+        if self.init == "local-mode":
+            xs, _, lm = self._pi0(model, v, clamp, generator, phase, n)
+            sweeps, scap = lm.sweeps[:batch], lm.capped[:batch]
+        else:
+            start_v = v.repeat(n, 1) if (clamp is True or self.init == "data") else None
+            xs = model.random_state(batch * n, generator, start_v)
+            sweeps, scap = _no_local_search(batch, v.device)
+        x0 = tuple(x[:batch] for x in xs)
+        y0 = tuple(x[batch:] for x in xs) if n == 2 else x0
+
+        def coupled(x, y, idx):
+            x, y, capped = coupled_gibbs_step(model, x, y, generator, clamp, self.coupling,
+                                              self.max_tries)
+            self.residual_caps += capped
+            return x, y
+
+        res = run_coupled(x0, y0, step=lambda s, idx: gibbs_step(model, s, generator, 1.0, clamp),
+                          coupled_step=coupled, met=states_equal, max_steps=self.max_steps)
+        return _from_coupled(res, sweeps, scap, lambda s: s)
+
+
+class OfficialSingleChain(Estimator, _LocalModeInit):
+    """The authors' released behaviour (spec §2, known discrepancy): from X0 ~ pi0 (local mode +
+    one sweep) run one MH chain until its first rejection and return that state. Equal to
+    UCD-MH-LMI when the first proposal is rejected, **biased** otherwise; kept to show it."""
+    name = "official-single-chain"
+
+    def __init__(self, marginalize=False, max_steps=1000, max_sweeps=1000):
+        super().__init__(marginalize)
+        self.max_steps, self.max_sweeps = int(max_steps), int(max_sweeps)
+        self.warm_start, self._warm = False, {}
+
+    def _phase(self, model, v, clamp, generator, phase):
+        batch, marg = v.shape[0], self.marginalize
+        xs, odd, lm = self._pi0(model, v, clamp, generator, phase, 1)
+        state = mh_init(model, xs, marg, odd)
+        out = [x.clone() for x in state.xs]
+        tau = torch.full((batch,), self.max_steps, dtype=torch.long, device=v.device)
+        idx = torch.arange(batch, device=v.device)
+        for t in range(1, self.max_steps + 1):
+            prop, log_u = draw_proposal(model, state.xs, generator, clamp, marg)
+            state, acc = mh_update(state, prop, energy_fn(model, marg)(prop), log_u)
+            rej = ~acc
+            for o, x in zip(out, state.xs):
+                o[idx[rej]] = x[rej]
+            tau[idx[rej]] = t
+            idx, state = idx[acc], tree_take(state, acc)
+            if idx.numel() == 0:
+                break
+        capped = torch.zeros(batch, dtype=torch.bool, device=v.device)
+        if idx.numel():
+            capped[idx] = True
+            for o, x in zip(out, state.xs):
+                o[idx] = x
+        return _single(out, PhaseInfo(tau, capped, lm.sweeps, lm.capped))
+
+
+class CD(Estimator):
+    """CD-k for DBMs: positive phase by clamped Gibbs sweeps from uniform hidden units
+    (``positive="gibbs"``, ``k_pos`` sweeps) or mean-field (``positive="mean-field"``,
+    ``k_pos`` iterations from 0.5); negative chains start at the positive-phase state and run k
+    sweeps. Biased for finite k."""
+    name = "cd"
+
+    def __init__(self, marginalize=False, k=1, positive="gibbs", k_pos=10):
+        super().__init__(marginalize)
+        if positive not in ("gibbs", "mean-field"):
+            raise ValueError(f"positive must be 'gibbs' or 'mean-field', got {positive!r}")
+        if int(k) < 1 or int(k_pos) < 1:
+            raise ValueError("k and k_pos must be >= 1")
+        self.k, self.positive, self.k_pos = int(k), positive, int(k_pos)
+        self._pos_sample = None
+
+    def _positive(self, model, v, generator):
+        batch = v.shape[0]
+        if self.positive == "mean-field":
+            mus = [v] + [torch.full((batch, n), 0.5, dtype=v.dtype, device=v.device)
+                         for n in model.layer_sizes[1:]]
+            for _ in range(self.k_pos):
+                for parity in (0, 1):
+                    for l in model.layers(parity):
+                        if l > 0:
+                            mus[l] = torch.sigmoid(model.logits(mus, l))
+            sample = [v] + [(torch.rand(m.shape, generator=generator, dtype=m.dtype, device=m.device)
+                             < m).to(m.dtype) for m in mus[1:]]
+            return tuple(mus), tuple(sample)
+        xs = model.random_state(batch, generator, v)
+        for _ in range(self.k_pos):
+            xs = gibbs_step(model, xs, generator, 1.0, True)
+        return xs, xs
+
+    def _negative_start(self, model, v, generator):
+        return self._pos_sample
+
+    def _phase(self, model, v, clamp, generator, phase):
+        batch = v.shape[0]
+        ones = torch.ones(batch, dtype=torch.long, device=v.device)
+        if phase == "pos":
+            states, self._pos_sample = self._positive(model, v, generator)
+            sweeps = torch.full_like(ones, self.k_pos)
+            return _single(states, PhaseInfo(ones, ones == 0, sweeps, ones == 0))
+        xs = self._negative_start(model, v, generator)
+        for _ in range(self.k):
+            xs = gibbs_step(model, xs, generator, 1.0, None)
+        self._end_negative(xs)
+        return _single(xs, PhaseInfo(ones, ones == 0, torch.full_like(ones, self.k), ones == 0))
+
+    def _end_negative(self, xs) -> None:
+        self._pos_sample = None
+
+
+class PCD(CD):
+    """Persistent CD-k: the negative chains live in the estimator (``self.chains``), created
+    uniformly at random on the first call with one chain per batch row."""
+    name = "pcd"
+
+    def __init__(self, marginalize=False, k=1, positive="gibbs", k_pos=10):
+        super().__init__(marginalize, k, positive, k_pos)
+        self.chains = None
+
+    def options(self) -> dict:
+        return {k: v for k, v in super().options().items() if k != "chains"}
+
+    def _negative_start(self, model, v, generator):
+        if self.chains is None:
+            self.chains = model.random_state(v.shape[0], generator)
+        if self.chains[0].shape[0] != v.shape[0]:
+            raise ValueError(f"PCD has {self.chains[0].shape[0]} persistent chains but the batch has "
+                             f"{v.shape[0]} rows; keep the batch size fixed or set est.chains = None")
+        return self.chains
+
+    def _end_negative(self, xs) -> None:
+        self.chains = xs
+        self._pos_sample = None
+
+
+ESTIMATORS = {c.name: c for c in (CD, PCD, UCDGibbs, UCDMHLMI, OfficialSingleChain)}
+
+
+def estimator(name: str = "ucd-mh-lmi", **options) -> Estimator:
+    """Build a gradient estimator by name: one of ``dbm.ESTIMATORS``."""
+    if name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; choose from {sorted(ESTIMATORS)}")
+    return ESTIMATORS[name](**options)

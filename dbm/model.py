@@ -1,0 +1,208 @@
+"""The deep Boltzmann machine (spec §1).
+
+State x = (v, h_1, ..., h_L) of binary units, h_0 := v. With optional fixed centering offsets
+mu_l (spec §3, zero by default) and c_l := x_l - mu_l, the energy is
+
+    E(x) = - sum_{l=0..L} b_l^T c_l - sum_{l=1..L} c_l^T W_l c_{l-1},     p(x) = exp(-E(x)) / Z.
+
+Layers split into the *even* block {v, h_2, ...} and the *odd* block {h_1, h_3, ...}; each block
+is conditionally independent given the other. Every interaction term couples one odd and one
+even layer, so with a_l the logits of odd layer l given the even block,
+
+    E(x) = - sum_{l even} b_l^T c_l - sum_{l odd} c_l^T a_l(x_even),                   (1)
+    F(x_even) = - sum_{l even} b_l^T c_l - sum_{l odd} [softplus(a_l).sum() - mu_l^T a_l],  (2)
+
+where F is the free energy with the odd layers summed out (Rao-Blackwellisation, spec §3).
+A state is a tuple ``xs`` of L+1 tensors, ``xs[l]`` of shape (B, n_l), float, values in {0, 1}.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .validate import check_generator, check_state
+
+__all__ = ["DBM", "orthogonal_", "layer_parity"]
+
+
+def layer_parity(l: int) -> int:
+    """0 for the even block {v, h2, ...}, 1 for the odd block {h1, h3, ...}."""
+    return l % 2
+
+
+def orthogonal_(w: Tensor, generator: torch.Generator | None, gain: float = 1.0) -> Tensor:
+    """Fill ``w`` (rows x cols) with a (semi-)orthogonal matrix drawn with ``generator``.
+
+    QR of a Gaussian matrix with the sign of R's diagonal folded in (Haar measure), as
+    ``torch.nn.init.orthogonal_`` but with an explicit generator.
+    """
+    rows, cols = w.shape
+    a = torch.randn(max(rows, cols), min(rows, cols), generator=generator, dtype=torch.float64,
+                    device=w.device)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+    if rows < cols:
+        q = q.T
+    with torch.no_grad():
+        w.copy_(gain * q[:rows, :cols])
+    return w
+
+
+class DBM(nn.Module):
+    """A deep Boltzmann machine with layer sizes (n_0, n_1, ..., n_L); L = 1 is an RBM.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int, length L + 1 >= 2
+        n_0 is the number of visible units.
+    init : {"orthogonal", "gaussian", "zeros"}
+        Weight initialisation; biases start at zero. "gaussian" draws N(0, sigma^2).
+    sigma : float
+        Gain of the orthogonal init, or the standard deviation of the Gaussian init.
+    offsets : sequence of tensors (n_l,) or None
+        Fixed centering offsets mu_l (zero when None).
+    generator : torch.Generator, optional
+        Source of randomness for the initialisation (a fresh one seeded 0 when None, so the
+        global RNG is never touched).
+
+    Attributes
+    ----------
+    weights : ParameterList, ``weights[l-1]`` = W_l of shape (n_l, n_{l-1})
+    biases : ParameterList, ``biases[l]`` = b_l of shape (n_l,)
+    offsets : list of buffers ``offsets[l]`` = mu_l of shape (n_l,)
+    """
+
+    def __init__(self, layer_sizes: Sequence[int], init: str = "orthogonal", sigma: float = 1.0,
+                 offsets: Sequence[Tensor] | None = None, generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        super().__init__()
+        sizes = tuple(int(n) for n in layer_sizes)
+        if len(sizes) < 2 or any(n < 1 for n in sizes):
+            raise ValueError(f"layer_sizes must have at least 2 positive entries, got {layer_sizes}")
+        self.layer_sizes = sizes
+        if generator is None:
+            generator = torch.Generator(device=device).manual_seed(0)
+        check_generator(generator, torch.device(device))
+        self.weights = nn.ParameterList(
+            [nn.Parameter(torch.empty(sizes[l], sizes[l - 1], dtype=dtype, device=device))
+             for l in range(1, len(sizes))])
+        self.biases = nn.ParameterList(
+            [nn.Parameter(torch.zeros(n, dtype=dtype, device=device)) for n in sizes])
+        for w in self.weights:
+            if init == "orthogonal":
+                orthogonal_(w, generator, gain=sigma)
+            elif init == "gaussian":
+                with torch.no_grad():
+                    w.copy_(sigma * torch.randn(w.shape, generator=generator, dtype=torch.float64,
+                                                device=w.device))
+            elif init == "zeros":
+                nn.init.zeros_(w)
+            else:
+                raise ValueError(f"unknown init {init!r}; use 'orthogonal', 'gaussian' or 'zeros'")
+        for l, n in enumerate(sizes):
+            mu = torch.zeros(n, dtype=dtype, device=device) if offsets is None else offsets[l]
+            mu = torch.as_tensor(mu, dtype=dtype, device=device)
+            if mu.shape != (n,):
+                raise ValueError(f"offset {l} must have shape ({n},), got {tuple(mu.shape)}")
+            self.register_buffer(f"mu_{l}", mu.clone())
+        self.centered = offsets is not None
+
+    # ----------------------------------------------------------------------- structure
+    @property
+    def depth(self) -> int:
+        """L, the number of hidden layers."""
+        return len(self.layer_sizes) - 1
+
+    @property
+    def offsets(self) -> list[Tensor]:
+        return [getattr(self, f"mu_{l}") for l in range(len(self.layer_sizes))]
+
+    def layers(self, parity: int) -> range:
+        """Indices of the layers in the even (0) or odd (1) block."""
+        return range(parity, len(self.layer_sizes), 2)
+
+    def check_finite(self) -> None:
+        """Raise ValueError if any parameter is NaN or infinite."""
+        for name, p in self.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise ValueError(f"parameter {name} has NaN or infinite entries")
+
+    def set_offsets(self, offsets: Sequence[Tensor]) -> None:
+        """Change the centering offsets mu -> mu' keeping the represented distribution.
+
+        b'_l = b_l + W_l d_{l-1} + W_{l+1}^T d_{l+1} with d = mu' - mu (spec §3).
+        """
+        with torch.no_grad():
+            d = [torch.as_tensor(m, dtype=mu.dtype, device=mu.device) - mu
+                 for m, mu in zip(offsets, self.offsets)]
+            shift = [torch.zeros_like(b) for b in self.biases]
+            for l in range(1, len(self.layer_sizes)):
+                w = self.weights[l - 1]
+                shift[l] += w @ d[l - 1]
+                shift[l - 1] += w.T @ d[l]
+            for b, s in zip(self.biases, shift):
+                b.add_(s)
+            for l, m in enumerate(offsets):
+                getattr(self, f"mu_{l}").copy_(torch.as_tensor(m))
+        self.centered = True
+
+    # ----------------------------------------------------------------------- conditionals
+    def centred(self, xs: Sequence[Tensor], l: int) -> Tensor:
+        return xs[l] - self.offsets[l] if self.centered else xs[l]
+
+    def logits(self, xs: Sequence[Tensor], l: int) -> Tensor:
+        """a_l = b_l + W_l c_{l-1} + W_{l+1}^T c_{l+1}: logits of p(x_l = 1 | neighbours), (B, n_l)."""
+        a = self.biases[l]
+        if l > 0:
+            a = a + self.centred(xs, l - 1) @ self.weights[l - 1].T
+        if l < self.depth:
+            a = a + self.centred(xs, l + 1) @ self.weights[l]
+        return a
+
+    def block_logits(self, xs: Sequence[Tensor], parity: int) -> dict[int, Tensor]:
+        """Logits of every layer of one block given the other block: {l: (B, n_l)}."""
+        return {l: self.logits(xs, l) for l in self.layers(parity)}
+
+    # ----------------------------------------------------------------------- energies
+    def energy(self, xs: Sequence[Tensor], odd_logits: dict[int, Tensor] | None = None) -> Tensor:
+        """E(x), shape (B,), by eq. (1); pass the odd-block logits when they are cached."""
+        check_state(self, xs)
+        if odd_logits is None:
+            odd_logits = self.block_logits(xs, 1)
+        e = 0.0
+        for l in self.layers(0):
+            e = e - self.centred(xs, l) @ self.biases[l]
+        for l, a in odd_logits.items():
+            e = e - (self.centred(xs, l) * a).sum(-1)
+        return e
+
+    def free_energy(self, xs: Sequence[Tensor], odd_logits: dict[int, Tensor] | None = None) -> Tensor:
+        """F(x_even) with the odd layers summed out, shape (B,), eq. (2); odd entries of xs unused."""
+        if odd_logits is None:
+            odd_logits = self.block_logits(xs, 1)
+        f = 0.0
+        for l in self.layers(0):
+            f = f - self.centred(xs, l) @ self.biases[l]
+        for l, a in odd_logits.items():
+            f = f - F.softplus(a).sum(-1)
+            if self.centered:
+                f = f + a @ self.offsets[l]
+        return f
+
+    def extra_repr(self) -> str:
+        return f"layer_sizes={self.layer_sizes}, centered={self.centered}"
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def random_state(self, batch: int, generator: torch.Generator, v: Tensor | None = None) -> tuple[Tensor, ...]:
+        """A uniformly random state (B, n_l) per layer; ``v`` (B, n_0) replaces the visible layer."""
+        p0 = self.weights[0]
+        xs = [v if (l == 0 and v is not None) else
+              torch.randint(0, 2, (batch, n), generator=generator, device=p0.device).to(p0.dtype)
+              for l, n in enumerate(self.layer_sizes)]
+        return tuple(xs)
+
