@@ -64,7 +64,7 @@ class CoupledResult(NamedTuple):
 
 
 def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
-                max_steps: int) -> CoupledResult:
+                max_steps: int, keep_states: bool = True) -> CoupledResult:
     """Run the lag-1 coupled chains until they meet or ``max_steps`` is reached.
 
     Parameters
@@ -75,6 +75,7 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     coupled_step : (x, y, idx) -> (x, y), one step of the faithful coupling.
     met : (x, y) -> (b,) bool, whether the chains are equal.
     max_steps : cap on tau; capped chains are truncated (biased) and flagged.
+    keep_states : record the correction states (False when only tau is wanted: no memory grows).
     """
     leaf = _first_leaf(x0)
     batch, device = leaf.shape[0], leaf.device
@@ -86,9 +87,10 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     plus, minus, chain = [], [], []
     t = 1
     while idx.numel() and t < max_steps:
-        plus.append(x)                                         # f(X_t) - f(Y_{t-1})
-        minus.append(y)
-        chain.append(idx)
+        if keep_states:
+            plus.append(x)                                     # f(X_t) - f(Y_{t-1})
+            minus.append(y)
+            chain.append(idx)
         x, y = coupled_step(x, y, idx)                         # (X_{t+1}, Y_t)
         t += 1
         m = met(x, y)

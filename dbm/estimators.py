@@ -98,6 +98,7 @@ class Estimator:
         Sum out the odd layers (Rao-Blackwellised statistics; MH chains then target F(x_even)).
     """
     name = "base"
+    _keep_states = True
 
     def __init__(self, marginalize: bool = False):
         self.marginalize = bool(marginalize)
@@ -138,6 +139,20 @@ class Estimator:
             phi = per_state_statistics(model, ph.xs, self.marginalize).double()
             g.index_add_(0, ph.chain, sign * ph.weight.double().unsqueeze(-1) * phi)
         return g, EstimatorInfo(pos.info, neg.info)
+
+    def coupling_times(self, model: DBM, batch: int, generator: torch.Generator) -> PhaseInfo:
+        """Diagnostics of the negative phase alone (sampling from the model) for ``batch``
+        chains, without keeping correction states: the fig24 measurement."""
+        model.check_finite()
+        w = model.weights[0]
+        check_generator(generator, w.device)
+        v = torch.zeros(batch, model.layer_sizes[0], dtype=w.dtype, device=w.device)
+        self._keep_states = False
+        try:
+            with torch.no_grad():
+                return self._phase(model, v, None, generator, "neg").info
+        finally:
+            self._keep_states = True
 
     def _phase(self, model, v, clamp, generator, phase) -> PhaseResult:
         raise NotImplementedError
@@ -192,7 +207,8 @@ class UCDMHLMI(Estimator, _LocalModeInit):
             x0, y0,
             step=lambda s, idx: mh_step(model, s, generator, clamp, marg)[0],
             coupled_step=lambda x, y, idx: coupled_mh_step(model, x, y, generator, clamp, marg),
-            met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps)
+            met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps,
+            keep_states=self._keep_states)
         return _from_coupled(res, lm.sweeps[:batch], lm.capped[:batch], lambda s: s.xs)
 
 
@@ -240,7 +256,8 @@ class UCDGibbs(Estimator, _LocalModeInit):
             return x, y
 
         res = run_coupled(x0, y0, step=lambda s, idx: gibbs_step(model, s, generator, 1.0, clamp),
-                          coupled_step=coupled, met=states_equal, max_steps=self.max_steps)
+                          coupled_step=coupled, met=states_equal, max_steps=self.max_steps,
+                          keep_states=self._keep_states)
         return _from_coupled(res, sweeps, scap, lambda s: s)
 
 

@@ -1,0 +1,60 @@
+"""Benchmark fixtures: devices, model shapes, the matrix-product peak measured in the same run.
+
+Benchmarks time one step function each (with device synchronisation on GPU) and put sizes and
+FLOP counts in ``extra_info``; ``benchmarks/to_csv.py`` turns the JSON into results/bench.csv.
+"""
+import os
+import time
+
+import pytest
+import torch
+
+from dbm import DBM
+
+torch.set_num_threads(int(os.environ.get("DBM_BENCH_THREADS", min(2, os.cpu_count() or 1))))
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+SHAPES = {"binary-784x3": (784, 784, 784), "8bit-6272-1000-1000": (6272, 1000, 1000)}
+BATCHES = [100, 1000]
+
+
+def sync(device):
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device: str, n: int = 2048, reps: int = 10, dtype=torch.float32) -> float:
+    """Achieved GFLOP/s of a square fp32 matrix product (the peak we compare against)."""
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.rand(n, n, generator=g, device=device, dtype=dtype)
+    b = torch.rand(n, n, generator=g, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(3):
+        a @ b
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+@pytest.fixture(scope="session")
+def peak_gflops():
+    return {d: matmul_peak(d) for d in DEVICES}
+
+
+def make_model(shape, device):
+    return DBM(shape, generator=torch.Generator(device=device).manual_seed(0), device=device)
+
+
+def data(shape, batch, device, seed=0):
+    g = torch.Generator(device=device).manual_seed(seed)
+    return torch.randint(0, 2, (batch, shape[0]), generator=g, device=device).float()
+
+
+def record(benchmark, peak, device, shape_name, shape, batch, flops, **extra):
+    benchmark.extra_info.update(dict(device=device, shape=shape_name, layer_sizes=list(shape),
+                                     batch=batch, flops=flops, peak_gflops=peak[device],
+                                     threads=torch.get_num_threads(), **extra))

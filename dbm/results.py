@@ -1,0 +1,86 @@
+"""Tidy results: derived seeds, atomic writes, sidecar JSON with the full protocol."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["seed_hash", "cell_id", "atomic_write_text", "write_csv", "git_sha", "environment",
+           "write_sidecar", "device_name"]
+
+
+def seed_hash(*names) -> int:
+    """A 63-bit seed derived from names, e.g. seed_hash("fig24", method, width, replicate)."""
+    digest = hashlib.sha256("/".join(str(n) for n in names).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def cell_id(args: dict) -> str:
+    """A short stable hash of a job's arguments (the name of its output file)."""
+    return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write to a temporary file in the same folder, then rename (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_csv(df, path: str | Path) -> None:
+    atomic_write_text(path, df.to_csv(index=False))
+
+
+def git_sha(root: str | Path | None = None) -> str:
+    root = Path(root or Path(__file__).resolve().parents[1])
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha or "unknown") + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: str | torch.device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cpus, " \
+           f"{torch.get_num_threads()} torch threads)"
+
+
+def environment(device: str | torch.device = "cpu") -> dict:
+    """Versions, device and host facts for a sidecar."""
+    import numpy
+    import pandas
+    return {"python": sys.version.split()[0], "torch": torch.__version__,
+            "numpy": numpy.__version__, "pandas": pandas.__version__,
+            "platform": platform.platform(), "device": str(device),
+            "device_name": device_name(device), "git_sha": git_sha()}
+
+
+def write_sidecar(path: str | Path, config, wall_time_s: float, device: str, **extra) -> dict:
+    """The sidecar JSON: resolved config, environment, wall time, and anything extra."""
+    cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    record = {"config": cfg, "environment": environment(device), "wall_time_s": wall_time_s,
+              "argv": sys.argv, **extra}
+    atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
+    return record

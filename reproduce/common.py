@@ -1,0 +1,75 @@
+"""Shared command-line plumbing of the reproduction scripts (config overrides, progress, summary)."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+__all__ = ["base_parser", "progress", "finish"]
+
+
+def _parse_field(kind, text: str):
+    origin = typing.get_origin(kind) or kind
+    if origin is tuple or kind == "tuple":
+        items = [s for s in text.split(",") if s]
+        return tuple(int(s) if s.lstrip("-").isdigit() else s for s in items)
+    if kind in (int, "int"):
+        return int(text)
+    if kind in (float, "float", "float | None"):
+        return None if text.lower() == "none" else float(text)
+    if kind in (bool, "bool"):
+        return text.lower() in ("1", "true", "yes")
+    return text
+
+
+def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
+    """--quick/--device/--plot-only/--force/--out-dir/--work-dir plus one --<field> per config
+    field (tuples comma-separated). ``args.config(quick_overrides)`` resolves the config:
+    defaults, then the --quick profile, then explicit flags."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small profile for a smoke test (~1 minute on CPU)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--plot-only", action="store_true", help="redraw the plot from the CSV")
+    p.add_argument("--force", action="store_true", help="recompute cached cells")
+    p.add_argument("--out-dir", default="results", help="where the CSV, JSON and PNG go")
+    p.add_argument("--work-dir", default="runs", help="cache of finished cells")
+    fields = {f.name: f for f in dataclasses.fields(config_cls) if f.name != "device"}
+    for name, f in fields.items():
+        p.add_argument("--" + name.replace("_", "-"), dest="cfg_" + name, default=None,
+                       help=f"default {f.default!r}")
+
+    def parse_args(argv=None):
+        args = argparse.ArgumentParser.parse_args(p, argv)
+
+        def config(quick_overrides: dict):
+            over = dict(quick_overrides) if args.quick else {}
+            for name, f in fields.items():
+                text = getattr(args, "cfg_" + name)
+                if text is not None:
+                    over[name] = _parse_field(f.type, text)
+            return dataclasses.replace(config_cls(), device=args.device, **over)
+
+        args.config = config
+        return args
+
+    p.parse_args = parse_args
+    return p
+
+
+def progress(items, desc: str):
+    return tqdm(items, desc=desc, dynamic_ncols=True, mininterval=1.0)
+
+
+def finish(*tables_and_paths) -> None:
+    """Print summary tables and the written files."""
+    with pd.option_context("display.max_rows", 500, "display.width", 160,
+                           "display.float_format", "{:.3g}".format):
+        for item in tables_and_paths:
+            if isinstance(item, pd.DataFrame):
+                print(item.to_string(index=False))
+                print()
+            else:
+                print("wrote:", *map(str, item))

@@ -1,0 +1,127 @@
+"""Estimators against the exact gradient (z-tests with Bonferroni, TEST_FAILURE_RATE per test).
+
+Models: random enumerable DBMs, Gaussian weights of scale 1 and biases of scale 0.5, two clamped
+data vectors repeated over the batch. The per-chain estimates of one call are i.i.d. given v_b;
+the standard error is taken over all rows (conservative when rows hold different v).
+"""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import dbm
+from dbm import exact
+from stat_helpers import random_dbm, z_scores, z_threshold
+
+N = 40_000
+UNBIASED = [
+    ("ucd-mh-lmi", {}),
+    ("ucd-mh-lmi", {"marginalize": True}),
+    ("ucd-mh-lmi", {"y0": "independent"}),
+    ("ucd-mh-lmi", {"warm_start": True}),
+    ("ucd-gibbs", {}),
+    ("ucd-gibbs", {"marginalize": True}),
+    ("ucd-gibbs", {"coupling": "crn", "init": "data"}),
+    ("ucd-gibbs", {"init": "local-mode", "marginalize": True}),
+]
+
+
+def data_batch(n0, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randint(0, 2, (2, n0), generator=g).float()
+    return v.repeat(n // 2, 1)
+
+
+def check(sizes, name, opts, seed, n=N, warm_calls=1):
+    m = random_dbm(sizes, seed=seed)
+    v = data_batch(sizes[0], n, seed)
+    est = dbm.estimator(name, **opts, **({"max_steps": 100_000} if name.startswith("ucd") else {}))
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(warm_calls):
+        g, info = est.chain_estimates(m, v, gen)
+    capped = int(info.pos.capped.sum() + info.neg.capped.sum())
+    assert capped == 0, f"{capped} chains hit the cap (the estimate would be truncated)"
+    return z_scores(g, exact.exact_gradient(m, v[:2])), info
+
+
+@pytest.mark.parametrize("sizes", [[3, 3, 3], [4, 3, 2]])
+@pytest.mark.parametrize("name,opts", UNBIASED)
+def test_unbiased_estimators_match_exact_gradient(sizes, name, opts):
+    z, info = check(sizes, name, opts, seed=100, warm_calls=2 if opts.get("warm_start") else 1)
+    assert z.abs().max() < z_threshold(z.numel()), f"max |z| = {z.abs().max():.2f}"
+
+
+@pytest.mark.parametrize("sizes", [[5, 4], [2, 3, 2, 3]])
+@pytest.mark.parametrize("name,opts", [("ucd-mh-lmi", {}), ("ucd-mh-lmi", {"marginalize": True}),
+                                       ("ucd-gibbs", {})])
+def test_unbiased_on_rbm_and_deeper_dbm(sizes, name, opts):
+    z, _ = check(sizes, name, opts, seed=101)
+    assert z.abs().max() < z_threshold(z.numel())
+
+
+@pytest.mark.parametrize("sizes", [[3, 3, 3], [4, 3, 2]])
+@pytest.mark.parametrize("name", ["official-single-chain", "cd"])
+def test_biased_estimators_are_detected(sizes, name):
+    """A power test: the bias is tens of standard errors at this N (measured: 15-60), so a
+    missed detection has negligible probability."""
+    z, _ = check(sizes, name, {}, seed=100)
+    assert z.abs().max() > z_threshold(z.numel())
+
+
+def test_surrogate_gradient_equals_mean_of_chain_estimates():
+    m = random_dbm([4, 3, 2], seed=7)
+    v = data_batch(4, 64)
+    for name, opts in [("ucd-mh-lmi", {}), ("ucd-gibbs", {"marginalize": True}), ("pcd", {})]:
+        g, _ = dbm.estimator(name, **opts).chain_estimates(m, v, torch.Generator().manual_seed(3))
+        loss, info = dbm.estimator(name, **opts).loss(m, v, torch.Generator().manual_seed(3))
+        m.zero_grad()
+        loss.backward()
+        grad = torch.cat([p.grad.flatten() for p in m.parameters()]).double()
+        torch.testing.assert_close(grad, g.mean(0), rtol=1e-5, atol=1e-6)
+        assert loss.dim() == 0 and info.pos.tau.shape == (64,) and info.neg.sweeps.shape == (64,)
+
+
+def test_loss_value_is_mean_energy_difference_without_corrections():
+    m = random_dbm([6, 5, 4], seed=8)
+    v = data_batch(6, 32)
+    est = dbm.estimator("cd", k=2)
+    pos, neg = est.phases(m, v, torch.Generator().manual_seed(0))
+    loss, _ = dbm.estimator("cd", k=2).loss(m, v, torch.Generator().manual_seed(0))
+    expected = (m.energy(pos.xs) - m.energy(neg.xs)).mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_caps_are_counted_and_summarised():
+    m = random_dbm([4, 3, 2], seed=9, w_scale=2.0)
+    v = data_batch(4, 2000)
+    est = dbm.estimator("ucd-mh-lmi", max_steps=2, max_sweeps=1)
+    _, info = est.loss(m, v, torch.Generator().manual_seed(0))
+    s = info.summary()
+    assert s["neg_tau_capped"] > 0 and s["neg_sweeps_capped"] > 0 and s["neg_tau_max"] == 2
+    assert 0 < s["neg_p_tau1"] < 1
+
+
+def test_pcd_keeps_chains_and_rejects_batch_change(gen):
+    m = random_dbm([4, 3, 2], seed=9)
+    est = dbm.estimator("pcd", k=3)
+    est.loss(m, data_batch(4, 10), gen)
+    first = est.chains
+    est.loss(m, data_batch(4, 10), gen)
+    assert est.chains is not first and est.chains[0].shape == (10, 4)
+    with pytest.raises(ValueError, match="persistent chains"):
+        est.loss(m, data_batch(4, 12), gen)
+
+
+def test_library_never_touches_global_rng(gen):
+    torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    m = dbm.DBM([6, 5, 4], generator=torch.Generator().manual_seed(0))
+    v = data_batch(6, 20)
+    for name in dbm.ESTIMATORS:
+        loss, _ = dbm.estimator(name).loss(m, v, gen)
+        loss.backward()
+    dbm.samplers.local_mode(m, m.random_state(8, gen))
+    exact.sample_exact(random_dbm([3, 3, 3], 0), 10, gen)
+    dbm.encode_binary(torch.rand(2, 5, generator=gen), generator=gen)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state[1]) and random.getstate() == py_state

@@ -1,0 +1,115 @@
+"""Kernels leave the exact law invariant (chi-square, TEST_FAILURE_RATE each); local search."""
+import pytest
+import torch
+
+import dbm
+from dbm import exact, samplers
+from stat_helpers import chi2_gof, joint_index, random_dbm
+
+N = 200_000
+
+
+def table_sample(bits, probs, sizes, n, gen, keep=None):
+    """Exact draws from the joint table, optionally conditioned on rows ``keep``."""
+    p = probs if keep is None else probs * keep
+    k = torch.multinomial(p / p.sum(), n, replacement=True, generator=gen)
+    return tuple(x.float() for x in bits[k].split(sizes, -1)), p / p.sum()
+
+
+@pytest.mark.parametrize("sizes,T", [([3, 3, 3], 1.0), ([4, 3], 1.0), ([2, 2, 2, 2], 1.0), ([3, 3, 3], 2.0)])
+def test_gibbs_sweep_leaves_law_invariant(sizes, T, gen):
+    m = random_dbm(sizes, seed=10)
+    target = random_dbm(sizes, seed=10)
+    with torch.no_grad():
+        for p in target.parameters():
+            p.div_(T)                                     # exp(-E/T) is the model with theta/T
+    bits, probs = exact.joint_table(target)
+    xs, _ = table_sample(bits, probs, sizes, N, gen)
+    out = samplers.gibbs_step(m, xs, gen, T=T)
+    chi2_gof(joint_index(out), probs)
+
+
+def test_clamped_gibbs_sweep_leaves_posterior_invariant(gen):
+    sizes = [3, 3, 3]
+    m = random_dbm(sizes, seed=11)
+    bits, probs = exact.joint_table(m)
+    for vbits in ([1, 0, 1], [0, 0, 0]):
+        keep = (bits[:, :3] == torch.tensor(vbits, dtype=bits.dtype)).all(-1).double()
+        xs, post = table_sample(bits, probs, sizes, N, gen, keep)
+        out = samplers.gibbs_step(m, xs, gen, clamp=True)
+        assert torch.equal(out[0], xs[0])
+        chi2_gof(joint_index(out), post)
+
+
+def test_partially_clamped_gibbs_sweep(gen):
+    sizes = [4, 3, 2]
+    m = random_dbm(sizes, seed=12)
+    bits, probs = exact.joint_table(m)
+    mask = torch.tensor([True, False, True, False])
+    keep = ((bits[:, 0] == 1) & (bits[:, 2] == 0)).double()
+    xs, cond = table_sample(bits, probs, sizes, N, gen, keep)
+    out = samplers.gibbs_step(m, xs, gen, clamp=mask.expand(N, 4))
+    assert torch.equal(out[0][:, mask], xs[0][:, mask])
+    chi2_gof(joint_index(out), cond)
+
+
+@pytest.mark.parametrize("clamp", [None, True])
+def test_mh_step_leaves_law_invariant(clamp, gen):
+    sizes = [3, 3, 3]
+    m = random_dbm(sizes, seed=13)
+    bits, probs = exact.joint_table(m)
+    keep = None if clamp is None else (bits[:, :3] == torch.tensor([1.0, 1, 0], dtype=bits.dtype)).all(-1).double()
+    xs, target = table_sample(bits, probs, sizes, N, gen, keep)
+    state = samplers.mh_init(m, xs)
+    for _ in range(2):
+        state, acc = samplers.mh_step(m, state, gen, clamp=clamp)
+    assert 0.05 < acc.float().mean() < 0.95
+    torch.testing.assert_close(state.energy, m.energy(state.xs).detach())
+    chi2_gof(joint_index(state.xs), target)
+
+
+def test_marginalised_mh_targets_even_block_marginal(gen):
+    sizes = [3, 3, 3]
+    m = random_dbm(sizes, seed=14)
+    bits, probs = exact.joint_table(m)
+    xs, _ = table_sample(bits, probs, sizes, N, gen)
+    state = samplers.mh_init(m, xs, marginalize=True)
+    assert float(state.xs[1].abs().sum()) == 0
+    for _ in range(2):
+        state, _ = samplers.mh_step(m, state, gen, marginalize=True)
+    # the marginal of (v, h2): sum the joint table over h1
+    even = torch.cat([bits[:, :3], bits[:, 6:]], -1)
+    marg = torch.zeros(64, dtype=torch.float64).index_add_(0, exact.state_index(even), probs)
+    chi2_gof(exact.state_index(torch.cat([state.xs[0], state.xs[2]], -1)), marg)
+
+
+@pytest.mark.parametrize("sizes,clamp", [([20, 30, 25], None), ([20, 30, 25], True), ([15, 10], None),
+                                         ([10, 12, 8, 6], None), ([20, 30, 25], "mask")])
+def test_local_mode_is_fixed_point_and_lowers_energy(sizes, clamp, gen):
+    m = dbm.DBM(sizes, init="gaussian", sigma=0.5, generator=torch.Generator().manual_seed(5))
+    xs = m.random_state(300, gen)
+    if clamp == "mask":
+        clamp = torch.rand(300, sizes[0], generator=gen) < 0.5
+    mode, info = samplers.local_mode(m, xs, clamp=clamp)
+    assert not info.capped.any() and (info.sweeps >= 1).all()
+    e0, e1 = m.energy(xs).detach(), m.energy(mode).detach()
+    assert (e1 <= e0 + 1e-4).all()
+    for parity in (0, 1):
+        again, _ = samplers.block_update(m, mode, parity, None, T=0.0, clamp=clamp)
+        for a, b in zip(again, mode):
+            assert torch.equal(a, b)
+    if clamp is not None:
+        assert torch.equal(mode[0][clamp if isinstance(clamp, torch.Tensor) else ...],
+                           xs[0][clamp if isinstance(clamp, torch.Tensor) else ...])
+
+
+def test_local_mode_cap_is_counted(gen):
+    m = dbm.DBM([50, 50, 50], init="gaussian", sigma=1.0, generator=torch.Generator().manual_seed(6))
+    xs = m.random_state(64, gen)
+    _, info = samplers.local_mode(m, xs, max_sweeps=1)
+    assert info.capped.all() and (info.sweeps == 1).all()
+    full, info2 = samplers.local_mode(m, xs)
+    assert not info2.capped.any() and int(info2.sweeps.max()) > 1
+    # restarting from a mode takes exactly one sweep
+    _, info3 = samplers.local_mode(m, full)
+    assert (info3.sweeps == 1).all()
