@@ -21,8 +21,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .model import DBM
-from .samplers import (Clamp, MHState, _clamped, draw_proposal, draw_uniforms, energy_fn,
-                       mh_update, sample_bits)
+from .samplers import (Clamp, MHState, _clamped, draw_proposal, draw_uniforms, mh_update,
+                       proposal_energy, sample_bits)
 
 __all__ = ["coupled_mh_update", "coupled_mh_step", "MaximalInfo", "maximal_bernoulli",
            "crn_bernoulli", "coupled_gibbs_step", "states_equal"]
@@ -46,11 +46,11 @@ def coupled_mh_update(x: MHState, y: MHState, proposal, proposal_energy: Tensor,
 
 
 def coupled_mh_step(model: DBM, x: MHState, y: MHState, generator: torch.Generator,
-                    clamp: Clamp = None, marginalize: bool = False) -> tuple[MHState, MHState]:
+                    clamp: Clamp = None, marginalize: bool = False, v_part: Tensor | None = None
+                    ) -> tuple[MHState, MHState]:
     """The faithful common-random-numbers MH coupling. Clamped units must agree in x and y."""
     prop, log_u = draw_proposal(model, x.xs, generator, clamp, marginalize)
-    with torch.no_grad():
-        e_prop = energy_fn(model, marginalize)(prop)
+    e_prop = proposal_energy(model, prop, marginalize, v_part)
     x, y, _, _ = coupled_mh_update(x, y, prop, e_prop, log_u)
     return x, y
 

@@ -18,8 +18,8 @@ from torch import Tensor
 from .couplings import coupled_gibbs_step, coupled_mh_step, states_equal
 from .driver import CoupledResult, run_coupled, tree_cat, tree_take
 from .model import DBM
-from .samplers import (draw_proposal, draw_uniforms, energy_fn, gibbs_step, gibbs_update,
-                       local_mode, mh_init, mh_step, mh_update)
+from .samplers import (block_update, draw_proposal, draw_uniforms, energy_fn, gibbs_step, gibbs_update,
+                       local_mode, mh_init, mh_step, mh_update, proposal_energy)
 from .stats import per_state_statistics, statistics, surrogate_loss
 from .validate import check_generator, check_visible
 
@@ -161,8 +161,9 @@ class Estimator:
 class _LocalModeInit:
     """pi0 of UCD-MH-LMI (spec §2 step 1): uniform start (v clamped in the positive phase), T = 0
     sweeps to a local mode, then one T = 1 sweep. With ``warm_start`` the search starts from the
-    previous call's X0 of the same phase instead (still a valid initial law for the lag-1
-    estimator: it is fixed given the past)."""
+    previous call's local modes of the same phase instead (hidden units; v is the new data in the
+    positive phase). That is still a valid initial law for the lag-1 estimator: it is fixed given
+    the past, and X0 and Y0 share it."""
 
     def _pi0(self, model, v, clamp, generator, phase, n_copies):
         batch = v.shape[0]
@@ -172,11 +173,14 @@ class _LocalModeInit:
             xs = (vv if vv is not None else prev[0],) + tuple(prev[1:])
         else:
             xs = model.random_state(batch * n_copies, generator, vv)
-        xs, lm = local_mode(model, xs, clamp, self.max_sweeps)
-        xs, odd = gibbs_update(model, xs, draw_uniforms(model, xs[0].shape[0], generator), 1.0, clamp)
+        xs, lm, even_logits = local_mode(model, xs, clamp, self.max_sweeps, return_logits=True)
         if self.warm_start:
             self._warm[phase] = xs
-        return xs, odd, lm
+        v_part = model.visible_term(xs[0]) if clamp is True else None
+        u = draw_uniforms(model, xs[0].shape[0], generator)
+        xs, _ = block_update(model, xs, 0, u, 1.0, clamp, v_part, logits=even_logits)
+        xs, odd = block_update(model, xs, 1, u, 1.0, clamp, v_part)
+        return xs, odd, lm, v_part
 
 
 class UCDMHLMI(Estimator, _LocalModeInit):
@@ -199,14 +203,15 @@ class UCDMHLMI(Estimator, _LocalModeInit):
     def _phase(self, model, v, clamp, generator, phase):
         batch, marg = v.shape[0], self.marginalize
         n_copies = 2 if self.y0 == "independent" else 1
-        xs, odd, lm = self._pi0(model, v, clamp, generator, phase, n_copies)
+        xs, odd, lm, v_part = self._pi0(model, v, clamp, generator, phase, n_copies)
         state = mh_init(model, xs, marg, odd)
         x0 = tree_take(state, slice(0, batch))
         y0 = tree_take(state, slice(batch, 2 * batch)) if n_copies == 2 else x0
+        vp = (lambda idx: None) if v_part is None else (lambda idx: v_part[idx])
         res = run_coupled(
             x0, y0,
-            step=lambda s, idx: mh_step(model, s, generator, clamp, marg)[0],
-            coupled_step=lambda x, y, idx: coupled_mh_step(model, x, y, generator, clamp, marg),
+            step=lambda s, idx: mh_step(model, s, generator, clamp, marg, vp(idx))[0],
+            coupled_step=lambda x, y, idx: coupled_mh_step(model, x, y, generator, clamp, marg, vp(idx)),
             met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps,
             keep_states=self._keep_states)
         return _from_coupled(res, lm.sweeps[:batch], lm.capped[:batch], lambda s: s.xs)
@@ -240,7 +245,7 @@ class UCDGibbs(Estimator, _LocalModeInit):
         batch = v.shape[0]
         n = 2 if self.y0 == "independent" else 1
         if self.init == "local-mode":
-            xs, _, lm = self._pi0(model, v, clamp, generator, phase, n)
+            xs, _, lm, _ = self._pi0(model, v, clamp, generator, phase, n)
             sweeps, scap = lm.sweeps[:batch], lm.capped[:batch]
         else:
             start_v = v.repeat(n, 1) if (clamp is True or self.init == "data") else None
@@ -274,14 +279,15 @@ class OfficialSingleChain(Estimator, _LocalModeInit):
 
     def _phase(self, model, v, clamp, generator, phase):
         batch, marg = v.shape[0], self.marginalize
-        xs, odd, lm = self._pi0(model, v, clamp, generator, phase, 1)
+        xs, odd, lm, v_part = self._pi0(model, v, clamp, generator, phase, 1)
         state = mh_init(model, xs, marg, odd)
         out = [x.clone() for x in state.xs]
         tau = torch.full((batch,), self.max_steps, dtype=torch.long, device=v.device)
         idx = torch.arange(batch, device=v.device)
         for t in range(1, self.max_steps + 1):
             prop, log_u = draw_proposal(model, state.xs, generator, clamp, marg)
-            state, acc = mh_update(state, prop, energy_fn(model, marg)(prop), log_u)
+            vp = None if v_part is None else v_part[idx]
+            state, acc = mh_update(state, prop, proposal_energy(model, prop, marg, vp), log_u)
             rej = ~acc
             for o, x in zip(out, state.xs):
                 o[idx[rej]] = x[rej]

@@ -153,18 +153,29 @@ class DBM(nn.Module):
     def centred(self, xs: Sequence[Tensor], l: int) -> Tensor:
         return xs[l] - self.offsets[l] if self.centered else xs[l]
 
-    def logits(self, xs: Sequence[Tensor], l: int) -> Tensor:
-        """a_l = b_l + W_l c_{l-1} + W_{l+1}^T c_{l+1}: logits of p(x_l = 1 | neighbours), (B, n_l)."""
-        a = self.biases[l]
-        if l > 0:
-            a = a + self.centred(xs, l - 1) @ self.weights[l - 1].T
+    def logits(self, xs: Sequence[Tensor], l: int, v_part: Tensor | None = None) -> Tensor:
+        """a_l = b_l + W_l c_{l-1} + W_{l+1}^T c_{l+1}: logits of p(x_l = 1 | neighbours), (B, n_l).
+
+        ``v_part`` (B, n_1), the cached ``visible_term`` of a clamped v, replaces b_1 + W_1 c_0.
+        """
+        if l == 1 and v_part is not None:
+            a = v_part
+        else:
+            a = self.biases[l]
+            if l > 0:
+                a = a + self.centred(xs, l - 1) @ self.weights[l - 1].T
         if l < self.depth:
             a = a + self.centred(xs, l + 1) @ self.weights[l]
         return a
 
-    def block_logits(self, xs: Sequence[Tensor], parity: int) -> dict[int, Tensor]:
+    def visible_term(self, v: Tensor) -> Tensor:
+        """b_1 + W_1 c_0: the part of layer 1's logits that a clamped v fixes, (B, n_1)."""
+        return self.biases[1] + (v - self.offsets[0] if self.centered else v) @ self.weights[0].T
+
+    def block_logits(self, xs: Sequence[Tensor], parity: int, v_part: Tensor | None = None
+                     ) -> dict[int, Tensor]:
         """Logits of every layer of one block given the other block: {l: (B, n_l)}."""
-        return {l: self.logits(xs, l) for l in self.layers(parity)}
+        return {l: self.logits(xs, l, v_part) for l in self.layers(parity)}
 
     # ----------------------------------------------------------------------- energies
     def energy(self, xs: Sequence[Tensor], odd_logits: dict[int, Tensor] | None = None) -> Tensor:

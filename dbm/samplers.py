@@ -20,6 +20,7 @@ from .model import DBM
 
 __all__ = ["Clamp", "draw_uniforms", "block_update", "gibbs_update", "gibbs_step", "LocalModeInfo",
            "local_mode", "MHState", "mh_init", "draw_proposal", "mh_update", "mh_step", "energy_fn",
+           "proposal_energy",
            "free_layers", "sample_bits"]
 
 Clamp = None | bool | Tensor  # None: all free; True: all of v fixed; (B, n_0) bool mask: True = fixed
@@ -61,23 +62,24 @@ def draw_uniforms(model: DBM, batch: int, generator: torch.Generator) -> tuple[T
 
 @torch.no_grad()
 def block_update(model: DBM, xs: Sequence[Tensor], parity: int, u: Sequence[Tensor] | None,
-                 T: float = 1.0, clamp: Clamp = None, v_part: Tensor | None = None
-                 ) -> tuple[tuple[Tensor, ...], dict[int, Tensor]]:
+                 T: float = 1.0, clamp: Clamp = None, v_part: Tensor | None = None,
+                 logits: dict[int, Tensor] | None = None) -> tuple[tuple[Tensor, ...], dict[int, Tensor]]:
     """Resample the even (0) or odd (1) block given the other one.
 
     Returns the new state and the logits {l: (B, n_l)} used for the block. ``v_part`` is the
-    cached b_1 + W_1 c_0 term of layer 1 when v is fully clamped (it does not change).
+    cached b_1 + W_1 c_0 term of layer 1 when v is fully clamped (it does not change);
+    ``logits`` are the block's logits when the caller already has them.
     """
     xs = list(xs)
-    logits = {}
+    given, logits = logits or {}, {}
     for l in model.layers(parity):
         if l == 0 and clamp is True:
             continue
-        if l == 1 and v_part is not None:
-            a = v_part if model.depth == 1 else v_part + model.centred(xs, 2) @ model.weights[1]
-        else:
-            a = model.logits(xs, l)
-        logits[l] = a
+        if l in given:
+            logits[l] = a = given[l]
+            xs[l] = _clamped(l, sample_bits(a, None if u is None else u[l], T), xs[l], clamp)
+            continue
+        a = logits[l] = model.logits(xs, l, v_part)
         xs[l] = _clamped(l, sample_bits(a, None if u is None else u[l], T), xs[l], clamp)
     return tuple(xs), logits
 
@@ -108,16 +110,35 @@ class LocalModeInfo(NamedTuple):
     capped: Tensor
 
 
-@torch.no_grad()
-def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps: int = 1000
-               ) -> tuple[tuple[Tensor, ...], LocalModeInfo]:
+def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps: int = 1000,
+               method: str = "incremental", return_logits: bool = False):
     """Local-mode search (spec §2, UCD-MH-LMI step 1): T = 0 block sweeps until a sweep changes
     nothing. Each block update is the exact arg-min of E over that block, so E never increases.
 
-    Only chains still changing are swept (their rows are compacted once per sweep). From the
-    second sweep on, the odd block is a function of the previous even block, so an unchanged even
-    block means a fixed point and the odd update is skipped for those chains.
+    method : "incremental" (default) keeps every layer's logits and updates them with the
+        changes of the neighbouring layers (sparse products once few units flip); a chain leaves
+        only after its logits are recomputed exactly and confirm a fixed point. "dense" recomputes
+        the logits every sweep (the reference). Both return exact fixed points.
+    return_logits : also return the exact logits {l: (B, n_l)} of the free even layers at the
+        mode (given its odd block), which the next block update can reuse (incremental only).
+
+    Returns (mode, LocalModeInfo) or (mode, LocalModeInfo, even_logits).
     """
+    if method == "dense":
+        if return_logits:
+            raise ValueError("return_logits needs method='incremental'")
+        return _local_mode_dense(model, xs, clamp, max_sweeps)
+    if method == "incremental":
+        out = _local_mode_incremental(model, xs, clamp, max_sweeps)
+        return out if return_logits else out[:2]
+    raise ValueError(f"unknown local-search method {method!r}; use 'incremental' or 'dense'")
+
+
+@torch.no_grad()
+def _local_mode_dense(model, xs, clamp, max_sweeps):
+    """Only chains still changing are swept (their rows are compacted once per sweep). From the
+    second sweep on, the odd block is a function of the previous even block, so an unchanged even
+    block means a fixed point and the odd update is skipped for those chains."""
     batch = xs[0].shape[0]
     out = [x.clone() for x in xs]
     sweeps = torch.full((batch,), max_sweeps, dtype=torch.long, device=xs[0].device)
@@ -126,7 +147,7 @@ def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps
     cur, cm = list(xs), clamp
     v_part = None
     if clamp is True and model.depth >= 1:
-        v_part = model.biases[1] + model.centred(xs, 0) @ model.weights[0].T
+        v_part = model.visible_term(xs[0])
     for s in range(1, max_sweeps + 1):
         before = list(cur)
         cur, _ = block_update(model, cur, 0, None, 0.0, cm, v_part)
@@ -155,6 +176,121 @@ def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps
         for l in range(len(out)):
             out[l].index_copy_(0, idx, cur[l])
     return tuple(out), LocalModeInfo(sweeps, capped)
+
+
+SPARSE_MAX_DENSITY = 0.08   # below this fraction of flipped units a CSR product beats a dense one (CPU)
+
+
+def _delta_product(delta: Tensor, w: Tensor) -> Tensor:
+    """delta @ w for a {-1, 0, 1} matrix delta (b, n): sparse (CSR) when few entries are set."""
+    if delta.device.type == "cpu" and delta.numel():
+        nnz = int(torch.count_nonzero(delta))
+        if nnz == 0:
+            return delta.new_zeros(delta.shape[0], w.shape[1])
+        if nnz < SPARSE_MAX_DENSITY * delta.numel():
+            return torch.sparse.mm(delta.to_sparse_csr(), w)
+    return delta @ w
+
+
+@torch.no_grad()
+def _local_mode_incremental(model, xs, clamp, max_sweeps):
+    """Incremental local search: logits a_l are kept per active chain and updated by
+    Delta_{l-1} W_l^T + Delta_{l+1} W_{l+1} after each block update. Rounding may make kept
+    logits drift, so a chain that stops changing is re-checked with exactly recomputed logits;
+    it leaves only if the state is a fixed point of both exact block updates."""
+    batch, dev = xs[0].shape[0], xs[0].device
+    n_layers = len(xs)
+    free = [l for l in range(n_layers) if not (l == 0 and clamp is True)]
+    wt = [None] + [w.detach().T.contiguous() for w in model.weights]        # wt[l] = W_l^T
+    wd = [None] + [w.detach() for w in model.weights]
+    out = [x.clone() for x in xs]
+    sweeps = torch.full((batch,), max_sweeps, dtype=torch.long, device=dev)
+    capped = torch.ones(batch, dtype=torch.bool, device=dev)
+    idx = torch.arange(batch, device=dev)
+    cur, cm = list(xs), clamp
+    vp = model.visible_term(xs[0]).detach() if (clamp is True and n_layers > 1) else None
+    even = [l for l in free if l % 2 == 0]
+    odd = [l for l in free if l % 2 == 1]
+    out_logits = {l: torch.empty(batch, model.layer_sizes[l], dtype=xs[0].dtype, device=dev) for l in even}
+
+    def exact(state, layers, rows=None):
+        v_part = None if vp is None else (vp if rows is None else vp[rows])
+        return {l: model.logits(state, l, v_part).detach() for l in layers}
+
+    def update(parity, a, cur, cm):
+        """Threshold the block's layers; return the new state and the changes (b, n_l)."""
+        deltas = {}
+        for l in model.layers(parity):
+            if l not in a:
+                continue
+            new = _clamped(l, (a[l] >= 0).to(cur[l].dtype), cur[l], cm)
+            deltas[l] = new - cur[l]
+            cur[l] = new
+        return deltas
+
+    def propagate(a, deltas):
+        for l, d in deltas.items():
+            if l + 1 < n_layers and (l + 1) in a:
+                a[l + 1] += _delta_product(d, wt[l + 1])
+            if l - 1 >= 0 and (l - 1) in a:
+                a[l - 1] += _delta_product(d, wd[l])
+
+    alive = torch.arange(batch, device=dev)             # rows of vp for the active chains
+    a = exact(cur, even)
+    for s in range(1, max_sweeps + 1):
+        d_even = update(0, a, cur, cm)
+        if s == 1:
+            a.update(exact(cur, odd))
+            d_odd = update(1, a, cur, cm)
+            propagate(a, d_odd)
+            moved = list(d_even.values()) + list(d_odd.values())
+        else:
+            moved = list(d_even.values())
+        still = torch.zeros(cur[0].shape[0], dtype=torch.bool, device=dev)
+        for d in moved:
+            still |= (d != 0).any(-1)
+        cand = ~still
+        if bool(cand.any()) and s == 1:                      # logits computed exactly this sweep
+            done_rows = cand.nonzero().squeeze(-1)
+        elif bool(cand.any()):                               # confirm with exact logits
+            sub = [x[cand] for x in cur]
+            ex = exact(sub, free, alive[cand])
+            ok = torch.ones(sub[0].shape[0], dtype=torch.bool, device=dev)
+            for l in free:
+                agree = (ex[l] >= 0).to(sub[l].dtype) == sub[l]
+                if l == 0 and isinstance(cm, Tensor):
+                    agree |= cm[cand]
+                ok &= agree.all(-1)
+            done_rows = cand.nonzero().squeeze(-1)[ok]
+            for l in free:                                  # failed checks continue from exact logits
+                a[l][cand] = ex[l]
+        if bool(cand.any()):
+            if done_rows.numel():
+                for l in range(n_layers):
+                    out[l].index_copy_(0, idx[done_rows], cur[l][done_rows])
+                for l in even:
+                    out_logits[l].index_copy_(0, idx[done_rows], a[l][done_rows])
+                sweeps[idx[done_rows]] = s
+                capped[idx[done_rows]] = False
+                keep = torch.ones_like(still)
+                keep[done_rows] = False
+                idx, alive, cur = idx[keep], alive[keep], [x[keep] for x in cur]
+                a = {l: t[keep] for l, t in a.items()}
+                d_even = {l: d[keep] for l, d in d_even.items()}
+                cm = cm[keep] if isinstance(cm, Tensor) else cm
+        if idx.numel() == 0:
+            break
+        if s > 1:
+            propagate(a, d_even)
+            d_odd = update(1, a, cur, cm)
+            propagate(a, d_odd)
+    if idx.numel():                                          # capped chains
+        ex = exact(cur, even, alive)
+        for l in range(n_layers):
+            out[l].index_copy_(0, idx, cur[l])
+        for l in even:
+            out_logits[l].index_copy_(0, idx, ex[l])
+    return tuple(out), LocalModeInfo(sweeps, capped), out_logits
 
 
 class MHState(NamedTuple):
@@ -194,10 +330,15 @@ def mh_update(state: MHState, proposal: Sequence[Tensor], proposal_energy: Tenso
     return MHState(xs, torch.where(accept, proposal_energy, state.energy)), accept
 
 
+@torch.no_grad()
+def proposal_energy(model: DBM, prop: Sequence[Tensor], marginalize: bool = False,
+                    v_part: Tensor | None = None) -> Tensor:
+    """E(x') or F(x'_even), (B,); ``v_part`` is the cached visible term of a clamped v."""
+    return energy_fn(model, marginalize)(prop, model.block_logits(prop, 1, v_part))
+
+
 def mh_step(model: DBM, state: MHState, generator: torch.Generator, clamp: Clamp = None,
-            marginalize: bool = False) -> tuple[MHState, Tensor]:
+            marginalize: bool = False, v_part: Tensor | None = None) -> tuple[MHState, Tensor]:
     """One MH step with the uniform independence proposal (spec §2, UCD-MH-LMI step 2)."""
     prop, log_u = draw_proposal(model, state.xs, generator, clamp, marginalize)
-    with torch.no_grad():
-        e_prop = energy_fn(model, marginalize)(prop)
-    return mh_update(state, prop, e_prop, log_u)
+    return mh_update(state, prop, proposal_energy(model, prop, marginalize, v_part), log_u)
