@@ -211,9 +211,9 @@ class DBM(nn.Module):
 
     def random_state(self, batch: int, generator: torch.Generator, v: Tensor | None = None) -> tuple[Tensor, ...]:
         """A uniformly random state (B, n_l) per layer; ``v`` (B, n_0) replaces the visible layer."""
+        from .samplers import random_bits
         p0 = self.weights[0]
-        xs = [v if (l == 0 and v is not None) else
-              torch.randint(0, 2, (batch, n), generator=generator, device=p0.device).to(p0.dtype)
-              for l, n in enumerate(self.layer_sizes)]
-        return tuple(xs)
+        return tuple(v if (l == 0 and v is not None) else
+                     random_bits((batch, n), generator, p0.dtype, p0.device)
+                     for l, n in enumerate(self.layer_sizes))
 

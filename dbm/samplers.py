@@ -53,6 +53,17 @@ def _clamped(l: int, new: Tensor, old: Tensor, clamp: Clamp) -> Tensor:
     return torch.where(clamp, old, new)
 
 
+def random_bits(shape: tuple[int, int], generator: torch.Generator, dtype=torch.float32,
+                device=None) -> Tensor:
+    """Uniform {0, 1} entries of the given (B, n) shape, 64 per random draw (unpacked int64)."""
+    b, n = shape
+    words = torch.randint(-(1 << 63), (1 << 63) - 1, (b, (n + 63) // 64), generator=generator,
+                          dtype=torch.int64, device=device)
+    shifts = torch.arange(64, device=device, dtype=torch.int64)
+    bits = (words.unsqueeze(-1) >> shifts) & 1                                  # (b, words, 64)
+    return bits.reshape(b, -1)[:, :n].to(dtype)
+
+
 def draw_uniforms(model: DBM, batch: int, generator: torch.Generator) -> tuple[Tensor, ...]:
     """Uniforms for one sweep: a (B, n_l) tensor per layer."""
     w = model.weights[0]
@@ -181,10 +192,10 @@ def _local_mode_dense(model, xs, clamp, max_sweeps):
 SPARSE_MAX_DENSITY = 0.08   # below this fraction of flipped units a CSR product beats a dense one (CPU)
 
 
-def _delta_product(delta: Tensor, w: Tensor) -> Tensor:
+def _delta_product(delta: Tensor, w: Tensor, nnz: int | None = None) -> Tensor:
     """delta @ w for a {-1, 0, 1} matrix delta (b, n): sparse (CSR) when few entries are set."""
     if delta.device.type == "cpu" and delta.numel():
-        nnz = int(torch.count_nonzero(delta))
+        nnz = int(torch.count_nonzero(delta)) if nnz is None else nnz
         if nnz == 0:
             return delta.new_zeros(delta.shape[0], w.shape[1])
         if nnz < SPARSE_MAX_DENSITY * delta.numel():
@@ -217,38 +228,39 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps):
         v_part = None if vp is None else (vp if rows is None else vp[rows])
         return {l: model.logits(state, l, v_part).detach() for l in layers}
 
-    def update(parity, a, cur, cm):
-        """Threshold the block's layers; return the new state and the changes (b, n_l)."""
+    def update(parity, a, cur, cm, moved):
+        """Threshold the block's layers; return the changes {l: (delta (b, n_l), nnz)} and mark
+        in ``moved`` (b,) the chains with a flip."""
         deltas = {}
         for l in model.layers(parity):
             if l not in a:
                 continue
             new = _clamped(l, (a[l] >= 0).to(cur[l].dtype), cur[l], cm)
-            deltas[l] = new - cur[l]
+            d = new - cur[l]
+            flips = d != 0
+            rows = flips.any(-1)
+            moved |= rows
+            deltas[l] = (d, int(rows.sum()) and int(flips.sum()))
             cur[l] = new
         return deltas
 
     def propagate(a, deltas):
-        for l, d in deltas.items():
+        for l, (d, nnz) in deltas.items():
+            if nnz == 0:
+                continue
             if l + 1 < n_layers and (l + 1) in a:
-                a[l + 1] += _delta_product(d, wt[l + 1])
+                a[l + 1] += _delta_product(d, wt[l + 1], nnz)
             if l - 1 >= 0 and (l - 1) in a:
-                a[l - 1] += _delta_product(d, wd[l])
+                a[l - 1] += _delta_product(d, wd[l], nnz)
 
     alive = torch.arange(batch, device=dev)             # rows of vp for the active chains
     a = exact(cur, even)
     for s in range(1, max_sweeps + 1):
-        d_even = update(0, a, cur, cm)
+        still = torch.zeros(cur[0].shape[0], dtype=torch.bool, device=dev)
+        d_even = update(0, a, cur, cm, still)
         if s == 1:
             a.update(exact(cur, odd))
-            d_odd = update(1, a, cur, cm)
-            propagate(a, d_odd)
-            moved = list(d_even.values()) + list(d_odd.values())
-        else:
-            moved = list(d_even.values())
-        still = torch.zeros(cur[0].shape[0], dtype=torch.bool, device=dev)
-        for d in moved:
-            still |= (d != 0).any(-1)
+            propagate(a, update(1, a, cur, cm, still))
         cand = ~still
         if bool(cand.any()) and s == 1:                      # logits computed exactly this sweep
             done_rows = cand.nonzero().squeeze(-1)
@@ -274,16 +286,16 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps):
                 capped[idx[done_rows]] = False
                 keep = torch.ones_like(still)
                 keep[done_rows] = False
-                idx, alive, cur = idx[keep], alive[keep], [x[keep] for x in cur]
-                a = {l: t[keep] for l, t in a.items()}
-                d_even = {l: d[keep] for l, d in d_even.items()}
-                cm = cm[keep] if isinstance(cm, Tensor) else cm
+                k = keep.nonzero().squeeze(-1)
+                idx, alive, cur = idx[k], alive[k], [x.index_select(0, k) for x in cur]
+                a = {l: t.index_select(0, k) for l, t in a.items()}
+                d_even = {l: (d.index_select(0, k), nnz) for l, (d, nnz) in d_even.items()}
+                cm = cm.index_select(0, k) if isinstance(cm, Tensor) else cm
         if idx.numel() == 0:
             break
         if s > 1:
             propagate(a, d_even)
-            d_odd = update(1, a, cur, cm)
-            propagate(a, d_odd)
+            propagate(a, update(1, a, cur, cm, torch.zeros_like(idx, dtype=torch.bool)))
     if idx.numel():                                          # capped chains
         ex = exact(cur, even, alive)
         for l in range(n_layers):
@@ -314,7 +326,7 @@ def draw_proposal(model: DBM, xs: Sequence[Tensor], generator: torch.Generator, 
     batch = xs[0].shape[0]
     new = list(xs)
     for l in free_layers(model, clamp, marginalize):
-        bits = torch.randint(0, 2, xs[l].shape, generator=generator, device=xs[l].device).to(xs[l].dtype)
+        bits = random_bits(tuple(xs[l].shape), generator, xs[l].dtype, xs[l].device)
         new[l] = _clamped(l, bits, xs[l], clamp)
     log_u = torch.log(torch.rand(batch, generator=generator, dtype=xs[0].dtype, device=xs[0].device))
     return tuple(new), log_u

@@ -129,3 +129,11 @@ def test_incremental_local_mode_equals_dense_reference(sizes, clamp, gen):
     for parity in (0, 1):
         again, _ = samplers.block_update(m, a, parity, None, T=0.0, clamp=clamp)
         assert all(torch.equal(p, q) for p, q in zip(again, a))
+
+
+def test_random_bits_are_uniform_and_independent(gen):
+    """Groups of 4 adjacent bits (also across the 64-bit word boundary) are uniform on 16 cells."""
+    b = samplers.random_bits((50_000, 70), gen)
+    assert set(b.unique().tolist()) == {0.0, 1.0}
+    for start in (0, 30, 62, 66):
+        chi2_gof(exact.state_index(b[:, start:start + 4]), torch.full((16,), 1 / 16, dtype=torch.float64))
