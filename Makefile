@@ -23,7 +23,7 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks -q --benchmark-json=results/bench.json
+	$(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=results/bench.json
 	$(PY) -m benchmarks.to_csv results/bench.json results/bench.csv
 
 reproduce-fig24: $(STAMP)

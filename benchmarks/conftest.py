@@ -45,6 +45,13 @@ def peak_gflops():
     return {d: matmul_peak(d) for d in DEVICES}
 
 
+def shared_data_dir():
+    """DBM_DATA_DIR, else ../shared/data beside the repository, else None (random bits)."""
+    import pathlib
+    d = os.environ.get("DBM_DATA_DIR") or pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+    return pathlib.Path(d) if pathlib.Path(d).is_dir() else None
+
+
 def make_model(shape, device):
     return DBM(shape, generator=torch.Generator(device=device).manual_seed(0), device=device)
 

@@ -14,7 +14,7 @@ def tidy(record: dict) -> pd.DataFrame:
     rows = []
     for b in record["benchmarks"]:
         info, st = b["extra_info"], b["stats"]
-        base = {"name": b["name"], "step": info.get("step"), "device": info.get("device"),
+        base = {"name": b["name"], "step": info.get("step"), "flops_kind": info.get("flops_kind", "executed"), "device": info.get("device"),
                 "shape": info.get("shape"), "batch": info.get("batch"),
                 "threads": info.get("threads"), "machine": record["machine_info"].get("cpu", {}).get("brand_raw"),
                 "datetime": record.get("datetime")}

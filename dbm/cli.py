@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import torch
 
@@ -30,6 +32,33 @@ def _check(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .config import config_from_args
+    from .train import DivergenceError, TrainConfig, Trainer
+    cfg = config_from_args(args, TrainConfig)
+    out = Path(cfg.out_dir)
+    if (out / "state.pt").exists() and not (args.resume or args.force):
+        print(f"error: {out} already holds a checkpoint; pass --resume to continue it or --force "
+              "to start again", file=sys.stderr)
+        return 2
+    if args.force and out.exists():
+        for f in ("state.pt", "model.safetensors", "metrics.csv"):
+            (out / f).unlink(missing_ok=True)
+    if args.download:
+        from .data import load_images
+        load_images(cfg.dataset, "train", cfg.data_dir, download=True)
+    trainer = Trainer(cfg)
+    if args.resume and trainer.resume():
+        print(f"resumed {out} at update {trainer.step}")
+    try:
+        trainer.run()
+    except DivergenceError as e:
+        print(f"error: training diverged: {e}", file=sys.stderr)
+        return 3
+    print(f"wrote {out}/model.safetensors, state.pt, metrics.csv and sample grids")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m dbm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -40,7 +69,16 @@ def main(argv=None) -> int:
     c.add_argument("--sizes", default="3,3,3")
     c.add_argument("--chains", type=int, default=20000)
     c.add_argument("--seed", type=int, default=0)
+    t = sub.add_parser("train", help="train a DBM (checkpoints, --resume)")
+    from .config import add_config_args
+    from .train import TrainConfig
+    add_config_args(t, TrainConfig)
+    t.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
+    t.add_argument("--force", action="store_true", help="discard the checkpoint in --out-dir")
+    t.add_argument("--download", action="store_true", help="let torchvision download the data set")
     args = p.parse_args(argv)
+    if args.command == "train":
+        return _train(args)
     if args.command == "estimators":
         for name, cls in ESTIMATORS.items():
             print(f"{name:24s} {cls.__doc__.strip().splitlines()[0]}")

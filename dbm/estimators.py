@@ -20,7 +20,7 @@ from .driver import CoupledResult, run_coupled, tree_cat, tree_take
 from .model import DBM
 from .samplers import (block_update, draw_proposal, draw_uniforms, energy_fn, gibbs_step, gibbs_update,
                        local_mode, mh_init, mh_step, mh_update, proposal_energy)
-from .stats import per_state_statistics, statistics, surrogate_loss
+from .stats import per_state_statistics, statistics
 from .validate import check_generator, check_visible
 
 __all__ = ["PhaseInfo", "EstimatorInfo", "PhaseResult", "Estimator", "CD", "PCD", "UCDGibbs",
@@ -121,12 +121,18 @@ class Estimator:
             neg = self._phase(model, v, None, generator, "neg")
         return pos, neg
 
-    def loss(self, model: DBM, v: Tensor, generator: torch.Generator) -> tuple[Tensor, EstimatorInfo]:
-        """Surrogate loss whose gradient estimates grad mean_b(-log p(v_b)), and diagnostics."""
+    def loss(self, model: DBM, v: Tensor, generator: torch.Generator, forward=None
+             ) -> tuple[Tensor, EstimatorInfo]:
+        """Surrogate loss whose gradient estimates grad mean_b(-log p(v_b)), and diagnostics.
+
+        ``forward``: the module that turns statistics into the loss (default ``model``; pass a
+        DistributedDataParallel wrapper of it to average gradients across processes).
+        """
         pos, neg = self.phases(model, v, generator)
         s_pos = statistics(model, pos.xs, pos.weight, self.marginalize)
         s_neg = statistics(model, neg.xs, neg.weight, self.marginalize)
-        return surrogate_loss(model, s_pos, s_neg, v.shape[0]), EstimatorInfo(pos.info, neg.info)
+        loss = (forward or model)(s_pos, s_neg, v.shape[0])
+        return loss, EstimatorInfo(pos.info, neg.info)
 
     def chain_estimates(self, model: DBM, v: Tensor, generator: torch.Generator
                         ) -> tuple[Tensor, EstimatorInfo]:

@@ -203,6 +203,12 @@ class DBM(nn.Module):
                 f = f + a @ self.offsets[l]
         return f
 
+    def forward(self, s_pos: list[Tensor], s_neg: list[Tensor], batch: int) -> Tensor:
+        """The surrogate loss of summed statistics (``dbm.stats.surrogate_loss``); a forward pass
+        so that DistributedDataParallel can wrap the model and average gradients."""
+        from .stats import surrogate_loss
+        return surrogate_loss(self, s_pos, s_neg, batch)
+
     def extra_repr(self) -> str:
         return f"layer_sizes={self.layer_sizes}, centered={self.centered}"
 

@@ -3,26 +3,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import typing
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from dbm.config import add_config_args, config_from_args
+
 __all__ = ["base_parser", "progress", "finish"]
-
-
-def _parse_field(kind, text: str):
-    origin = typing.get_origin(kind) or kind
-    if origin is tuple or kind == "tuple":
-        items = [s for s in text.split(",") if s]
-        return tuple(int(s) if s.lstrip("-").isdigit() else s for s in items)
-    if kind in (int, "int"):
-        return int(text)
-    if kind in (float, "float", "float | None"):
-        return None if text.lower() == "none" else float(text)
-    if kind in (bool, "bool"):
-        return text.lower() in ("1", "true", "yes")
-    return text
 
 
 def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
@@ -36,21 +23,14 @@ def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute cached cells")
     p.add_argument("--out-dir", default="results", help="where the CSV, JSON and PNG go")
     p.add_argument("--work-dir", default="runs", help="cache of finished cells")
-    fields = {f.name: f for f in dataclasses.fields(config_cls) if f.name != "device"}
-    for name, f in fields.items():
-        p.add_argument("--" + name.replace("_", "-"), dest="cfg_" + name, default=None,
-                       help=f"default {f.default!r}")
+    add_config_args(p, config_cls, skip=("device",))
 
     def parse_args(argv=None):
         args = argparse.ArgumentParser.parse_args(p, argv)
 
         def config(quick_overrides: dict):
-            over = dict(quick_overrides) if args.quick else {}
-            for name, f in fields.items():
-                text = getattr(args, "cfg_" + name)
-                if text is not None:
-                    over[name] = _parse_field(f.type, text)
-            return dataclasses.replace(config_cls(), device=args.device, **over)
+            base = dataclasses.replace(config_cls(), **(quick_overrides if args.quick else {}))
+            return config_from_args(args, config_cls, base, device=args.device)
 
         args.config = config
         return args

@@ -1,0 +1,87 @@
+"""Training: exact resume, divergence stop, checkpoint format, CLI, data-parallel agreement."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import dbm
+from conftest import ROOT, shared_data_dir
+from dbm.train import DivergenceError, TrainConfig, Trainer, load_model
+
+
+def toy_data(n=200, d=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.randint(0, 2, (4, d), generator=g).float()
+    x = protos[torch.randint(0, 4, (n,), generator=g)]
+    flip = torch.rand(x.shape, generator=g) < 0.05
+    return torch.where(flip, 1 - x, x)
+
+
+def trainer(tmp_path, name="run", **over):
+    cfg = TrainConfig(**{**dict(hidden=(8, 6), batch_size=20, updates=12, log_every=2, eval_every=4,
+                                ckpt_every=4, out_dir=str(tmp_path / name), lr=0.05), **over})
+    x = toy_data()
+    return Trainer(cfg, data=x, eval_data=x[:50])
+
+
+@pytest.mark.parametrize("est,opts", [("ucd-mh-lmi", '{"warm_start": true}'), ("pcd", '{"k": 2}'),
+                                      ("ucd-gibbs", '{"marginalize": true}')])
+def test_resume_reaches_the_same_parameters(tmp_path, est, opts):
+    full = trainer(tmp_path, "full", estimator=est, estimator_options=opts)
+    full.run(progress=False)
+    part = trainer(tmp_path, "part", estimator=est, estimator_options=opts, updates=8)
+    part.run(progress=False)                                   # "killed" after update 8
+    resumed = trainer(tmp_path, "part", estimator=est, estimator_options=opts)
+    assert resumed.resume() and resumed.step == 8
+    resumed.run(progress=False)
+    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+    m_full = (tmp_path / "full" / "metrics.csv").read_text()
+    m_res = (tmp_path / "part" / "metrics.csv").read_text()
+    assert m_full.count("\n") == m_res.count("\n")
+
+
+def test_checkpoint_holds_config_and_loads(tmp_path):
+    t = trainer(tmp_path, updates=4)
+    t.run(progress=False)
+    model, meta = load_model(tmp_path / "run" / "model.safetensors")
+    assert json.loads(meta["config"])["hidden"] == [8, 6] and meta["step"] == "4"
+    for a, b in zip(model.parameters(), t.model.parameters()):
+        assert torch.equal(a, b)
+    assert list((tmp_path / "run").glob("samples_mode_*.png"))
+
+
+def test_divergence_stops_with_clear_message_and_keeps_checkpoint(tmp_path):
+    t = trainer(tmp_path, updates=12, ckpt_every=2)
+    t.run(progress=False)
+    t2 = trainer(tmp_path, updates=20, ckpt_every=2)
+    t2.resume()
+    with torch.no_grad():
+        t2.opt.param_groups[0]["lr"] = float("inf")
+    with pytest.raises(DivergenceError, match="NaN/inf|loss is"):
+        t2.run(progress=False)
+    model, meta = load_model(tmp_path / "run" / "model.safetensors")
+    assert meta["step"] == "12" and all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def cli(*args, timeout=300):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-m", "dbm", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data not present")
+def test_cli_train_resume_and_refuse_overwrite(tmp_path):
+    args = ["train", "--data-dir", str(shared_data_dir()), "--train-limit", "500", "--hidden", "30,20",
+            "--batch-size", "50", "--updates", "6", "--ckpt-every", "3", "--eval-every", "3",
+            "--out-dir", str(tmp_path / "cli")]
+    r = cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "cli" / "model.safetensors").exists()
+    r = cli(*args)
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = cli(*args[:-4], "--updates", "9", "--out-dir", str(tmp_path / "cli"), "--resume")
+    assert r.returncode == 0 and "resumed" in r.stdout, r.stderr
