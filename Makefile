@@ -5,8 +5,11 @@ STAMP   := .venv/.installed
 QUICK   ?=
 DEVICE  ?= cpu
 QFLAG   := $(if $(QUICK),--quick,)
+PROFILE ?= budget
+# data sets: DBM_DATA_DIR if set, else the project's offline copies beside the checkout
+export DBM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: venv test test-all bench reproduce-fig24 clean-venv
+.PHONY: venv test test-all bench reproduce-fig24 reproduce-fig25 clean-venv
 
 venv: $(STAMP)
 
@@ -28,6 +31,9 @@ bench: $(STAMP)
 
 reproduce-fig24: $(STAMP)
 	$(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)
+
+reproduce-fig25: $(STAMP)
+	$(PY) -m reproduce.fig25_end_to_end $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
 
 clean-venv:
 	rm -rf .venv

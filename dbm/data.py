@@ -58,10 +58,11 @@ def find_file(name: str, split: str, kind: str, data_dir=None) -> Path:
             tried.append(d / fname)
             if (d / fname).is_file():
                 return d / fname
-    hint = ("pass --data-dir or set DBM_DATA_DIR to a folder holding it (e.g. ../shared/data), "
-            "or download it with download=True / --download")
-    raise DataError(f"{name} {split} {kind}: {base}[.gz] not found; looked in "
-                    + ", ".join(str(t.parent) for t in tried[::2]) + f". {hint}")
+    hint = (f"put {base}.gz in <DIR>/{name}/ and pass --data-dir DIR or set DBM_DATA_DIR=DIR "
+            "(this project's copies live in ../shared/data), or let torchvision download it "
+            "(--download)")
+    where = ", ".join(str(t.parent) for t in tried[::2]) or "nowhere: no --data-dir or DBM_DATA_DIR given"
+    raise DataError(f"{name} {split} {kind}: {base}[.gz] not found; looked in {where}. {hint}")
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

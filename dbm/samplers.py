@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -199,7 +201,9 @@ def _delta_product(delta: Tensor, w: Tensor, nnz: int | None = None) -> Tensor:
         if nnz == 0:
             return delta.new_zeros(delta.shape[0], w.shape[1])
         if nnz < SPARSE_MAX_DENSITY * delta.numel():
-            return torch.sparse.mm(delta.to_sparse_csr(), w)
+            with warnings.catch_warnings():      # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.sparse.mm(delta.to_sparse_csr(), w)
     return delta @ w
 
 

@@ -49,6 +49,8 @@ class TrainConfig:
     eval_every: int = 100
     ckpt_every: int = 100
     sample_every: int = 0                   # 0: only at the end
+    pretrain_updates: int = 0               # greedy layer-wise RBM updates per layer (0: none)
+    pretrain_lr: float = 0.05
     out_dir: str = "runs/train"
     device: str = "cpu"
 
@@ -219,6 +221,11 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
+        if self.step == 0 and cfg.pretrain_updates:
+            from .pretrain import pretrain_layerwise
+            g = torch.Generator(device=cfg.device).manual_seed(seed_hash("pretrain", cfg.seed, self.rank))
+            pretrain_layerwise(self.model, self.data, cfg.pretrain_updates, cfg.batch_size // self.world,
+                               cfg.pretrain_lr, g)
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.updates, initial=self.step, disable=not progress or self.rank != 0,
                    desc="train", dynamic_ncols=True, mininterval=1.0)
@@ -226,12 +233,12 @@ class Trainer:
             loss, info = self.update()
             if self.step % cfg.log_every == 0 or self.step == cfg.updates:
                 s = info.summary()
-                rec = {"loss": float(loss), "lr": self.sched.get_last_lr()[0],
+                rec = {"loss": float(loss.detach()), "lr": self.sched.get_last_lr()[0],
                        "wall_time_s": time.perf_counter() - t0, **s}
                 if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.updates):
                     rec.update(self.evaluate())
                 self.rows += [{"step": self.step, "metric": k, "value": v} for k, v in rec.items()]
-                bar.set_postfix(loss=f"{float(loss):.3g}", T=f"{s['neg_sweeps_mean']:.1f}",
+                bar.set_postfix(loss=f"{float(loss.detach()):.3g}", T=f"{s['neg_sweeps_mean']:.1f}",
                                 tau=f"{s['neg_tau_mean']:.2f}", refresh=False)
             bar.update(1)
             if self.step % cfg.ckpt_every == 0 or self.step == cfg.updates:

@@ -28,8 +28,10 @@ def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
     def parse_args(argv=None):
         args = argparse.ArgumentParser.parse_args(p, argv)
 
-        def config(quick_overrides: dict):
-            base = dataclasses.replace(config_cls(), **(quick_overrides if args.quick else {}))
+        def config(overrides: dict, apply: bool | None = None):
+            """Defaults, then ``overrides`` (when ``apply``, by default with --quick), then flags."""
+            use = args.quick if apply is None else apply
+            base = dataclasses.replace(config_cls(), **(overrides if use else {}))
             return config_from_args(args, config_cls, base, device=args.device)
 
         args.config = config

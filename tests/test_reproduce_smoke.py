@@ -44,3 +44,23 @@ def test_fig24_quick(tmp_path):
     (out / "fig24_coupling_time.png").unlink()
     run_module("reproduce.fig24_coupling_time", "--plot-only", "--out-dir", str(out))
     assert (out / "fig24_coupling_time.png").exists()
+
+
+def test_fig25_quick(tmp_path):
+    from conftest import shared_data_dir
+    import pytest
+    if shared_data_dir() is None:
+        pytest.skip("../shared/data not present")
+    out = tmp_path / "results"
+    r = run_module("reproduce.fig25_end_to_end", "--quick", "--out-dir", str(out), "--work-dir",
+                   str(tmp_path / "runs"), "--data-dir", str(shared_data_dir()), "--updates", "20",
+                   "--datasets", "mnist")
+    df = pd.read_csv(out / "fig25_end_to_end.csv")
+    assert set(df.method) == {"ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained"}
+    fin = df[df.metric == "test_ll_bound"]
+    assert len(fin) == 5 and fin.value.map(math.isfinite).all() and (fin.value < 0).all()
+    assert {"recon_error", "log_z", "bernoulli_baseline_ll"} <= set(df.metric)
+    side = json.loads((out / "fig25_end_to_end.json").read_text())
+    assert side["profile"] == "quick" and side["fails_definition"]
+    assert (out / "fig25_samples_mnist.png").exists() and (out / "fig25_end_to_end.png").exists()
+    assert "fails" in r.stdout
