@@ -181,6 +181,7 @@ def main(argv=None) -> int:
                 if seed == 0:
                     g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "samples", ds))
                     samples[method] = dbm.train.sample_images(trainer.model, 16, g)["mode"]
+            out.mkdir(parents=True, exist_ok=True)
             grid(samples, out / f"fig25_samples_{ds}.png")
         df = pd.concat(frames, ignore_index=True)
         for k in ("hidden", "batch_size", "updates", "lr"):
