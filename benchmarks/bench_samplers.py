@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from dbm import couplings, samplers
-from benchmarks.conftest import BATCHES, DEVICES, SHAPES, data, make_model, record, sync
+from benchmarks.conftest import BATCHES, DEVICES, SHAPES, make_model, record, sync
 
 
 def sweep_flops(shape, batch):

@@ -1,4 +1,5 @@
-"""Data sets: MNIST and Fashion-MNIST from raw IDX files, offline first.
+"""Data sets: MNIST and Fashion-MNIST from raw IDX files, CIFAR-10 from its python batches,
+offline first.
 
 Files are looked up, for a data set ``name`` and a root ``data_dir`` (argument, else the
 environment variable ``DBM_DATA_DIR``), in
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 __all__ = ["DataError", "DATASETS", "data_root", "find_file", "read_idx", "load_images",
-           "load_labels"]
+           "load_labels", "load_cifar10"]
 
 DATASETS = {
     "mnist": {"class": "MNIST", "extra": []},
@@ -27,6 +28,9 @@ DATASETS = {
 FILES = {("train", "images"): "train-images-idx3-ubyte", ("train", "labels"): "train-labels-idx1-ubyte",
          ("test", "images"): "t10k-images-idx3-ubyte", ("test", "labels"): "t10k-labels-idx1-ubyte"}
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
 class DataError(RuntimeError):
@@ -40,7 +44,7 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path | None:
 
 def _candidates(name: str, root: Path | None) -> list[Path]:
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose from {sorted(DATASETS)}")
+        raise ValueError(f"unknown data set {name!r}; choose from {sorted(DATASETS) + ['cifar10']}")
     dirs = []
     if root is not None:
         dirs += [root / name, root, root / DATASETS[name]["class"] / "raw"]
@@ -50,7 +54,7 @@ def _candidates(name: str, root: Path | None) -> list[Path]:
 def find_file(name: str, split: str, kind: str, data_dir=None) -> Path:
     """The path of one raw file, or DataError listing where it was looked for."""
     if (split, kind) not in FILES:
-        raise ValueError(f"split must be 'train' or 'test' and kind 'images' or 'labels'")
+        raise ValueError("split must be 'train' or 'test' and kind 'images' or 'labels'")
     base = FILES[split, kind]
     tried = []
     for d in _candidates(name, data_root(data_dir)):
@@ -94,8 +98,56 @@ def _download(name: str, root: Path) -> None:
     getattr(torchvision.datasets, DATASETS[name]["class"])(str(root), train=False, download=True)
 
 
+def _cifar_dir(data_dir) -> Path:
+    root = data_root(data_dir)
+    tried = [] if root is None else [root / "cifar-10-batches-py", root / "cifar10" / "cifar-10-batches-py",
+                                      root / "cifar10", root]
+    for d in tried:
+        if (d / "test_batch").is_file() or (d / "data_batch_1").is_file():
+            return d
+    where = ", ".join(map(str, tried)) or "nowhere: no --data-dir or DBM_DATA_DIR given"
+    raise DataError("cifar10: the python batches (cifar-10-batches-py/data_batch_1..5, test_batch, "
+                    "from cifar-10-python.tar.gz) were not found; looked in " + where +
+                    ". Extract the archive into DIR and pass --data-dir DIR, or use --download")
+
+
+def load_cifar10(split: str = "train", data_dir=None, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10 images (N, 3, 32, 32) uint8 and labels (N,) from the python batches (pickles:
+    read only files you trust)."""
+    import pickle
+    try:
+        d = _cifar_dir(data_dir)
+    except DataError:
+        if not download:
+            raise
+        import torchvision
+        root = data_root(data_dir) or Path("data")
+        torchvision.datasets.CIFAR10(str(root), train=split == "train", download=True)
+        d = _cifar_dir(root)
+    xs, ys = [], []
+    for name in CIFAR_FILES[split]:
+        path = d / name
+        if not path.is_file():
+            raise DataError(f"{path}: missing CIFAR-10 batch (expected {', '.join(CIFAR_FILES[split])} in {d})")
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="latin1")
+            x = np.asarray(batch["data"], dtype=np.uint8)
+            y = np.asarray(batch["labels"], dtype=np.int64)
+        except Exception as e:            # unpickling errors come in many types
+            raise DataError(f"{path}: not a readable CIFAR-10 python batch ({e}); the file is "
+                            "truncated or corrupt, replace it") from e
+        if x.ndim != 2 or x.shape[1] != 3072 or y.shape != (x.shape[0],):
+            raise DataError(f"{path}: expected data (N, 3072) and N labels, got {x.shape} and {y.shape}")
+        xs.append(x.reshape(-1, 3, 32, 32))
+        ys.append(y)
+    return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+
 def load_images(name: str, split: str = "train", data_dir=None, download: bool = False) -> torch.Tensor:
-    """Images as a uint8 tensor (N, 28, 28)."""
+    """Images as a uint8 tensor: (N, 28, 28) for MNIST / Fashion-MNIST, (N, 3, 32, 32) for CIFAR-10."""
+    if name == "cifar10":
+        return load_cifar10(split, data_dir, download)[0]
     try:
         path = find_file(name, split, "images", data_dir)
     except DataError:
@@ -112,6 +164,8 @@ def load_images(name: str, split: str = "train", data_dir=None, download: bool =
 
 def load_labels(name: str, split: str = "train", data_dir=None) -> torch.Tensor:
     """Labels as an int64 tensor (N,)."""
+    if name == "cifar10":
+        return load_cifar10(split, data_dir)[1]
     path = find_file(name, split, "labels", data_dir)
     y = read_idx(path)
     if y.ndim != 1:

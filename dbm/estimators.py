@@ -18,7 +18,7 @@ from torch import Tensor
 from .couplings import coupled_gibbs_step, coupled_mh_step, states_equal
 from .driver import CoupledResult, run_coupled, tree_cat, tree_take
 from .model import DBM
-from .samplers import (block_update, draw_proposal, draw_uniforms, energy_fn, gibbs_step, gibbs_update,
+from .samplers import (block_update, draw_proposal, draw_uniforms, gibbs_step,
                        local_mode, mh_init, mh_step, mh_update, proposal_energy)
 from .stats import per_state_statistics, statistics
 from .validate import check_generator, check_visible

@@ -181,22 +181,23 @@ class DBM(nn.Module):
     def energy(self, xs: Sequence[Tensor], odd_logits: dict[int, Tensor] | None = None) -> Tensor:
         """E(x), shape (B,), by eq. (1); pass the odd-block logits when they are cached."""
         check_state(self, xs)
+        e, odd_logits = self._even_part(xs, odd_logits)
+        for l, a in odd_logits.items():
+            e = e - (self.centred(xs, l) * a).sum(-1)
+        return e
+
+    def _even_part(self, xs, odd_logits):
+        """-sum_{l even} b_l^T c_l, and the odd-block logits (computed unless given)."""
         if odd_logits is None:
             odd_logits = self.block_logits(xs, 1)
         e = 0.0
         for l in self.layers(0):
             e = e - self.centred(xs, l) @ self.biases[l]
-        for l, a in odd_logits.items():
-            e = e - (self.centred(xs, l) * a).sum(-1)
-        return e
+        return e, odd_logits
 
     def free_energy(self, xs: Sequence[Tensor], odd_logits: dict[int, Tensor] | None = None) -> Tensor:
         """F(x_even) with the odd layers summed out, shape (B,), eq. (2); odd entries of xs unused."""
-        if odd_logits is None:
-            odd_logits = self.block_logits(xs, 1)
-        f = 0.0
-        for l in self.layers(0):
-            f = f - self.centred(xs, l) @ self.biases[l]
+        f, odd_logits = self._even_part(xs, odd_logits)
         for l, a in odd_logits.items():
             f = f - F.softplus(a).sum(-1)
             if self.centered:

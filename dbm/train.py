@@ -19,11 +19,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from . import exact
 from .data import load_images
 from .encoding import encode_8bit, encode_binary
 from .estimators import estimator as make_estimator
 from .model import DBM
-from .results import atomic_write_text, seed_hash, write_sidecar
+from .results import atomic_write_text, seed_hash
 from .samplers import draw_uniforms, gibbs_update, local_mode
 
 __all__ = ["TrainConfig", "Trainer", "DivergenceError", "load_model", "sample_images"]
@@ -203,7 +204,7 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Held-out reconstruction error: v -> mean-field posterior (10 iterations) -> p(v | h1),
-        mean absolute error; and the energy gap of the local modes (data vs model)."""
+        mean absolute error; and the exact -log p(v) when the model can be enumerated."""
         if self.eval_data is None:
             return {}
         m, v = self.model, self.eval_data
@@ -214,7 +215,11 @@ class Trainer:
                     if l > 0:
                         mus[l] = torch.sigmoid(m.logits(mus, l))
         recon = torch.sigmoid(m.logits(mus, 0))
-        return {"recon_error": float((recon - v).abs().mean())}
+        out = {"recon_error": float((recon - v).abs().mean())}
+        n_even = sum(m.layer_sizes[l] for l in m.layers(0) if l > 0)
+        if n_even <= 16 and sum(m.layer_sizes[l] for l in m.layers(0)) <= exact.MAX_ENUM_BITS:
+            out["exact_test_nll"] = float(exact.nll(m, v).mean())   # enumerable: exact -log p(v)
+        return out
 
     def run(self, progress: bool = True) -> pd.DataFrame:
         cfg = self.cfg

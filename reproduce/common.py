@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import pandas as pd
 from tqdm.auto import tqdm
 
 from dbm.config import add_config_args, config_from_args
 
-__all__ = ["base_parser", "progress", "finish"]
+__all__ = ["base_parser", "output_paths", "progress", "finish"]
 
 
 def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
@@ -39,6 +40,12 @@ def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
 
     p.parse_args = parse_args
     return p
+
+
+def output_paths(args, name: str) -> tuple[Path, Path, Path]:
+    """results/<name>.csv, .json and .png under --out-dir."""
+    out = Path(args.out_dir)
+    return out / f"{name}.csv", out / f"{name}.json", out / f"{name}.png"
 
 
 def progress(items, desc: str):

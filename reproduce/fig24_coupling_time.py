@@ -11,7 +11,6 @@ skipped on a re-run unless --force.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -26,7 +25,7 @@ import pandas as pd
 import torch
 
 from dbm.results import cell_id, seed_hash, write_csv, write_sidecar
-from reproduce.common import base_parser, finish, progress
+from reproduce.common import base_parser, finish, output_paths, progress
 
 NAME = "fig24_coupling_time"
 
@@ -195,8 +194,7 @@ def plot(df: pd.DataFrame, path: Path) -> None:
 def main(argv=None) -> int:
     p = base_parser(__doc__, Config)
     args = p.parse_args(argv)
-    out = Path(args.out_dir)
-    csv, js, png = out / f"{NAME}.csv", out / f"{NAME}.json", out / f"{NAME}.png"
+    csv, js, png = output_paths(args, NAME)
     if args.plot_only:
         df = pd.read_csv(csv)
     else:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from dbm.data import load_images
 from dbm.metrics.ais import ais_log_partition, log_likelihood_bound
 from dbm.results import cell_id, seed_hash, write_csv, write_sidecar
 from dbm.train import TrainConfig, Trainer, encode
-from reproduce.common import base_parser, finish, progress
+from reproduce.common import base_parser, finish, output_paths, progress
 
 NAME = "fig25_end_to_end"
 
@@ -156,8 +155,8 @@ def main(argv=None) -> int:
     p = base_parser(__doc__, Config)
     p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
     args = p.parse_args(argv)
-    out = Path(args.out_dir)
-    csv, js, png = out / f"{NAME}.csv", out / f"{NAME}.json", out / f"{NAME}.png"
+    csv, js, png = output_paths(args, NAME)
+    out = csv.parent
     if args.plot_only:
         df = pd.read_csv(csv)
     else:

@@ -3,6 +3,7 @@ import gzip
 import struct
 
 import numpy as np
+import torch
 import pytest
 
 from conftest import shared_data_dir
@@ -55,3 +56,30 @@ def test_shared_data_sets(name):
     x = data.load_images(name, "test", shared_data_dir())
     y = data.load_labels(name, "test", shared_data_dir())
     assert x.shape == (10_000, 28, 28) and y.shape == (10_000,) and set(y.tolist()) == set(range(10))
+
+
+def write_cifar(folder, n=4, corrupt=False):
+    import pickle
+    folder.mkdir(parents=True, exist_ok=True)
+    g = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": g.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(range(n))}
+        raw = pickle.dumps(batch)
+        (folder / name).write_bytes(raw[:20] if corrupt and name == "test_batch" else raw)
+
+
+def test_cifar10_python_batches(tmp_path):
+    write_cifar(tmp_path / "cifar-10-batches-py")
+    x = data.load_images("cifar10", "train", tmp_path)
+    assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8
+    assert data.load_labels("cifar10", "test", tmp_path).tolist() == [0, 1, 2, 3]
+    import dbm
+    assert dbm.encode_8bit(x).shape == (20, 24_576)
+    with pytest.raises(data.DataError, match="cifar-10-batches-py"):
+        data.load_images("cifar10", "train", tmp_path / "nothing")
+    write_cifar(tmp_path / "bad" / "cifar-10-batches-py", corrupt=True)
+    with pytest.raises(data.DataError, match="corrupt"):
+        data.load_images("cifar10", "test", tmp_path / "bad")
+    (tmp_path / "bad" / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(data.DataError, match="data_batch_3"):
+        data.load_images("cifar10", "train", tmp_path / "bad")

@@ -125,3 +125,19 @@ def test_library_never_touches_global_rng(gen):
     dbm.encode_binary(torch.rand(2, 5, generator=gen), generator=gen)
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert np.array_equal(np.random.get_state()[1], np_state[1]) and random.getstate() == py_state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes,w", [([3, 3, 3, 3], 1.5), ([5, 4, 3], 2.0), ([6, 6], 1.0)])
+@pytest.mark.parametrize("name,opts", UNBIASED)
+def test_unbiased_heavier_models(sizes, w, name, opts):
+    """More models, stronger weights and 5x the chains (make test-all)."""
+    m = random_dbm(sizes, seed=200, w_scale=w)
+    v = data_batch(sizes[0], 200_000, 200)
+    est = dbm.estimator(name, **opts, max_steps=1_000_000)
+    gen = torch.Generator().manual_seed(200)
+    for _ in range(2 if opts.get("warm_start") else 1):
+        g, info = est.chain_estimates(m, v, gen)
+    assert int(info.pos.capped.sum() + info.neg.capped.sum()) == 0
+    z = z_scores(g, exact.exact_gradient(m, v[:2]))
+    assert z.abs().max() < z_threshold(z.numel())

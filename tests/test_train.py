@@ -7,7 +7,6 @@ import sys
 import pytest
 import torch
 
-import dbm
 from conftest import ROOT, shared_data_dir
 from dbm.train import DivergenceError, TrainConfig, Trainer, load_model
 
@@ -85,3 +84,10 @@ def test_cli_train_resume_and_refuse_overwrite(tmp_path):
     assert r.returncode == 2 and "--resume" in r.stderr
     r = cli(*args[:-4], "--updates", "9", "--out-dir", str(tmp_path / "cli"), "--resume")
     assert r.returncode == 0 and "resumed" in r.stdout, r.stderr
+
+
+def test_exact_likelihood_logged_for_enumerable_models(tmp_path):
+    t = trainer(tmp_path, updates=4, eval_every=2, hidden=(6, 4))
+    df = t.run(progress=False)
+    nll = df[df.metric == "exact_test_nll"].value
+    assert len(nll) == 2 and (nll > 0).all()
