@@ -85,3 +85,26 @@ def test_estimator_loss_backward(benchmark, peak_gflops, device, batch, name, op
     tag = name + ("-marg" if opts.get("marginalize") else "")
     record(benchmark, peak_gflops, device, "binary-784x3", shape, batch, flops,
            step=f"loss_backward_{tag}", estimator=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_training_update_late(benchmark, peak_gflops, device, variant):
+    """Updates 301-326 at batch 100: later in training, when one update moves the modes little
+    and the warm-started local search needs fewer sweeps (early on it does not help)."""
+    shape, batch = SHAPES["binary-784x3"], 100
+    model = make_model(shape, device)
+    est = dbm.estimator("ucd-mh-lmi", **VARIANTS[variant])
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: (1 + 1e-3 * t) ** -0.5)
+    gen = torch.Generator(device=device).manual_seed(0)
+    update = update_fn(model, est, opt, sched, batches(batch, device), gen, device)
+    for _ in range(300):
+        update()
+    benchmark.pedantic(update, rounds=26, warmup_rounds=0)
+    flops, info = count_flops(update)
+    s = info.summary()
+    record(benchmark, peak_gflops, device, "binary-784x3", shape, batch, flops,
+           step=f"train_update_late_ucd-mh-lmi_{variant}", estimator="ucd-mh-lmi", variant=variant,
+           pos_sweeps_mean=s["pos_sweeps_mean"], neg_sweeps_mean=s["neg_sweeps_mean"],
+           neg_p_tau1=s["neg_p_tau1"])

@@ -1,6 +1,7 @@
 """pytest-benchmark JSON -> tidy CSV with achieved GFLOP/s and the fraction of the matmul peak.
 
     python -m benchmarks.to_csv results/bench.json results/bench.csv
+    python -m benchmarks.to_csv --markdown results/bench.csv      # the README table
 """
 import json
 import sys
@@ -30,8 +31,24 @@ def tidy(record: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def markdown(df: pd.DataFrame) -> str:
+    """The README's performance table: step, batch, median [min-max], achieved GFLOP/s, peak fraction."""
+    wide = df.pivot_table(index=["step", "device", "shape", "batch"], columns="metric", values="value").reset_index()
+    lines = ["| step | device | shape | batch | median s [min, max] | GFLOP/s | fraction of peak |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in wide.iterrows():
+        lines.append(f"| {r.step} | {r.device} | {r['shape']} | {int(r.batch)} | {r.median_s:.3g} "
+                     f"[{r.min_s:.3g}, {r.max_s:.3g}] | {r.gflops:.0f} | {r.fraction_of_peak:.2f} |")
+    peak = wide.peak_gflops.max()
+    return "\n".join(lines) + f"\n\nmeasured fp32 matrix-product peak in this run: {peak:.0f} GFLOP/s"
+
+
 def main(argv=None):
-    src, dst = (argv or sys.argv[1:])[:2]
+    args = argv or sys.argv[1:]
+    if args and args[0] == "--markdown":
+        print(markdown(pd.read_csv(args[1])))
+        return
+    src, dst = args[:2]
     with open(src) as f:
         df = tidy(json.load(f))
     write_csv(df, dst)
