@@ -64,3 +64,13 @@ def test_fig25_quick(tmp_path):
     assert side["profile"] == "quick" and side["fails_definition"]
     assert (out / "fig25_samples_mnist.png").exists() and (out / "fig25_end_to_end.png").exists()
     assert "fails" in r.stdout
+
+
+def test_bias_study_quick(tmp_path):
+    out = tmp_path / "results"
+    run_module("reproduce.bias_study", "--quick", "--out-dir", str(out), "--work-dir", str(tmp_path / "runs"),
+               "--shapes", "3-3-3,4-3-2", "--chains", "2000", "--estimators", "cd-1,ucd-mh-lmi")
+    df = pd.read_csv(out / "bias_study.csv")
+    assert set(df.estimator) == {"cd-1", "ucd-mh-lmi"} and df.value.map(math.isfinite).all()
+    assert {"rel_bias", "rel_se", "max_abs_z", "p_correction_neg", "cost_sweeps"} <= set(df.metric)
+    assert (out / "bias_study.png").exists() and json.loads((out / "bias_study.json").read_text())["quick"]

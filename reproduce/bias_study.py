@@ -1,0 +1,169 @@
+"""Estimator bias against the exact gradient, on DBMs small enough to enumerate (not in the paper).
+
+For each model (shape, weight scale, random or briefly trained weights) and estimator, N chains
+give per-chain gradient estimates g_b of grad mean(-log p(v)) for two clamped data vectors;
+against the exact gradient g* (dbm.exact) we record the relative bias |mean g - g*| / |g*|, the
+largest |z| over parameters, the per-chain mean squared error, the rate of UCD-MH-LMI correction
+events P(tau > 1), and the cost in sweeps per chain. The question: as the model grows, the
+uniform MH proposal is rarely accepted, corrections become rare, and then how far is the
+finite-sample estimate from the exact gradient?
+
+    python -m reproduce.bias_study [--quick]
+
+Outputs: results/bias_study.{csv,json,png}.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import dbm
+if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard library's dbm
+    sys.exit("run this script from the repository root as: python -m reproduce.bias_study")
+
+import pandas as pd
+import torch
+
+from dbm import exact
+from dbm.results import cell_id, seed_hash, write_csv, write_sidecar
+from reproduce.common import base_parser, finish, output_paths, progress
+
+NAME = "bias_study"
+ESTIMATORS = {                       # label: (name, options)
+    "cd-1": ("cd", {"k": 1}), "cd-10": ("cd", {"k": 10}), "pcd-1": ("pcd", {"k": 1}),
+    "ucd-gibbs": ("ucd-gibbs", {"max_steps": 10_000}),
+    "ucd-mh-lmi": ("ucd-mh-lmi", {"max_steps": 100_000}),
+    "ucd-mh-lmi-marg": ("ucd-mh-lmi", {"marginalize": True, "max_steps": 100_000}),
+    "official-single-chain": ("official-single-chain", {}),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    shapes: tuple = ("3-3-3", "4-4-4", "6-5-5", "8-7-7", "10-8-8")
+    w_scales: tuple = ("0.5", "1.0", "2.0")
+    weights: tuple = ("random", "trained")
+    estimators: tuple = tuple(ESTIMATORS)
+    chains: int = 20_000
+    pcd_burn_in: int = 50                 # calls on the fixed model before PCD is measured
+    train_steps: int = 100                # exact-gradient steps for "trained" weights
+    device: str = "cpu"
+
+
+QUICK = dict(shapes=("3-3-3", "4-4-4", "6-5-5"), w_scales=("1.0",), weights=("random",), chains=4000,
+             pcd_burn_in=10)
+
+
+def make_model(shape: str, scale: float, kind: str, cfg: Config):
+    sizes = [int(s) for s in shape.split("-")]
+    g = torch.Generator().manual_seed(seed_hash(NAME, "model", shape, scale, kind))
+    m = dbm.DBM(sizes, init="gaussian", sigma=scale, generator=g)
+    with torch.no_grad():
+        for b in m.biases:
+            b.copy_(0.5 * torch.randn(b.shape, generator=g))
+    v = torch.randint(0, 2, (2, sizes[0]), generator=g).float()
+    if kind == "trained":                  # a few exact-gradient steps on 16 random vectors
+        data = torch.randint(0, 2, (16, sizes[0]), generator=g).float()
+        for _ in range(cfg.train_steps):
+            grad = exact.exact_gradient(m, data).float()
+            with torch.no_grad():
+                k = 0
+                for p in m.parameters():
+                    p -= 0.1 * grad[k:k + p.numel()].view_as(p)
+                    k += p.numel()
+        v = data[:2]
+    return m, v
+
+
+def run_cell(shape, scale, kind, label, cfg: Config) -> list[dict]:
+    m, v2 = make_model(shape, float(scale), kind, cfg)
+    name, opts = ESTIMATORS[label]
+    est = dbm.estimator(name, **opts)
+    v = v2.repeat(cfg.chains // 2, 1)
+    gen = torch.Generator().manual_seed(seed_hash(NAME, "chains", shape, scale, kind, label))
+    if name == "pcd":
+        for _ in range(cfg.pcd_burn_in):
+            est.phases(m, v, gen)
+    t0 = time.perf_counter()
+    g, info = est.chain_estimates(m, v, gen)
+    wall = time.perf_counter() - t0
+    g_star = exact.exact_gradient(m, v2)
+    mean = g.mean(0)
+    se = g.std(0) / g.shape[0] ** 0.5
+    z = ((mean - g_star) / se).abs()
+    s = info.summary()
+    sweeps = {"cd": opts.get("k", 1) + 10, "pcd": opts.get("k", 1) + 10}.get(
+        name, s["pos_sweeps_mean"] + s["neg_sweeps_mean"] + s["pos_tau_mean"] + s["neg_tau_mean"])
+    metrics = {"rel_bias": float((mean - g_star).norm() / g_star.norm()),
+               "rel_se": float(se.norm() / g_star.norm()),
+               "max_abs_z": float(z[torch.isfinite(z)].max()),
+               "mse_per_chain": float(((g - g_star) ** 2).sum(1).mean() / g_star.norm() ** 2),
+               "p_correction_neg": 1.0 - s["neg_p_tau1"], "p_correction_pos": 1.0 - s["pos_p_tau1"],
+               "tau_mean_neg": s["neg_tau_mean"], "cost_sweeps": sweeps,
+               "caps": s["pos_tau_capped"] + s["neg_tau_capped"], "wall_s_per_1k": 1000 * wall / cfg.chains}
+    base = dict(shape=shape, units=sum(m.layer_sizes), w_scale=float(scale), weights=kind,
+                estimator=label, chains=cfg.chains)
+    return [{**base, "metric": k, "value": val} for k, val in metrics.items()]
+
+
+def plot(df: pd.DataFrame, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    w = df.pivot_table(index=["shape", "units", "w_scale", "weights", "estimator"], columns="metric",
+                       values="value").reset_index()
+    fig, ax = plt.subplots(1, 3, figsize=(17, 4.8))
+    sns.scatterplot(w, x="cost_sweeps", y="rel_bias", hue="estimator", style="weights", size="units", ax=ax[0])
+    ax[0].set(xscale="log", yscale="log", title="relative bias |mean g - g*| / |g*| against cost",
+              xlabel="sweeps + coupled steps per chain")
+    ax[0].legend(fontsize=7)
+    mh = w[w.estimator.str.startswith("ucd-mh-lmi")]
+    sns.lineplot(mh, x="units", y="p_correction_neg", hue="w_scale", style="estimator", marker="o", ax=ax[1])
+    ax[1].set(yscale="log", title="UCD-MH-LMI: P(tau > 1), negative phase", xlabel="units in the DBM")
+    sns.lineplot(w, x="units", y="max_abs_z", hue="estimator", marker="o", ax=ax[2], errorbar=None)
+    ax[2].axhline(4.0, color="k", ls="--", lw=0.8)
+    ax[2].set(yscale="log", title="max |z| over parameters (dashed: 4)", xlabel="units in the DBM")
+    ax[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    w = df.pivot_table(index=["estimator", "weights"], columns="metric", values="value", aggfunc="median")
+    return w[["rel_bias", "rel_se", "max_abs_z", "mse_per_chain", "p_correction_neg", "cost_sweeps"]].reset_index()
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__, Config)
+    args = p.parse_args(argv)
+    csv, js, png = output_paths(args, NAME)
+    if args.plot_only:
+        df = pd.read_csv(csv)
+    else:
+        cfg = args.config(QUICK)
+        t0, rows = time.perf_counter(), []
+        cells = [(s, w, k, e) for s in cfg.shapes for w in cfg.w_scales for k in cfg.weights for e in cfg.estimators]
+        cache = Path(args.work_dir) / NAME
+        for shape, scale, kind, label in progress(cells, "bias study"):
+            path = cache / f"{cell_id(dict(dataclasses.asdict(cfg), s=shape, w=scale, k=kind, e=label))}.csv"
+            if path.exists() and not args.force:
+                rows.append(pd.read_csv(path))
+                continue
+            cell = pd.DataFrame(run_cell(shape, scale, kind, label, cfg))
+            write_csv(cell, path)
+            rows.append(cell)
+        df = pd.concat(rows, ignore_index=True)
+        write_csv(df, csv)
+        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, quick=args.quick,
+                      summary=summarise(df).to_dict("records"))
+    plot(df, png)
+    finish(summarise(df), [csv, js, png])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
