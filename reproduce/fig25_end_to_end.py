@@ -28,7 +28,7 @@ import torch
 
 from dbm.data import load_images
 from dbm.metrics.ais import ais_log_partition, log_likelihood_bound
-from dbm.results import cell_id, seed_hash, write_csv, write_sidecar
+from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
 from dbm.train import TrainConfig, Trainer, encode
 from reproduce.common import base_parser, finish, output_paths, progress
 
@@ -84,7 +84,7 @@ def bernoulli_baseline(train: torch.Tensor, test: torch.Tensor) -> float:
     return float((test * p.log() + (1 - test) * (1 - p).log()).sum(-1).mean())
 
 
-def run_cell(dataset, method, seed, cfg: Config, work: Path, train, test):
+def run_cell(dataset, method, seed, cfg: Config, work: Path, train, test, force: bool = False):
     name, opts, pre = estimator_options(method, cfg)
     tcfg = TrainConfig(dataset=dataset, hidden=tuple(cfg.hidden), estimator=name,
                        estimator_options=json.dumps(opts), lr=cfg.lr, gamma=cfg.gamma,
@@ -97,11 +97,16 @@ def run_cell(dataset, method, seed, cfg: Config, work: Path, train, test):
     t = Trainer(tcfg, data=train, eval_data=test[:1000])
     t.resume()
     curves = t.run(progress=False)
-    wall = float(curves[curves.metric == "wall_time_s"].value.max())   # of the training itself
-    g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "ais", dataset, method, seed))
-    ais = ais_log_partition(t.model, g, runs=cfg.ais_runs, betas=cfg.ais_betas)
-    ll = float(log_likelihood_bound(t.model, test.to(cfg.device), ais.log_z).mean())
-    final = {"test_ll_bound": ll, "log_z": ais.log_z, "log_z_se": ais.log_z_se, "train_wall_s": wall}
+    done = Path(tcfg.out_dir) / "final.json"
+    if done.exists() and not force:                         # evaluated before: reuse
+        final = json.loads(done.read_text())
+    else:
+        wall = float(curves[curves.metric == "wall_time_s"].value.max())   # of the training itself
+        g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "ais", dataset, method, seed))
+        ais = ais_log_partition(t.model, g, runs=cfg.ais_runs, betas=cfg.ais_betas)
+        ll = float(log_likelihood_bound(t.model, test.to(cfg.device), ais.log_z).mean())
+        final = {"test_ll_bound": ll, "log_z": ais.log_z, "log_z_se": ais.log_z_se, "train_wall_s": wall}
+        atomic_write_text(done, json.dumps(final))
     rows = curves[curves.metric.isin(["loss", "recon_error", "neg_tau_mean", "neg_sweeps_mean",
                                       "pos_sweeps_mean", "neg_tau_capped", "pos_tau_capped"])].copy()
     rows = pd.concat([rows, pd.DataFrame([{"step": cfg.updates, "metric": k, "value": v}
@@ -113,10 +118,21 @@ def run_cell(dataset, method, seed, cfg: Config, work: Path, train, test):
 
 
 def grid(samples: dict, path: Path) -> None:
-    """Rows: methods; each row 16 'mode' samples."""
-    from torchvision.utils import save_image
-    imgs = torch.cat([v[:16].reshape(16, 1, 28, 28) for v in samples.values()])
-    save_image(imgs.cpu(), path, nrow=16, padding=1, pad_value=0.5)
+    """One labelled row per method: 16 local modes ("mode" samples) from uniform starts."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+    fig, axes = plt.subplots(len(samples), 1, figsize=(12, 1.1 * len(samples)), squeeze=False)
+    for ax, (method, v) in zip(axes[:, 0], samples.items()):
+        img = make_grid(v[:16].reshape(-1, 1, 28, 28).cpu(), nrow=16, padding=1, pad_value=0.5)
+        ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+        ax.set_ylabel(method, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
@@ -172,7 +188,7 @@ def main(argv=None) -> int:
             base = bernoulli_baseline(train, test)
             samples = {}
             for method, seed in progress([(m, s) for m in cfg.methods for s in range(cfg.seeds)], f"fig25 {ds}"):
-                rows, trainer = run_cell(ds, method, seed, cfg, work, train, test)
+                rows, trainer = run_cell(ds, method, seed, cfg, work, train, test, args.force)
                 rows = pd.concat([rows, pd.DataFrame([{"dataset": ds, "method": method, "seed": seed,
                                                        "step": cfg.updates, "metric": "bernoulli_baseline_ll",
                                                        "value": base}])], ignore_index=True)
