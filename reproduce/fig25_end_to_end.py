@@ -94,6 +94,9 @@ def run_cell(dataset, method, seed, cfg: Config, work: Path, train, test, force:
                        out_dir=str(work / cell_id(dict(dataclasses.asdict(cfg), dataset=dataset,
                                                        method=method, seed=seed))),
                        device=cfg.device)
+    if force:                                                # start this cell from scratch
+        for f in ("state.pt", "model.safetensors", "metrics.csv", "final.json"):
+            (Path(tcfg.out_dir) / f).unlink(missing_ok=True)
     t = Trainer(tcfg, data=train, eval_data=test[:1000])
     t.resume()
     curves = t.run(progress=False)
