@@ -3,7 +3,7 @@
 Import from the repository root (or with the repository on PYTHONPATH): Python's standard
 library also has a package named ``dbm``, which wins over an installed copy of this one.
 """
-from . import couplings, driver, exact, samplers, stats
+from . import couplings, driver, exact, inpaint, samplers, stats
 from .encoding import decode_8bit, decode_binary, encode_8bit, encode_binary
 from .estimators import ESTIMATORS, Estimator, EstimatorInfo, PhaseInfo, estimator
 from .model import DBM
@@ -17,4 +17,4 @@ IS_THIS_PROJECT = True   # the standard library's dbm has no such attribute (see
 __all__ = ["DBM", "estimator", "ESTIMATORS", "Estimator", "EstimatorInfo", "PhaseInfo",
            "encode_binary", "decode_binary", "encode_8bit", "decode_8bit", "gibbs_step",
            "gibbs_update", "local_mode", "LocalModeInfo", "MHState", "mh_init", "mh_step",
-           "statistics", "surrogate_loss", "couplings", "driver", "exact", "samplers", "stats"]
+           "statistics", "surrogate_loss", "couplings", "driver", "exact", "inpaint", "samplers", "stats"]
