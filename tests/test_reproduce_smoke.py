@@ -59,7 +59,7 @@ def test_fig25_quick(tmp_path):
     assert set(df.method) == {"ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained"}
     fin = df[df.metric == "test_ll_bound"]
     assert len(fin) == 5 and fin.value.map(math.isfinite).all() and (fin.value < 0).all()
-    assert {"recon_error", "log_z", "bernoulli_baseline_ll"} <= set(df.metric)
+    assert {"recon_error", "log_z", "bernoulli_baseline_ll", "sample_diversity", "sample_nn_distance"} <= set(df.metric)
     side = json.loads((out / "fig25_end_to_end.json").read_text())
     assert side["profile"] == "quick" and side["fails_definition"]
     assert (out / "fig25_samples_mnist.png").exists() and (out / "fig25_end_to_end.png").exists()
