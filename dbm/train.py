@@ -56,6 +56,12 @@ class TrainConfig:
     device: str = "cpu"
 
 
+# settings a resumed run must share with its checkpoint (updates, logging, paths and device may change)
+RESUME_MUST_MATCH = ("dataset", "encoding", "stochastic_binarize", "hidden", "estimator", "estimator_options",
+                     "optimizer", "lr", "gamma", "batch_size", "seed", "train_limit", "pretrain_updates",
+                     "pretrain_lr")
+
+
 class DivergenceError(RuntimeError):
     """Parameters or the loss became NaN/inf; the last good checkpoint is kept."""
 
@@ -158,6 +164,12 @@ class Trainer:
         model, _ = load_model(self.out / "model.safetensors", self.cfg.device)
         self.model.load_state_dict(model.state_dict())
         state = torch.load(self.out / "state.pt", map_location=self.cfg.device, weights_only=False)
+        saved, now = state.get("config", {}), dataclasses.asdict(self.cfg)
+        diff = {k: (saved[k], now[k]) for k in RESUME_MUST_MATCH if k in saved and saved[k] != now[k]
+                and not (isinstance(now[k], tuple) and list(now[k]) == saved[k])}
+        if diff:
+            raise ValueError(f"{self.out}: the checkpoint was written with other settings "
+                             f"(saved, now): {diff}; use another out_dir or start afresh")
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.data_gen.set_state(state["data_gen"])

@@ -99,23 +99,39 @@ def sample_stats(model, test: torch.Tensor, seed: int, device: str, n: int = 100
             "sample_nn_distance": float(nearest.mean() / v.shape[1])}
 
 
-def run_cell(dataset, method, seed, cfg: Config, work: Path, train, test, force: bool = False):
+TRAIN_FIELDS = ("hidden", "batch_size", "updates", "lr", "gamma", "train_limit", "pretrain_updates",
+                "gibbs_max_steps")
+EVAL_FIELDS = ("ais_runs", "ais_betas", "test_n")
+
+
+def train_key(cfg: Config, dataset: str, method: str, seed: int) -> str:
+    """The cell's folder name: a hash of what its training depends on (not of paths or devices)."""
+    return cell_id(dict({k: getattr(cfg, k) for k in TRAIN_FIELDS}, dataset=dataset, method=method, seed=seed))
+
+
+def train_cell(dataset, method, seed, cfg: Config, work: Path, train, test, force: bool = False):
+    """Train (or resume, or reuse) one cell's DBM; returns the Trainer and its metric curves.
+    fig27 inpaints with these models."""
     name, opts, pre = estimator_options(method, cfg)
     tcfg = TrainConfig(dataset=dataset, hidden=tuple(cfg.hidden), estimator=name,
                        estimator_options=json.dumps(opts), lr=cfg.lr, gamma=cfg.gamma,
                        batch_size=cfg.batch_size, updates=cfg.updates, seed=seed,
                        log_every=max(1, cfg.updates // 50), eval_every=max(1, cfg.updates // 10),
                        ckpt_every=max(1, cfg.updates // 5), pretrain_updates=pre,
-                       out_dir=str(work / cell_id(dict(dataclasses.asdict(cfg), dataset=dataset,
-                                                       method=method, seed=seed))),
+                       out_dir=str(work / train_key(cfg, dataset, method, seed)),
                        device=cfg.device)
     if force:                                                # start this cell from scratch
-        for f in ("state.pt", "model.safetensors", "metrics.csv", "final.json"):
-            (Path(tcfg.out_dir) / f).unlink(missing_ok=True)
+        for f in [*Path(tcfg.out_dir).glob("final-*.json"), *(Path(tcfg.out_dir) / f for f in
+                                                               ("state.pt", "model.safetensors", "metrics.csv"))]:
+            f.unlink(missing_ok=True)
     t = Trainer(tcfg, data=train, eval_data=test[:1000])
     t.resume()
-    curves = t.run(progress=False)
-    done = Path(tcfg.out_dir) / "final.json"
+    return t, t.run(progress=False)
+
+
+def run_cell(dataset, method, seed, cfg: Config, work: Path, train, test, force: bool = False):
+    t, curves = train_cell(dataset, method, seed, cfg, work, train, test, force)
+    done = Path(t.cfg.out_dir) / f"final-{cell_id({k: getattr(cfg, k) for k in EVAL_FIELDS})}.json"
     final = json.loads(done.read_text()) if done.exists() and not force else {}
     if "test_ll_bound" not in final:
         wall = float(curves[curves.metric == "wall_time_s"].value.max())   # of the training itself

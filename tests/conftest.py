@@ -1,5 +1,9 @@
+import gzip
 import os
 import pathlib
+import struct
+
+import numpy as np
 
 import pytest
 import torch
@@ -19,3 +23,36 @@ def shared_data_dir():
     """../shared/data when present (the project's offline copies of MNIST and Fashion-MNIST)."""
     d = ROOT.parent / "shared" / "data"
     return d if d.is_dir() else None
+
+
+def write_idx(path, array, compress=True):
+    """Write ``array`` as an IDX file (uint8), gzipped unless ``compress`` is False; returns the raw bytes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if compress:
+        with gzip.open(path, "wb") as f:
+            f.write(raw)
+    else:
+        path.write_bytes(raw)
+    return raw
+
+
+def synthetic_mnist(root, name="mnist", n_train=600, n_test=200, seed=0):
+    """A tiny labelled stand-in for MNIST in the real IDX format under ``root/name``: class c is a
+    bar at row/column position c, with 5% pixel noise. Returns ``root``."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        y = rng.integers(0, 10, n)
+        x = np.zeros((n, 28, 28), np.uint8)
+        for c in range(10):
+            rows = y == c
+            if c < 5:
+                x[rows, 4 + 4 * c:7 + 4 * c, 4:24] = 255
+            else:
+                x[rows, 4:24, 4 + 4 * (c - 5):7 + 4 * (c - 5)] = 255
+        flip = rng.random(x.shape) < 0.05
+        x = np.where(flip, 255 - x, x)
+        write_idx(pathlib.Path(root) / name / f"{split}-images-idx3-ubyte.gz", x)
+        write_idx(pathlib.Path(root) / name / f"{split}-labels-idx1-ubyte.gz", y)
+    return root

@@ -1,25 +1,12 @@
 """Data loading on tiny synthetic IDX files in the real format, and on ../shared/data if present."""
 import gzip
-import struct
 
 import numpy as np
 import torch
 import pytest
 
-from conftest import shared_data_dir
+from conftest import shared_data_dir, write_idx
 from dbm import data
-
-
-def write_idx(path, array, compress=True):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">I", s) for s in array.shape)
-    raw = header + array.astype(np.uint8).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if compress:
-        with gzip.open(path, "wb") as f:
-            f.write(raw)
-    else:
-        path.write_bytes(raw)
-    return raw
 
 
 def test_reads_synthetic_idx_in_every_layout(tmp_path, monkeypatch):

@@ -74,3 +74,30 @@ def test_bias_study_quick(tmp_path):
     assert set(df.estimator) == {"cd-1", "ucd-mh-lmi"} and df.value.map(math.isfinite).all()
     assert {"rel_bias", "rel_se", "max_abs_z", "p_correction_neg", "cost_sweeps"} <= set(df.metric)
     assert (out / "bias_study.png").exists() and json.loads((out / "bias_study.json").read_text())["quick"]
+
+
+def test_fig27_quick_on_synthetic_idx(tmp_path):
+    from conftest import synthetic_mnist
+    data = synthetic_mnist(tmp_path / "data")
+    out, work = tmp_path / "results", tmp_path / "runs"
+    args = ("--quick", "--out-dir", str(out), "--work-dir", str(work), "--data-dir", str(data),
+            "--datasets", "mnist", "--test-n", "50")
+    r = run_module("reproduce.fig27_inpainting", *args)
+    df = pd.read_csv(out / "fig27_inpainting.csv")
+    assert {"dataset", "method", "mask", "completion", "metric", "value", "se", "n_test"} <= set(df.columns)
+    assert set(df.completion) == {"original", "masked", "local-search", "gibbs-mean", "gibbs-best"}
+    assert set(df[df.completion == "local-search"]["mask"]) == {"left", "top", "center", "random-0.5"}
+    assert df.value.map(math.isfinite).all()
+    err = df[df.metric == "missing_error"].value
+    assert ((err >= 0) & (err <= 1)).all()
+    # the oracle-best Gibbs completion is never worse than the mean one
+    best = df[(df.completion == "gibbs-best") & (df.metric == "missing_error")].set_index(["method", "mask"]).value
+    mean = df[(df.completion == "gibbs-mean") & (df.metric == "missing_error")].set_index(["method", "mask"]).value
+    assert (best <= mean + 1e-12).all()
+    side = json.loads((out / "fig27_inpainting.json").read_text())
+    assert side["classifiers"]["mnist"]["test_accuracy"] > 0.5          # bars are easy to classify
+    assert (out / "fig27_grid_mnist_ucd-mh-lmi.png").exists() and (out / "fig27_inpainting.png").exists()
+    assert "local-search" in r.stdout
+    cells = {p: p.stat().st_mtime_ns for p in (work / "fig27_inpainting").iterdir()}
+    run_module("reproduce.fig27_inpainting", *args)                         # a re-run reuses every cell
+    assert cells == {p: p.stat().st_mtime_ns for p in (work / "fig27_inpainting").iterdir()}

@@ -43,6 +43,14 @@ def test_resume_reaches_the_same_parameters(tmp_path, est, opts):
     assert m_full.count("\n") == m_res.count("\n")
 
 
+def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):
+    trainer(tmp_path, updates=4).run(progress=False)
+    longer = trainer(tmp_path, updates=8, log_every=1)          # more updates, other logging: fine
+    assert longer.resume() and longer.step == 4
+    with pytest.raises(ValueError, match="lr"):
+        trainer(tmp_path, updates=8, lr=0.1).resume()
+
+
 def test_checkpoint_holds_config_and_loads(tmp_path):
     t = trainer(tmp_path, updates=4)
     t.run(progress=False)

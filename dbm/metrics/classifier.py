@@ -1,0 +1,158 @@
+"""The suite's classifier: a small CNN per data set, trained here and cached on disk.
+
+It serves two measurements and is always labelled as the suite's classifier (never as FID):
+- the accuracy of the classifier on generated or inpainted images against their true label
+  (fig27);
+- the classifier Frechet distance, from its 128-d penultimate features (``features``), used like
+  Inception's pool features in FID (``dbm.metrics.frechet``).
+
+Inputs are the DBM's visible vectors: (B, n_0) in the data set's encoding ("binary": pixels in
+{0, 1}; "8bit": 8 bits per pixel, decoded to [0, 1]); the classifier is trained on the training
+split in the same encoding, so completions are judged in the domain they live in.
+
+Architecture: conv3x3(32) - ReLU - maxpool2 - conv3x3(64) - ReLU - maxpool2 - linear(128) - ReLU -
+linear(10). Adam, ``epochs`` passes over the training set in a generator-drawn order.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..data import DataError, load_images, load_labels
+from ..encoding import decode_8bit, encode_8bit, encode_binary
+from ..results import seed_hash
+
+__all__ = ["ClassifierConfig", "SmallCNN", "to_images", "train_classifier", "load_or_train", "accuracy"]
+
+SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+    dataset: str = "mnist"
+    encoding: str = "binary"          # the DBM's visible encoding: "binary" or "8bit"
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float = 1e-3
+    train_limit: int = 0              # first N training images (0: all)
+    seed: int = 0
+
+    def key(self) -> str:
+        return f"{self.dataset}-{self.encoding}-{seed_hash(json.dumps(dataclasses.asdict(self), sort_keys=True)):08x}"
+
+
+class SmallCNN(nn.Module):
+    """(B, C, H, W) images in [0, 1] -> (B, 10) logits; ``features`` gives the (B, 128) penultimate."""
+
+    def __init__(self, shape: tuple[int, int, int], generator: torch.Generator, classes: int = 10):
+        super().__init__()
+        c, h, w = shape
+        with torch.random.fork_rng(devices=[]):          # construction draws from the global RNG:
+            self.body = nn.Sequential(                  # fork it, then re-initialise from `generator`
+                nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                nn.Linear(64 * (h // 4) * (w // 4), 128), nn.ReLU())
+            self.head = nn.Linear(128, classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu", generator=generator)
+                nn.init.zeros_(m.bias)
+        self.shape = shape
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+def to_images(v: Tensor, dataset: str, encoding: str) -> Tensor:
+    """Visible vectors (B, n_0) -> float images (B, C, H, W) in [0, 1]; clear error on a wrong size."""
+    shape = SHAPES[dataset]
+    n = shape[0] * shape[1] * shape[2]
+    want = n if encoding == "binary" else 8 * n
+    if v.ndim != 2 or v.shape[1] != want:
+        raise ValueError(f"{dataset} {encoding} visible vectors must have shape (B, {want}), got {tuple(v.shape)}")
+    x = v.float() if encoding == "binary" else decode_8bit(v)
+    return x.reshape(-1, *shape)                        # CIFAR pixels are channel-major (C, H, W)
+
+
+def _encode(images: Tensor, encoding: str) -> Tensor:
+    if encoding == "binary":
+        return encode_binary(images)
+    if encoding == "8bit":
+        return encode_8bit(images)
+    raise ValueError(f"encoding must be 'binary' or '8bit', got {encoding!r}")
+
+
+def train_classifier(cfg: ClassifierConfig, data_dir=None, device: str = "cpu") -> tuple[SmallCNN, dict]:
+    """Train on the training split; returns the model and a record with its test accuracy."""
+    g = torch.Generator().manual_seed(seed_hash("classifier", cfg.key()))
+    x = load_images(cfg.dataset, "train", data_dir)
+    y = load_labels(cfg.dataset, "train", data_dir)
+    if cfg.train_limit:
+        x, y = x[:cfg.train_limit], y[:cfg.train_limit]
+    x = to_images(_encode(x, cfg.encoding), cfg.dataset, cfg.encoding)
+    net = SmallCNN(SHAPES[cfg.dataset], g).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    t0 = time.perf_counter()
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            loss = nn.functional.cross_entropy(net(x[idx].to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    net.eval()
+    xt = to_images(_encode(load_images(cfg.dataset, "test", data_dir), cfg.encoding), cfg.dataset, cfg.encoding)
+    acc = float(accuracy(net, xt, load_labels(cfg.dataset, "test", data_dir)).mean())
+    return net, {"config": dataclasses.asdict(cfg), "test_accuracy": acc, "train_wall_s": time.perf_counter() - t0,
+                 "torch": torch.__version__}
+
+
+@torch.no_grad()
+def predict(net: SmallCNN, x: Tensor, batch: int = 1000) -> Tensor:
+    """(B, C, H, W) -> (B,) predicted labels, in batches on the net's device."""
+    dev = next(net.parameters()).device
+    return torch.cat([net(x[i:i + batch].to(dev)).argmax(-1).cpu() for i in range(0, len(x), batch)])
+
+
+def accuracy(net: SmallCNN, x: Tensor, labels: Tensor) -> Tensor:
+    """(B,) 1.0 where the predicted label is the true one."""
+    return (predict(net, x) == labels.cpu()).float()
+
+
+def load_or_train(cfg: ClassifierConfig, cache_dir: str | os.PathLike = "runs/classifiers", data_dir=None,
+                  device: str = "cpu") -> tuple[SmallCNN, dict]:
+    """The cached classifier for ``cfg`` (``<cache_dir>/<key>.safetensors``), trained on first use."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, save_file
+    path = Path(cache_dir) / f"{cfg.key()}.safetensors"
+    net = SmallCNN(SHAPES[cfg.dataset], torch.Generator().manual_seed(0))
+    if path.exists():
+        try:
+            from safetensors import safe_open
+            with safe_open(str(path), framework="pt") as f:
+                record = json.loads(f.metadata()["record"])
+            net.load_state_dict(load_file(str(path)))
+        except (SafetensorError, KeyError, RuntimeError, json.JSONDecodeError, OSError) as e:
+            raise DataError(f"{path}: corrupt classifier cache ({e}); delete the file to retrain it") from None
+        if record.get("config") != dataclasses.asdict(cfg):
+            raise DataError(f"{path}: cached classifier was trained with {record.get('config')}, not {cfg}; "
+                            "delete the file to retrain it")
+        net.eval()
+        return net.to(device), record
+    net, record = train_classifier(cfg, data_dir, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".tmp-" + path.name)
+    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
+              metadata={"record": json.dumps(record)})
+    os.replace(tmp, path)
+    return net, record

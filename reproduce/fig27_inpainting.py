@@ -1,0 +1,227 @@
+"""Slide 27: inpainting with a DBM on MNIST and Fashion-MNIST test images.
+
+Fix the observed pixels of v, search for (v, h) of low energy with the clamped local search (the
+paper) and fill in the missing pixels; or draw completions by clamped Gibbs sweeps from that
+local mode (several per image; the best by missing-pixel error, an oracle choice, and the mean).
+The DBMs are fig25's models of the same profile (trained on first use, reused after).
+
+Metrics per data set, model (fig25 method), mask and completion: the mean absolute error on the
+missing pixels and the accuracy of the suite's classifier (``dbm.metrics.classifier``) on the
+completed images against the true label, each with its standard error over test images. Two
+references: the classifier on the original images ("original") and on the masked images with
+missing pixels set to 0 ("masked").
+
+    python -m reproduce.fig27_inpainting [--quick | --profile budget | --profile paper] [--device cuda]
+
+Outputs: results/fig27_inpainting.{csv,json,png} and results/fig27_grid_<dataset>_<method>.png.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import dbm
+if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard library's dbm
+    sys.exit("run this script from the repository root as: python -m reproduce.fig27_inpainting")
+
+import pandas as pd
+import torch
+
+from dbm.data import load_images, load_labels
+from dbm.inpaint import inpaint_gibbs, inpaint_local_search, make_mask, missing_error
+from dbm.metrics.classifier import ClassifierConfig, accuracy, load_or_train, to_images
+from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
+from dbm.train import TrainConfig, encode
+from reproduce import fig25_end_to_end as fig25
+from reproduce.common import base_parser, finish, output_paths, progress
+
+NAME = "fig27_inpainting"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    datasets: tuple = ("mnist", "fashion-mnist")
+    methods: tuple = ("ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained")   # fig25 models
+    masks: tuple = ("left", "right", "top", "bottom", "center", "random-0.25", "random-0.5", "random-0.75")
+    test_n: int = 1000
+    gibbs_samples: int = 10
+    gibbs_sweeps: int = 50
+    max_sweeps: int = 1000
+    classifier_epochs: int = 2
+    classifier_train_limit: int = 0
+    data_dir: str | None = None
+    device: str = "cpu"
+
+
+PROFILES = {
+    "quick": dict(methods=("ucd-mh-lmi", "cd"), masks=("left", "top", "center", "random-0.5"), test_n=100,
+                  gibbs_samples=4, gibbs_sweeps=10, classifier_epochs=1, classifier_train_limit=5000),
+    "budget": {},
+    "paper": dict(test_n=10_000),
+}
+
+
+def observed_mask(kind: str, n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, 784) bool, True where observed; "random-<rate>" hides each pixel with that probability."""
+    if kind.startswith("random-"):
+        return make_mask("random", rate=float(kind.split("-", 1)[1]), generator=generator, batch=n)
+    return make_mask(kind, batch=n)
+
+
+def _mean_se(x: torch.Tensor) -> tuple[float, float]:
+    return float(x.mean()), float(x.std() / len(x) ** 0.5) if len(x) > 1 else float("nan")
+
+
+def evaluate(model, clf, v, labels, mask: str, cfg: Config, seed: int, ds: str) -> list[dict]:
+    """Rows (completion, metric, value, se) for one model and mask over the test images v (B, 784)."""
+    g = torch.Generator(device=cfg.device).manual_seed(seed_hash(seed, "chains"))
+    v = v.to(cfg.device)
+    obs = observed_mask(mask, len(v), torch.Generator().manual_seed(seed_hash(NAME, ds, mask))).to(cfg.device)  # same for every model
+    acc = lambda x: accuracy(clf, to_images(x.cpu(), ds, "binary"), labels)   # noqa: E731
+    rows = []
+
+    def add(completion, metric, x):
+        m, se = _mean_se(x.float().cpu())
+        rows.append({"completion": completion, "metric": metric, "value": m, "se": se})
+
+    add("masked", "accuracy", acc(v * obs))
+    ls, sweeps = inpaint_local_search(model, v, obs, g, max_sweeps=cfg.max_sweeps)
+    add("local-search", "missing_error", missing_error(ls, v, obs))
+    add("local-search", "accuracy", acc(ls))
+    add("local-search", "sweeps", sweeps)
+    add("local-search", "capped", sweeps >= cfg.max_sweeps)
+    gs = inpaint_gibbs(model, v, obs, g, n_samples=cfg.gibbs_samples, sweeps=cfg.gibbs_sweeps)  # (S, B, 784)
+    err = torch.stack([missing_error(s, v, obs) for s in gs])                                # (S, B)
+    hit = torch.stack([acc(s) for s in gs])                                                   # (S, B)
+    best = err.argmin(0)
+    add("gibbs-mean", "missing_error", err.mean(0))
+    add("gibbs-mean", "accuracy", hit.mean(0))
+    add("gibbs-best", "missing_error", err.gather(0, best[None])[0])
+    add("gibbs-best", "accuracy", hit.gather(0, best[None])[0])
+    return rows
+
+
+def run_cell(ds, method, mask, cfg: Config, work: Path, model, clf, v, labels, force: bool) -> pd.DataFrame:
+    done = work / f"{cell_id(dict(dataclasses.asdict(cfg), dataset=ds, method=method, mask=mask))}.json"
+    if done.exists() and not force:
+        rows = json.loads(done.read_text())
+    else:
+        rows = evaluate(model, clf, v, labels, mask, cfg, seed_hash(NAME, ds, method, mask), ds)
+        done.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(done, json.dumps(rows))
+    df = pd.DataFrame(rows)
+    df.insert(0, "mask", mask)
+    df.insert(0, "method", method)
+    df.insert(0, "dataset", ds)
+    return df
+
+
+def grid(model, v, cfg: Config, path: Path, seed: int) -> None:
+    """Rows: masks; columns: original, masked (missing pixels grey), local search, one Gibbs sample."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+    v = v[:8].to(cfg.device)
+    cols = ("original", "masked", "local search", "Gibbs sample")
+    fig, axes = plt.subplots(len(cfg.masks), 4, figsize=(16, 0.75 * len(cfg.masks) + 0.5), squeeze=False)
+    for i, mask in enumerate(cfg.masks):
+        g = torch.Generator(device=cfg.device).manual_seed(seed_hash(seed, mask))
+        obs = observed_mask(mask, len(v), torch.Generator().manual_seed(seed_hash(seed, mask))).to(cfg.device)
+        ls, _ = inpaint_local_search(model, v, obs, g, max_sweeps=cfg.max_sweeps)
+        gs = inpaint_gibbs(model, v, obs, g, n_samples=1, sweeps=cfg.gibbs_sweeps)[0]
+        for j, x in enumerate((v, torch.where(obs, v, 0.5), ls, gs)):
+            ax = axes[i, j]
+            ax.imshow(make_grid(x.reshape(-1, 1, 28, 28).cpu(), nrow=8, padding=1, pad_value=1)[0],
+                      cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(mask, rotation=0, ha="right", va="center", fontsize=9)
+            if i == 0:
+                ax.set_title(cols[j])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot(df: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    datasets = list(dict.fromkeys(df.dataset))
+    fig, axes = plt.subplots(2, len(datasets), figsize=(7 * len(datasets), 8), squeeze=False)
+    for j, ds in enumerate(datasets):
+        d = df[(df.dataset == ds) & (df.completion == "local-search")]
+        for i, metric in enumerate(("missing_error", "accuracy")):
+            sns.barplot(d[d.metric == metric], x="mask", y="value", hue="method", ax=axes[i, j], errorbar=None)
+            axes[i, j].set(title=f"{ds}: clamped local search, {metric.replace('_', ' ')}", ylabel=metric)
+            axes[i, j].tick_params(axis="x", rotation=30)
+        ref = df[(df.dataset == ds) & (df.completion == "original") & (df.metric == "accuracy")].value
+        if len(ref):
+            axes[1, j].axhline(ref.iloc[0], color="k", ls="--", label="original images")
+            axes[1, j].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    d = df[df.metric.isin(["missing_error", "accuracy"]) & (df.completion != "original")]
+    t = d.pivot_table(index=["dataset", "method", "completion"], columns="metric", values="value", aggfunc="mean")
+    return t.reset_index()
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__, Config)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="budget",
+                   help="also picks the fig25 profile whose models are inpainted")
+    args = p.parse_args(argv)
+    csv, js, png = output_paths(args, NAME)
+    out = csv.parent
+    if args.plot_only:
+        df = pd.read_csv(csv)
+    else:
+        profile = "quick" if args.quick else args.profile
+        cfg = args.config(PROFILES[profile], apply=True)
+        cfg25 = dataclasses.replace(fig25.Config(), **{**fig25.PROFILES[profile], "data_dir": cfg.data_dir,
+                                                        "device": cfg.device})
+        work = Path(args.work_dir)
+        t0, frames, classifiers = time.perf_counter(), [], {}
+        out.mkdir(parents=True, exist_ok=True)
+        for ds in cfg.datasets:
+            ccfg = ClassifierConfig(dataset=ds, epochs=cfg.classifier_epochs, train_limit=cfg.classifier_train_limit)
+            clf, record = load_or_train(ccfg, work / "classifiers", cfg.data_dir, cfg.device)
+            classifiers[ds] = record
+            imgs = load_images(ds, "train", cfg.data_dir)
+            train = encode(imgs[:cfg25.train_limit] if cfg25.train_limit else imgs, TrainConfig())
+            test = encode(load_images(ds, "test", cfg.data_dir), TrainConfig())
+            v = test[:cfg.test_n]
+            labels = load_labels(ds, "test", cfg.data_dir)[:cfg.test_n]
+            m, se = _mean_se(accuracy(clf, to_images(v, ds, "binary"), labels))
+            frames.append(pd.DataFrame([{"dataset": ds, "method": "none", "mask": "none", "completion": "original",
+                                         "metric": "accuracy", "value": m, "se": se}]))
+            for method in progress(cfg.methods, f"fig27 {ds}"):
+                trainer, _ = fig25.train_cell(ds, method, 0, cfg25, work / fig25.NAME, train, test[:cfg25.test_n])
+                model = trainer.model.eval()
+                for mask in cfg.masks:
+                    frames.append(run_cell(ds, method, mask, cfg, work / NAME, model, clf, v, labels, args.force))
+                grid(model, v, cfg, out / f"fig27_grid_{ds}_{method}.png", seed_hash(NAME, "grid", ds))
+        df = pd.concat(frames, ignore_index=True)
+        df["n_test"] = cfg.test_n
+        df["fig25_profile"] = profile
+        write_csv(df, csv)
+        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile, classifiers=classifiers,
+                      dbm_models=dataclasses.asdict(cfg25), sample_kind="clamped local mode / clamped Gibbs",
+                      gibbs_best="oracle: the sample with the lowest missing-pixel error")
+    plot(df, png)
+    finish(summarise(df), [csv, js, png])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""The suite's classifier: input handling, caching, corrupt caches, no global RNG."""
+import pytest
+import torch
+
+from conftest import synthetic_mnist
+from dbm.data import DataError
+from dbm.encoding import encode_8bit
+from dbm.metrics.classifier import ClassifierConfig, SmallCNN, accuracy, load_or_train, to_images
+
+
+def test_to_images_shapes_and_8bit_decoding():
+    v = torch.randint(0, 2, (3, 784)).float()
+    assert to_images(v, "mnist", "binary").shape == (3, 1, 28, 28)
+    imgs = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    x = to_images(encode_8bit(imgs), "cifar10", "8bit")
+    assert torch.equal(x, imgs.float() / 255)
+    with pytest.raises(ValueError, match=r"\(B, 784\)"):
+        to_images(torch.zeros(3, 783), "mnist", "binary")
+
+
+def test_construction_leaves_the_global_rng_alone():
+    before = torch.get_rng_state()
+    a = SmallCNN((1, 28, 28), torch.Generator().manual_seed(3))
+    b = SmallCNN((1, 28, 28), torch.Generator().manual_seed(3))
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_train_cache_reload_and_corrupt_cache(tmp_path):
+    data = synthetic_mnist(tmp_path / "data", n_train=400, n_test=100)
+    cfg = ClassifierConfig(epochs=2)
+    net, rec = load_or_train(cfg, tmp_path / "cache", data)
+    assert rec["test_accuracy"] > 0.9                                # ten well-separated bar classes
+    path = next((tmp_path / "cache").glob("*.safetensors"))
+    again, rec2 = load_or_train(cfg, tmp_path / "cache", data)
+    assert rec2 == rec and all(torch.equal(p, q) for p, q in zip(net.parameters(), again.parameters()))
+    x = torch.rand(5, 1, 28, 28)
+    assert torch.equal(accuracy(net, x, torch.zeros(5, dtype=torch.long)),
+                       accuracy(again, x, torch.zeros(5, dtype=torch.long)))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DataError, match="delete the file"):
+        load_or_train(cfg, tmp_path / "cache", data)
