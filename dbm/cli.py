@@ -32,10 +32,10 @@ def _check(args) -> int:
     return 0
 
 
-def _train(args) -> int:
+def _train(args, config_cls, trainer_cls) -> int:
     from .config import config_from_args
-    from .train import DivergenceError, TrainConfig, Trainer
-    cfg = config_from_args(args, TrainConfig)
+    from .train import DivergenceError
+    cfg = config_from_args(args, config_cls)
     out = Path(cfg.out_dir)
     if (out / "state.pt").exists() and not (args.resume or args.force):
         print(f"error: {out} already holds a checkpoint; pass --resume to continue it or --force "
@@ -47,7 +47,7 @@ def _train(args) -> int:
     if args.download:
         from .data import load_images
         load_images(cfg.dataset, "train", cfg.data_dir, download=True)
-    trainer = Trainer(cfg)
+    trainer = trainer_cls(cfg)
     if args.resume and trainer.resume():
         print(f"resumed {out} at update {trainer.step}")
     try:
@@ -55,7 +55,7 @@ def _train(args) -> int:
     except DivergenceError as e:
         print(f"error: training diverged: {e}", file=sys.stderr)
         return 3
-    print(f"wrote {out}/model.safetensors, state.pt, metrics.csv and sample grids")
+    print(f"wrote {out}/model.safetensors, state.pt, metrics.csv")
     return 0
 
 
@@ -69,16 +69,19 @@ def main(argv=None) -> int:
     c.add_argument("--sizes", default="3,3,3")
     c.add_argument("--chains", type=int, default=20000)
     c.add_argument("--seed", type=int, default=0)
-    t = sub.add_parser("train", help="train a DBM (checkpoints, --resume)")
+    from .baselines.train_gan import GANConfig, GANTrainer
     from .config import add_config_args
-    from .train import TrainConfig
-    add_config_args(t, TrainConfig)
-    t.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
-    t.add_argument("--force", action="store_true", help="discard the checkpoint in --out-dir")
-    t.add_argument("--download", action="store_true", help="let torchvision download the data set")
+    from .train import TrainConfig, Trainer
+    trainers = {"train": (TrainConfig, Trainer), "train-gan": (GANConfig, GANTrainer)}
+    for name, (cls, _), what in zip(trainers, trainers.values(), ("a DBM", "a WGAN-GP / WGAN baseline")):
+        t = sub.add_parser(name, help=f"train {what} (checkpoints, --resume)")
+        add_config_args(t, cls)
+        t.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
+        t.add_argument("--force", action="store_true", help="discard the checkpoint in --out-dir")
+        t.add_argument("--download", action="store_true", help="let torchvision download the data set")
     args = p.parse_args(argv)
-    if args.command == "train":
-        return _train(args)
+    if args.command in trainers:
+        return _train(args, *trainers[args.command])
     if args.command == "estimators":
         for name, cls in ESTIMATORS.items():
             print(f"{name:24s} {cls.__doc__.strip().splitlines()[0]}")

@@ -27,7 +27,7 @@ from .model import DBM
 from .results import atomic_write_text, seed_hash
 from .samplers import draw_uniforms, gibbs_update, local_mode
 
-__all__ = ["TrainConfig", "Trainer", "DivergenceError", "load_model", "sample_images"]
+__all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +64,15 @@ RESUME_MUST_MATCH = ("dataset", "encoding", "stochastic_binarize", "hidden", "es
 
 class DivergenceError(RuntimeError):
     """Parameters or the loss became NaN/inf; the last good checkpoint is kept."""
+
+
+def check_resume_config(saved: dict, now: dict, keys, out) -> None:
+    """ValueError naming every setting in ``keys`` where a checkpoint and the current run differ."""
+    diff = {k: (saved[k], now[k]) for k in keys if k in saved and saved[k] != now[k]
+            and not (isinstance(now[k], tuple) and list(now[k]) == list(saved[k]))}
+    if diff:
+        raise ValueError(f"{out}: the checkpoint was written with other settings (saved, now): {diff}; "
+                         "use another out_dir or start afresh")
 
 
 def encode(images: torch.Tensor, cfg: TrainConfig, generator=None) -> torch.Tensor:
@@ -164,12 +173,7 @@ class Trainer:
         model, _ = load_model(self.out / "model.safetensors", self.cfg.device)
         self.model.load_state_dict(model.state_dict())
         state = torch.load(self.out / "state.pt", map_location=self.cfg.device, weights_only=False)
-        saved, now = state.get("config", {}), dataclasses.asdict(self.cfg)
-        diff = {k: (saved[k], now[k]) for k in RESUME_MUST_MATCH if k in saved and saved[k] != now[k]
-                and not (isinstance(now[k], tuple) and list(now[k]) == saved[k])}
-        if diff:
-            raise ValueError(f"{self.out}: the checkpoint was written with other settings "
-                             f"(saved, now): {diff}; use another out_dir or start afresh")
+        check_resume_config(state.get("config", {}), dataclasses.asdict(self.cfg), RESUME_MUST_MATCH, self.out)
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.data_gen.set_state(state["data_gen"])

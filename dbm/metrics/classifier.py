@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import DataError, load_images, load_labels
+from ..nninit import seeded
 from ..encoding import decode_8bit, encode_8bit, encode_binary
 from ..results import seed_hash
 
@@ -53,16 +54,10 @@ class SmallCNN(nn.Module):
     def __init__(self, shape: tuple[int, int, int], generator: torch.Generator, classes: int = 10):
         super().__init__()
         c, h, w = shape
-        with torch.random.fork_rng(devices=[]):          # construction draws from the global RNG:
-            self.body = nn.Sequential(                  # fork it, then re-initialise from `generator`
-                nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                nn.Linear(64 * (h // 4) * (w // 4), 128), nn.ReLU())
-            self.head = nn.Linear(128, classes)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu", generator=generator)
-                nn.init.zeros_(m.bias)
+        self.body, self.head = seeded(lambda: nn.ModuleList([nn.Sequential(
+            nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(64 * (h // 4) * (w // 4), 128), nn.ReLU()), nn.Linear(128, classes)]), generator)
         self.shape = shape
 
     def features(self, x: Tensor) -> Tensor:

@@ -1,0 +1,1 @@
+"""Baselines trained in the same harness as the DBMs: WGAN-GP and WGAN (``wgan``, ``train_gan``)."""

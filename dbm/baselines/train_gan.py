@@ -1,0 +1,208 @@
+"""Training the WGAN-GP / WGAN baselines (``python -m dbm train-gan ...``), like the DBM trainer.
+
+Same data (binary threshold 0.5 as the DBMs, or "8bit": the plain pixel values), batches drawn
+with replacement, tidy ``metrics.csv`` (step, metric, value: Wasserstein estimate, gradient
+penalty, generator loss, wall time), checkpoints every ``ckpt_every`` generator steps
+(``model.safetensors`` with both networks and the config, ``state.pt`` with optimizers, step and
+every generator state) and exact resume. Samples for evaluation: ``sample(n, generator)`` returns
+images in [0, 1], thresholded at 0.5 for the binary encoding (the DBM's domain).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..data import load_images
+from ..results import seed_hash
+from ..train import DivergenceError, check_resume_config
+from .wgan import Z_DIM, build, critic_loss, generator_loss
+
+__all__ = ["GANConfig", "GANTrainer", "load_generator"]
+
+RECIPES = {  # kind -> optimizer settings of the reference code
+    "wgan-gp": dict(lr=1e-4, betas=(0.5, 0.9)),
+    "wgan": dict(lr=5e-5),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig:
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    kind: str = "wgan-gp"                  # or "wgan" (weight clipping)
+    encoding: str = "binary"               # the DBM's data: "binary" (threshold 0.5) or "8bit"
+    width: int = 0                         # 0: the recipe's (64 for 28x28, 128 for CIFAR-10)
+    batch_size: int = 50
+    steps: int = 200_000                   # generator steps
+    n_critic: int = 5
+    lr: float = 0.0                        # 0: the recipe's (1e-4 WGAN-GP, 5e-5 WGAN)
+    lam: float = 10.0                      # gradient-penalty weight
+    clip: float = 0.01                     # WGAN weight clipping
+    seed: int = 0
+    train_limit: int = 0
+    log_every: int = 100
+    ckpt_every: int = 1000
+    out_dir: str = "runs/gan"
+    device: str = "cpu"
+
+
+RESUME_MUST_MATCH = ("dataset", "kind", "encoding", "width", "batch_size", "n_critic", "lr", "lam", "clip",
+                     "seed", "train_limit")
+
+
+def images_for(dataset: str, encoding: str, data_dir=None, limit: int = 0, split: str = "train") -> torch.Tensor:
+    """(N, C, H, W) float images in [0, 1] in the DBM's encoding."""
+    x = load_images(dataset, split, data_dir)
+    x = x[:limit] if limit else x
+    x = (x.unsqueeze(1) if x.ndim == 3 else x).float() / 255
+    if encoding == "binary":
+        return (x > 0.5).float()
+    if encoding == "8bit":
+        return x
+    raise ValueError(f"encoding must be 'binary' or '8bit', got {encoding!r}")
+
+
+class GANTrainer:
+    """Holds both networks, optimizers and generators of one run; ``run()`` trains."""
+
+    def __init__(self, cfg: GANConfig, data: torch.Tensor | None = None):
+        if cfg.kind not in RECIPES:
+            raise ValueError(f"kind must be one of {sorted(RECIPES)}, got {cfg.kind!r}")
+        self.cfg, self.out, dev = cfg, Path(cfg.out_dir), cfg.device
+        self.data = (images_for(cfg.dataset, cfg.encoding, cfg.data_dir, cfg.train_limit) if data is None
+                     else data).to(dev)
+        shape = tuple(self.data.shape[1:])
+        if shape not in ((1, 28, 28), (3, 32, 32)):
+            raise ValueError(f"the reference architectures take (1, 28, 28) or (3, 32, 32) images, got {shape}")
+        width = cfg.width or (64 if shape[1] == 28 else 128)
+        self.G, self.D = build(shape, width, torch.Generator().manual_seed(seed_hash("gan-init", cfg.seed)))
+        self.G.to(dev), self.D.to(dev)
+        recipe = dict(RECIPES[cfg.kind], **({"lr": cfg.lr} if cfg.lr else {}))
+        if cfg.kind == "wgan-gp":
+            self.opt_g = torch.optim.Adam(self.G.parameters(), **recipe)
+            self.opt_d = torch.optim.Adam(self.D.parameters(), **recipe)
+        else:
+            self.opt_g = torch.optim.RMSprop(self.G.parameters(), **recipe)
+            self.opt_d = torch.optim.RMSprop(self.D.parameters(), **recipe)
+        self.gen = torch.Generator(device=dev).manual_seed(seed_hash("gan", cfg.seed))
+        self.step, self.rows = 0, []
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        from safetensors.torch import save_file
+        self.out.mkdir(parents=True, exist_ok=True)
+        tensors = {f"{k}.{n}": t.detach().cpu().contiguous()
+                   for k, net in (("G", self.G), ("D", self.D)) for n, t in net.state_dict().items()}
+        tmp = self.out / ".tmp-model.safetensors"
+        save_file(tensors, str(tmp), metadata={"config": json.dumps(dataclasses.asdict(self.cfg)),
+                                               "step": str(self.step), "shape": json.dumps(self.G.shape),
+                                               "width": str(self.G.width)})
+        os.replace(tmp, self.out / "model.safetensors")
+        state = {"step": self.step, "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                 "gen": self.gen.get_state(), "config": dataclasses.asdict(self.cfg)}
+        torch.save(state, self.out / ".tmp-state.pt")
+        os.replace(self.out / ".tmp-state.pt", self.out / "state.pt")
+        if self.rows:
+            path = self.out / "metrics.csv"
+            pd.DataFrame(self.rows).to_csv(path, mode="a", header=not path.exists(), index=False)
+            self.rows = []
+
+    def resume(self) -> bool:
+        if not (self.out / "state.pt").exists():
+            return False
+        state = torch.load(self.out / "state.pt", map_location=self.cfg.device, weights_only=False)
+        check_resume_config(state.get("config", {}), dataclasses.asdict(self.cfg), RESUME_MUST_MATCH, self.out)
+        G, D = load_generator(self.out / "model.safetensors", self.cfg.device, with_critic=True)
+        self.G.load_state_dict(G.state_dict())
+        self.D.load_state_dict(D.state_dict())
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.gen.set_state(state["gen"])
+        self.step = state["step"]
+        metrics = self.out / "metrics.csv"
+        if metrics.exists():
+            df = pd.read_csv(metrics)
+            df[df.step <= self.step].to_csv(metrics, index=False)
+        return True
+
+    # ------------------------------------------------------------------ training
+    def _noise(self, n: int) -> torch.Tensor:
+        return torch.randn(n, Z_DIM, generator=self.gen, device=self.cfg.device)
+
+    def update(self) -> dict:
+        """n_critic critic steps then one generator step."""
+        cfg, b = self.cfg, self.cfg.batch_size
+        self.G.train()
+        for _ in range(cfg.n_critic):
+            real = self.data[torch.randint(0, len(self.data), (b,), generator=self.gen, device=self.data.device)]
+            with torch.no_grad():
+                fake = self.G(self._noise(b))
+            u = torch.rand(b, generator=self.gen, device=self.data.device) if cfg.kind == "wgan-gp" else None
+            loss, info = critic_loss(self.D, real, fake, u, cfg.lam)
+            self.opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_d.step()
+            if cfg.kind == "wgan":
+                with torch.no_grad():
+                    for p in self.D.parameters():
+                        p.clamp_(-cfg.clip, cfg.clip)
+        g_loss = generator_loss(self.D, self.G(self._noise(b)))
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        self.step += 1
+        info["generator_loss"] = float(g_loss.detach())
+        if not all(map(torch.isfinite, map(torch.tensor, info.values()))):
+            raise DivergenceError(f"{cfg.kind} losses became NaN/inf at step {self.step}: {info}; "
+                                  f"the last good checkpoint in {self.out} is kept")
+        return info
+
+    def run(self, progress: bool = True) -> pd.DataFrame:
+        from tqdm.auto import tqdm
+        cfg, t0 = self.cfg, time.perf_counter()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc=cfg.kind, dynamic_ncols=True,
+                   mininterval=1.0)
+        while self.step < cfg.steps:
+            info = self.update()
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                rec = dict(info, wall_time_s=time.perf_counter() - t0)
+                self.rows += [{"step": self.step, "metric": k, "value": v} for k, v in rec.items()]
+                bar.set_postfix(W=f"{info['wasserstein']:.3g}", refresh=False)
+            bar.update(1)
+            if self.step % cfg.ckpt_every == 0:
+                self.save()
+        bar.close()
+        self.save()
+        return pd.read_csv(self.out / "metrics.csv")
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return sample(self.G, n, generator, self.cfg.encoding)
+
+
+@torch.no_grad()
+def sample(G, n: int, generator: torch.Generator, encoding: str = "binary") -> torch.Tensor:
+    """(n, C, H, W) images in [0, 1]; thresholded at 0.5 for the binary encoding."""
+    G.eval()
+    x = G(torch.randn(n, Z_DIM, generator=generator, device=generator.device))
+    return (x > 0.5).float() if encoding == "binary" else x
+
+
+def load_generator(path, device: str = "cpu", with_critic: bool = False):
+    """The generator (and critic) saved in a run's ``model.safetensors``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    G, D = build(tuple(json.loads(meta["shape"])), int(meta["width"]), torch.Generator().manual_seed(0))
+    tensors = load_file(str(path), device=device)
+    G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
+    D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
+    G.to(device), D.to(device)
+    return (G, D) if with_critic else G
