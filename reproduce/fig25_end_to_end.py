@@ -86,6 +86,13 @@ def bernoulli_baseline(train: torch.Tensor, test: torch.Tensor) -> float:
     return float((test * p.log() + (1 - test) * (1 - p).log()).sum(-1).mean())
 
 
+def binary_data(ds: str, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """The binarised training set (first ``train_limit`` images) and the first ``test_n`` test images."""
+    imgs = load_images(ds, "train", cfg.data_dir)
+    train = encode(imgs[:cfg.train_limit] if cfg.train_limit else imgs, TrainConfig())
+    return train, encode(load_images(ds, "test", cfg.data_dir)[:cfg.test_n], TrainConfig())
+
+
 def sample_stats(model, test: torch.Tensor, seed: int, device: str, n: int = 100) -> dict:
     """Local-mode samples from uniform starts (the authors' "mode" samples): their diversity
     (mean pairwise Hamming distance / pixels), ink (mean pixel) against the test set's, and the
@@ -217,10 +224,7 @@ def main(argv=None) -> int:
         work = Path(args.work_dir) / NAME
         t0, frames = time.perf_counter(), []
         for ds in cfg.datasets:
-            imgs = load_images(ds, "train", cfg.data_dir)
-            imgs = imgs[:cfg.train_limit] if cfg.train_limit else imgs
-            train = encode(imgs, TrainConfig())
-            test = encode(load_images(ds, "test", cfg.data_dir)[:cfg.test_n], TrainConfig())
+            train, test = binary_data(ds, cfg)
             base = bernoulli_baseline(train, test)
             samples = {}
             for method, seed in progress([(m, s) for m in cfg.methods for s in range(cfg.seeds)], f"fig25 {ds}"):

@@ -30,11 +30,10 @@ if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard lib
 import pandas as pd
 import torch
 
-from dbm.data import load_images, load_labels
+from dbm.data import load_labels
 from dbm.inpaint import inpaint_gibbs, inpaint_local_search, make_mask, missing_error
 from dbm.metrics.classifier import ClassifierConfig, accuracy, load_or_train, to_images
 from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
-from dbm.train import TrainConfig, encode
 from reproduce import fig25_end_to_end as fig25
 from reproduce.common import base_parser, finish, output_paths, progress
 
@@ -79,7 +78,8 @@ def evaluate(model, clf, v, labels, mask: str, cfg: Config, seed: int, ds: str) 
     """Rows (completion, metric, value, se) for one model and mask over the test images v (B, 784)."""
     g = torch.Generator(device=cfg.device).manual_seed(seed_hash(seed, "chains"))
     v = v.to(cfg.device)
-    obs = observed_mask(mask, len(v), torch.Generator().manual_seed(seed_hash(NAME, ds, mask))).to(cfg.device)  # same for every model
+    mask_gen = torch.Generator().manual_seed(seed_hash(NAME, ds, mask))            # the same for every model
+    obs = observed_mask(mask, len(v), mask_gen).to(cfg.device)
     acc = lambda x: accuracy(clf, to_images(x.cpu(), ds, "binary"), labels)   # noqa: E731
     rows = []
 
@@ -197,9 +197,7 @@ def main(argv=None) -> int:
             ccfg = ClassifierConfig(dataset=ds, epochs=cfg.classifier_epochs, train_limit=cfg.classifier_train_limit)
             clf, record = load_or_train(ccfg, work / "classifiers", cfg.data_dir, cfg.device)
             classifiers[ds] = record
-            imgs = load_images(ds, "train", cfg.data_dir)
-            train = encode(imgs[:cfg25.train_limit] if cfg25.train_limit else imgs, TrainConfig())
-            test = encode(load_images(ds, "test", cfg.data_dir), TrainConfig())
+            train, test = fig25.binary_data(ds, dataclasses.replace(cfg25, test_n=max(cfg.test_n, cfg25.test_n)))
             v = test[:cfg.test_n]
             labels = load_labels(ds, "test", cfg.data_dir)[:cfg.test_n]
             m, se = _mean_se(accuracy(clf, to_images(v, ds, "binary"), labels))

@@ -56,3 +56,14 @@ def synthetic_mnist(root, name="mnist", n_train=600, n_test=200, seed=0):
         write_idx(pathlib.Path(root) / name / f"{split}-images-idx3-ubyte.gz", x)
         write_idx(pathlib.Path(root) / name / f"{split}-labels-idx1-ubyte.gz", y)
     return root
+
+
+def write_cifar(folder, n=4, corrupt=False):
+    """CIFAR-10's python batches (data_batch_1..5, test_batch) with ``n`` random images each."""
+    import pickle
+    folder.mkdir(parents=True, exist_ok=True)
+    g = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": g.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(n)]}
+        raw = pickle.dumps(batch)
+        (folder / name).write_bytes(raw[:20] if corrupt and name == "test_batch" else raw)

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 import pytest
 
-from conftest import shared_data_dir, write_idx
+from conftest import shared_data_dir, write_cifar, write_idx
 from dbm import data
 
 
@@ -43,16 +43,6 @@ def test_shared_data_sets(name):
     x = data.load_images(name, "test", shared_data_dir())
     y = data.load_labels(name, "test", shared_data_dir())
     assert x.shape == (10_000, 28, 28) and y.shape == (10_000,) and set(y.tolist()) == set(range(10))
-
-
-def write_cifar(folder, n=4, corrupt=False):
-    import pickle
-    folder.mkdir(parents=True, exist_ok=True)
-    g = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": g.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(range(n))}
-        raw = pickle.dumps(batch)
-        (folder / name).write_bytes(raw[:20] if corrupt and name == "test_batch" else raw)
 
 
 def test_cifar10_python_batches(tmp_path):

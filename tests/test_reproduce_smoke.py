@@ -101,3 +101,42 @@ def test_fig27_quick_on_synthetic_idx(tmp_path):
     cells = {p: p.stat().st_mtime_ns for p in (work / "fig27_inpainting").iterdir()}
     run_module("reproduce.fig27_inpainting", *args)                         # a re-run reuses every cell
     assert cells == {p: p.stat().st_mtime_ns for p in (work / "fig27_inpainting").iterdir()}
+
+
+def test_fig26_quick_on_synthetic_mnist_and_cifar(tmp_path):
+    from conftest import synthetic_mnist, write_cifar
+    data = synthetic_mnist(tmp_path / "data", n_train=400, n_test=100)
+    write_cifar(data / "cifar-10-batches-py", n=40)
+    out, work = tmp_path / "results", tmp_path / "runs"
+    r = run_module("reproduce.fig26_fid", "--quick", "--out-dir", str(out), "--work-dir", str(work),
+                   "--data-dir", str(data), "--datasets", "mnist,cifar10", "--n-gen", "60", "--n-ref", "60")
+    df = pd.read_csv(out / "fig26_fid.csv")
+    protocol = {"extractor", "weights_hash", "n_gen", "ref_split", "n_ref", "preprocessing", "sample_kind", "seed",
+                "budget"}
+    assert protocol <= set(df.columns) and df[list(protocol)].notna().all().all()
+    assert set(df.metric) == {"classifier_fd", "standin_fd"} and (df.value >= -1e-9).all()
+    assert set(df.family) == {"data", "dbm", "gan"} and set(df.dataset) == {"mnist", "cifar10"}
+    assert set(df[df.family == "gan"].model) == {"wgan-gp", "wgan"}
+    assert (df[df.dataset == "cifar10"].preprocessing == "8-bit pixels / 255").all()
+    assert (out / "fig26_samples_cifar10.png").exists() and (out / "fig26_fid.png").exists()
+    assert "classifier_fd" in r.stdout
+
+
+def test_fig26_missing_inception_weights_and_data(tmp_path):
+    """Without the weights the classifier rows are still written, FID rows say why, the exit is 1."""
+    from conftest import synthetic_mnist
+    data = synthetic_mnist(tmp_path / "data", n_train=300, n_test=60)
+    out = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DBM_INCEPTION_WEIGHTS")}
+    env["TORCH_HOME"] = str(tmp_path / "torch")
+    args = ["--profile", "quick", "--out-dir", str(out), "--work-dir", str(tmp_path / "runs"), "--data-dir", str(data),
+            "--datasets", "mnist,cifar10", "--n-gen", "40", "--n-ref", "40", "--gans", "wgan", "--gan-steps", "2",
+            "--dbm-methods", "cd", "--sample-kinds", "mode", "--classifier-train-limit", "300"]
+    r = subprocess.run([sys.executable, "-m", "reproduce.fig26_fid", *args, "--fid-extractor", "inception"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "pt_inception-2015-12-05-6726825d.pth" in r.stderr and "cifar-10-batches-py" in r.stderr
+    df = pd.read_csv(out / "fig26_fid.csv")
+    fid = df[df.metric == "fid"]
+    assert len(fid) and fid.value.isna().all() and fid.missing_reason.str.contains("DBM_INCEPTION_WEIGHTS").all()
+    assert df[df.metric == "classifier_fd"].value.notna().all()

@@ -25,10 +25,11 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from .frechet import Stats, accumulate
+from .frechet import Stats, accumulate, load_stats, save_stats
 
 __all__ = ["WEIGHTS_NAME", "WEIGHTS_URL", "MissingWeightsError", "Extractor", "find_inception_weights",
-           "inception_extractor", "classifier_extractor", "standin_extractor", "feature_stats", "file_sha256"]
+           "inception_extractor", "classifier_extractor", "standin_extractor", "feature_stats",
+           "feature_stats_cached", "file_sha256"]
 
 WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + WEIGHTS_NAME
@@ -155,3 +156,16 @@ def feature_stats(extractor: Extractor, source: Tensor | Callable[[int], Tensor]
         from tqdm.auto import tqdm
         batches = tqdm(batches, total=-(-n // batch_size), desc=extractor.name.split(" ")[0], leave=False)
     return accumulate(extractor, batches)
+
+
+def feature_stats_cached(extractor: Extractor, images: Tensor, cache_dir, manifest: dict) -> Stats:
+    """Reference statistics, cached as ``<cache_dir>/<hash>.npz`` with ``manifest`` (data set, split,
+    preprocessing, count) plus the extractor's name and weights hash; recomputed when they differ."""
+    from ..results import cell_id
+    manifest = dict(manifest, extractor=extractor.name, weights_hash=extractor.weights_hash, n=len(images))
+    path = Path(cache_dir) / f"{cell_id(manifest)}.npz"
+    stats = load_stats(path, manifest)
+    if stats is None:
+        stats = feature_stats(extractor, images)
+        save_stats(path, stats, manifest)
+    return stats
