@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))   # respects taskset
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
