@@ -46,7 +46,7 @@ class Config:
     methods: tuple = ("ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained")   # fig25 models
     masks: tuple = ("left", "right", "top", "bottom", "center", "random-0.25", "random-0.5", "random-0.75")
     test_n: int = 1000
-    gibbs_samples: int = 10
+    gibbs_samples: int = 5
     gibbs_sweeps: int = 50
     max_sweeps: int = 1000
     classifier_epochs: int = 2
@@ -59,7 +59,7 @@ PROFILES = {
     "quick": dict(methods=("ucd-mh-lmi", "cd"), masks=("left", "top", "center", "random-0.5"), test_n=100,
                   gibbs_samples=4, gibbs_sweeps=10, classifier_epochs=1, classifier_train_limit=5000),
     "budget": {},
-    "paper": dict(test_n=10_000),
+    "paper": dict(test_n=10_000, gibbs_samples=10),
 }
 
 
