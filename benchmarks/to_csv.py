@@ -15,7 +15,8 @@ def tidy(record: dict) -> pd.DataFrame:
     rows = []
     for b in record["benchmarks"]:
         info, st = b["extra_info"], b["stats"]
-        base = {"name": b["name"], "step": info.get("step"), "flops_kind": info.get("flops_kind", "executed"), "device": info.get("device"),
+        base = {"name": b["name"], "step": info.get("step"), "flops_kind": info.get("flops_kind", "executed"),
+                "device": info.get("device"),
                 "shape": info.get("shape"), "batch": info.get("batch"),
                 "threads": info.get("threads"), "machine": record["machine_info"].get("cpu", {}).get("brand_raw"),
                 "datetime": record.get("datetime")}
@@ -33,12 +34,13 @@ def tidy(record: dict) -> pd.DataFrame:
 
 def markdown(df: pd.DataFrame) -> str:
     """The README's performance table: step, batch, median [min-max], achieved GFLOP/s, peak fraction."""
-    wide = df.pivot_table(index=["step", "device", "shape", "batch"], columns="metric", values="value").reset_index()
-    lines = ["| step | device | shape | batch | median s [min, max] | GFLOP/s | fraction of peak |",
-             "|---|---|---|---|---|---|---|"]
+    wide = df.pivot_table(index=["step", "device", "shape", "batch", "flops_kind"], columns="metric",
+                          values="value").reset_index()
+    lines = ["| step | device | shape | batch | median s [min, max] | GFLOP/s | fraction of peak | FLOPs counted |",
+             "|---|---|---|---|---|---|---|---|"]
     for _, r in wide.iterrows():
         lines.append(f"| {r.step} | {r.device} | {r['shape']} | {int(r.batch)} | {r.median_s:.3g} "
-                     f"[{r.min_s:.3g}, {r.max_s:.3g}] | {r.gflops:.0f} | {r.fraction_of_peak:.2f} |")
+                     f"[{r.min_s:.3g}, {r.max_s:.3g}] | {r.gflops:.0f} | {r.fraction_of_peak:.2f} | {r.flops_kind} |")
     peak = wide.peak_gflops.max()
     return "\n".join(lines) + f"\n\nmeasured fp32 matrix-product peak in this run: {peak:.0f} GFLOP/s"
 

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from dbm.config import add_config_args, config_from_args
 
-__all__ = ["base_parser", "output_paths", "progress", "finish"]
+__all__ = ["base_parser", "output_paths", "progress", "finish", "sample_grid"]
 
 
 def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
@@ -62,3 +62,20 @@ def finish(*tables_and_paths) -> None:
                 print()
             else:
                 print("wrote:", *map(str, item))
+
+
+def sample_grid(samples: dict, path: Path, per_row: int = 16) -> None:
+    """One labelled row per entry: ``samples[name]`` is (n, C, H, W) in [0, 1]; the first ``per_row``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+    fig, axes = plt.subplots(len(samples), 1, figsize=(12, 1.1 * len(samples)), squeeze=False)
+    for ax, (name, x) in zip(axes[:, 0], samples.items()):
+        ax.imshow(make_grid(x[:per_row].float().cpu(), nrow=per_row, padding=1, pad_value=0.5).permute(1, 2, 0))
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -32,7 +32,7 @@ from dbm.data import load_images
 from dbm.metrics.ais import ais_log_partition, log_likelihood_bound
 from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
 from dbm.train import TrainConfig, Trainer, encode
-from reproduce.common import base_parser, finish, output_paths, progress
+from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
 
 NAME = "fig25_end_to_end"
 
@@ -159,24 +159,6 @@ def run_cell(dataset, method, seed, cfg: Config, work: Path, train, test, force:
     return rows, t
 
 
-def grid(samples: dict, path: Path) -> None:
-    """One labelled row per method: 16 local modes ("mode" samples) from uniform starts."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from torchvision.utils import make_grid
-    fig, axes = plt.subplots(len(samples), 1, figsize=(12, 1.1 * len(samples)), squeeze=False)
-    for ax, (method, v) in zip(axes[:, 0], samples.items()):
-        img = make_grid(v[:16].reshape(-1, 1, 28, 28).cpu(), nrow=16, padding=1, pad_value=0.5)
-        ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
-        ax.set_ylabel(method, rotation=0, ha="right", va="center", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -237,7 +219,7 @@ def main(argv=None) -> int:
                     g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "samples", ds))
                     samples[method] = dbm.train.sample_images(trainer.model, 16, g)["mode"]
             out.mkdir(parents=True, exist_ok=True)
-            grid(samples, out / f"fig25_samples_{ds}.png")
+            sample_grid({m: v.reshape(-1, 1, 28, 28) for m, v in samples.items()}, out / f"fig25_samples_{ds}.png")
         df = pd.concat(frames, ignore_index=True)
         for k in ("hidden", "batch_size", "updates", "lr"):
             df[k] = str(getattr(cfg, k))

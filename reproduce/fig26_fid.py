@@ -38,7 +38,7 @@ from dbm.metrics.frechet import frechet_distance
 from dbm.results import cell_id, seed_hash, write_csv, write_sidecar
 from dbm.train import TrainConfig, Trainer, sample_images
 from reproduce import fig25_end_to_end as fig25
-from reproduce.common import base_parser, finish, output_paths, progress
+from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
 
 NAME = "fig26_fid"
 
@@ -49,7 +49,7 @@ class Config:
     dbm_methods: tuple = ("ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained")   # fig25's models
     sample_kinds: tuple = ("mode", "random")          # local mode / one sweep after it (authors' sample())
     gans: tuple = ("wgan-gp", "wgan")
-    gan_steps: int = 2000
+    gan_steps: int = 500                              # generator steps (5 critic steps each)
     gan_width: int = 0                                # 0: the recipe's (64 for 28x28, 128 for CIFAR-10)
     seeds: int = 1
     n_gen: int = 10_000
@@ -181,22 +181,6 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, work: Path, grids: dict
     return rows, {"classifier": record, "missing": missing}
 
 
-def grid(samples: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from torchvision.utils import make_grid
-    fig, axes = plt.subplots(len(samples), 1, figsize=(12, 1.1 * len(samples)), squeeze=False)
-    for ax, (name, x) in zip(axes[:, 0], samples.items()):
-        ax.imshow(make_grid(x.cpu(), nrow=16, padding=1, pad_value=0.5).permute(1, 2, 0))
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def plot(df: pd.DataFrame, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -246,7 +230,7 @@ def main(argv=None) -> int:
                 continue
             rows += r
             problems += list(records[ds]["missing"].values())
-            grid(grids[ds], csv.parent / f"fig26_samples_{ds}.png")
+            sample_grid(grids[ds], csv.parent / f"fig26_samples_{ds}.png")
         df = pd.DataFrame(rows)
         df["profile"] = profile
         write_csv(df, csv)

@@ -11,4 +11,4 @@ def test_tidy_rows_and_fraction_of_peak():
     v = dict(zip(df.metric, df.value))
     assert v["gflops"] == 100.0 and v["fraction_of_peak"] == 0.5 and v["median_s"] == 0.5
     assert set(df.columns) >= {"step", "device", "batch", "metric", "value", "machine", "flops_kind"}
-    assert "| gibbs_sweep | cpu | s | 10 | 0.5 [0.4, 0.7] | 100 | 0.50 |" in markdown(df)
+    assert "| gibbs_sweep | cpu | s | 10 | 0.5 [0.4, 0.7] | 100 | 0.50 | executed |" in markdown(df)
