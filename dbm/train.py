@@ -50,6 +50,7 @@ class TrainConfig:
     eval_every: int = 100
     ckpt_every: int = 100
     sample_every: int = 0                   # 0: only at the end
+    tensorboard: bool = False               # also write the logged metrics to <out_dir>/tb (pip install tensorboard)
     pretrain_updates: int = 0               # greedy layer-wise RBM updates per layer (0: none)
     pretrain_lr: float = 0.05
     out_dir: str = "runs/train"
@@ -247,6 +248,7 @@ class Trainer:
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash("pretrain", cfg.seed, self.rank))
             pretrain_layerwise(self.model, self.data, cfg.pretrain_updates, cfg.batch_size // self.world,
                                cfg.pretrain_lr, g)
+        tb = self._tensorboard() if cfg.tensorboard and self.rank == 0 else None
         from tqdm.auto import tqdm
         bar = tqdm(total=cfg.updates, initial=self.step, disable=not progress or self.rank != 0,
                    desc="train", dynamic_ncols=True, mininterval=1.0)
@@ -259,6 +261,9 @@ class Trainer:
                 if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.updates):
                     rec.update(self.evaluate())
                 self.rows += [{"step": self.step, "metric": k, "value": v} for k, v in rec.items()]
+                if tb is not None:
+                    for k, v in rec.items():
+                        tb.add_scalar(k, v, self.step)
                 bar.set_postfix(loss=f"{float(loss.detach()):.3g}", T=f"{s['neg_sweeps_mean']:.1f}",
                                 tau=f"{s['neg_tau_mean']:.2f}", refresh=False)
             bar.update(1)
@@ -267,10 +272,21 @@ class Trainer:
             if cfg.sample_every and self.step % cfg.sample_every == 0:
                 self.save_samples()
         bar.close()
+        if tb is not None:
+            tb.close()
         self.save()
         if self.rank == 0:
             self.save_samples()
         return pd.read_csv(self.out / "metrics.csv") if (self.out / "metrics.csv").exists() else pd.DataFrame()
+
+    def _tensorboard(self):
+        """A SummaryWriter on <out_dir>/tb (TensorBoard is an optional viewer of metrics.csv)."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard "
+                              "(or pip install -e '.[tb]')") from None
+        return SummaryWriter(str(self.out / "tb"), purge_step=self.step + 1 if self.step else None)
 
     def save_samples(self, n: int = 64) -> None:
         if self.rank != 0 or self.cfg.encoding != "binary":

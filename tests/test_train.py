@@ -99,3 +99,14 @@ def test_exact_likelihood_logged_for_enumerable_models(tmp_path):
     df = t.run(progress=False)
     nll = df[df.metric == "exact_test_nll"].value
     assert len(nll) == 2 and (nll > 0).all()
+
+
+def test_tensorboard_viewer_gets_the_logged_metrics(tmp_path):
+    pytest.importorskip("tensorboard", reason="the dev extra installs tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    t = trainer(tmp_path, updates=4, tensorboard=True)
+    t.run(progress=False)
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    assert {"loss", "recon_error", "neg_sweeps_mean"} <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Scalars("loss")] == [2, 4]
