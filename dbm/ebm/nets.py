@@ -1,0 +1,113 @@
+"""Energy networks of the EBM-anatomy paper (spec "Model and learning").
+
+``EnergyNet`` turns a network f(x) with one output per example into the energy
+U(x) = f(x) / T with T = eps^2 / 2, the authors' parameterisation: a Langevin step
+x - (eps^2 / 2) grad U + eps z is then x - grad f + eps z, and their learning rates carry over
+(see ``dbm.ebm.train``). Bodies:
+
+- ``toy``: an MLP on 2-D points, 2 -> 4 n_f -> 4 n_f -> 4 n_f -> 1 with LeakyReLU 0.05 (the
+  authors' 1x1 convolutions on a 1x1 image are the same map).
+- ``vanilla``: conv 3x3 (n_f), then 4x4 stride-2 convs to 2 n_f, 4 n_f, 8 n_f, then a 4x4 conv to
+  one output; LeakyReLU 0.05; input (B, C, 32, 32).
+- ``nonlocal``: three stages of conv 3x3 + LeakyReLU + non-local (self-attention) block + 2x2
+  max-pool with n_f, 2 n_f, 4 n_f channels, then two linear layers (8 n_f, 1).
+Weights follow PyTorch's default initialisation (as in the authors' code: uniform on
++-1/sqrt(fan_in) for weights and biases), drawn from the given generator, never the global RNG.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from ..nninit import seeded
+
+__all__ = ["EnergyNet", "make_net", "NET_NAMES", "NonLocalBlock"]
+
+NET_NAMES = ("toy", "vanilla", "nonlocal")
+
+
+class EnergyNet(nn.Module):
+    """U(x) = f(x) / temperature; ``forward(x)`` (B, *shape) -> (B,)."""
+
+    def __init__(self, body: nn.Module, shape: tuple[int, ...], temperature: float = 1.0):
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.body, self.shape, self.temperature = body, tuple(shape), float(temperature)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"expected inputs of shape (B, {', '.join(map(str, self.shape))}), got {tuple(x.shape)}")
+        return self.body(x).reshape(x.shape[0]) / self.temperature
+
+
+class NonLocalBlock(nn.Module):
+    """Embedded-Gaussian non-local block (Wang et al. 2018): x + W softmax(theta(x)^T phi(x)) g(x);
+    (B, C, H, W) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        inner = max(1, channels // 2)
+        self.theta, self.phi, self.g = (nn.Conv2d(channels, inner, 1) for _ in range(3))
+        self.out = nn.Conv2d(inner, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, _, h, w = x.shape
+        q = self.theta(x).flatten(2).transpose(1, 2)                  # (B, HW, inner)
+        k = self.phi(x).flatten(2)                                    # (B, inner, HW)
+        v = self.g(x).flatten(2).transpose(1, 2)                      # (B, HW, inner)
+        att = torch.softmax(q @ k, dim=-1)                            # (B, HW, HW)
+        y = (att @ v).transpose(1, 2).reshape(b, -1, h, w)            # (B, inner, H, W)
+        return x + self.out(y)
+
+
+def _toy(n_f: int) -> nn.Module:
+    act = lambda: nn.LeakyReLU(0.05)                                  # noqa: E731
+    return nn.Sequential(nn.Linear(2, 4 * n_f), act(), nn.Linear(4 * n_f, 4 * n_f), act(),
+                         nn.Linear(4 * n_f, 4 * n_f), act(), nn.Linear(4 * n_f, 1))
+
+
+def _vanilla(c: int, n_f: int) -> nn.Module:
+    act = lambda: nn.LeakyReLU(0.05)                                  # noqa: E731
+    return nn.Sequential(nn.Conv2d(c, n_f, 3, 1, 1), act(),          # (B, n_f, 32, 32)
+                         nn.Conv2d(n_f, 2 * n_f, 4, 2, 1), act(),    # (B, 2n_f, 16, 16)
+                         nn.Conv2d(2 * n_f, 4 * n_f, 4, 2, 1), act(),  # (B, 4n_f, 8, 8)
+                         nn.Conv2d(4 * n_f, 8 * n_f, 4, 2, 1), act(),  # (B, 8n_f, 4, 4)
+                         nn.Conv2d(8 * n_f, 1, 4, 1, 0))             # (B, 1, 1, 1)
+
+
+def _nonlocal(c: int, side: int, n_f: int) -> nn.Module:
+    layers, ch = [], c
+    for mult in (1, 2, 4):
+        layers += [nn.Conv2d(ch, mult * n_f, 3, 1, 1), nn.LeakyReLU(0.05), NonLocalBlock(mult * n_f),
+                   nn.MaxPool2d(2)]
+        ch = mult * n_f
+    flat = ch * (side // 8) ** 2
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(flat, 8 * n_f), nn.LeakyReLU(0.05),
+                         nn.Linear(8 * n_f, 1))
+
+
+def make_net(name: str, shape: tuple[int, ...], n_f: int, generator: torch.Generator,
+             temperature: float = 1.0) -> EnergyNet:
+    """An ``EnergyNet`` with body ``name`` for inputs (B, *shape): (2,) for ``toy``,
+    (C, 32, 32) for the ConvNets."""
+    shape = tuple(shape)
+    if name == "toy":
+        if shape != (2,):
+            raise ValueError(f"the toy net takes 2-D points, shape (2,), got {shape}")
+        build = lambda: _toy(n_f)                                     # noqa: E731
+    elif name in ("vanilla", "nonlocal"):
+        if len(shape) != 3 or shape[1:] != (32, 32):
+            raise ValueError(f"the {name} net takes images (C, 32, 32), got {shape}")
+        build = (lambda: _vanilla(shape[0], n_f)) if name == "vanilla" else (lambda: _nonlocal(shape[0], 32, n_f))
+    else:
+        raise ValueError(f"unknown net {name!r}; choose from {NET_NAMES}")
+    body = seeded(build, generator)
+    for m in body.modules():                                          # PyTorch's default init, seeded
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
+            bound = 1 / math.sqrt(m.weight[0].numel())
+            nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+    return EnergyNet(body, shape, temperature)

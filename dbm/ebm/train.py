@@ -1,0 +1,242 @@
+"""ML learning of an EBM with short-run Langevin (spec, Algorithm 1) and its diagnostics.
+
+One update: a data batch x+ (plus N(0, data_epsilon^2) noise), K Langevin steps of step size eps
+from the configured initialisation to x-, the loss d_{s_t} = mean U(x+) - mean U(x-) (x- detached),
+one optimizer step. Recorded every update in ``<out_dir>/metrics.csv`` (tidy: step, metric,
+value): ``d_st``, ``r_t`` (mean ||grad_x U|| along the Langevin path), ``energy_data``,
+``energy_samples``, ``lr`` and ``wall_time_s``.
+
+Units: U = f / T with T = eps^2 / 2 (``dbm.ebm.nets.EnergyNet``). ``lr`` is the authors' learning
+rate: Adam is invariant to the scale of the loss; for SGD the step on theta is
+lr * grad_theta (f(x+) - f(x-)), i.e. lr * T on the loss in U units. ``lr_decay`` multiplies the
+learning rate after every update.
+
+Checkpoints: ``net.safetensors`` plus ``state.pt`` (optimizer, schedule, generators, persistent
+bank), written atomically every ``ckpt_every`` updates; ``resume=True`` continues exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ..results import atomic_write_text, seed_hash
+from ..train import DivergenceError, check_resume_config
+from .chains import INITS, PersistentBank, init_chains
+from .langevin import run_langevin
+from .nets import EnergyNet, make_net
+from .toy import Toy2D
+
+__all__ = ["EBMConfig", "EBMTrainer", "load_ebm", "mnist32", "long_run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EBMConfig:
+    dataset: str = "mnist"            # "mnist", "fashion-mnist" (32x32 in [-1, 1]) or "gmm" / "rings" (2-D)
+    data_dir: str | None = None
+    toy_groups: int = 8
+    toy_radius: float = 1.0
+    toy_sd: float = 0.15
+    data_epsilon: float = 0.015       # sd of the noise added to training data
+    net: str = "vanilla"              # "toy", "vanilla" or "nonlocal"
+    n_f: int = 32
+    optimizer: str = "adam"           # or "sgd"
+    lr: float = 1e-4
+    lr_decay: float = 1.0
+    eps: float = 1e-2                 # Langevin step size
+    steps: int = 100                  # K short-run steps per update
+    init: str = "uniform"             # uniform, gaussian, data or persistent
+    bank_size: int = 10000            # persistent chains
+    rejuvenate: float = 0.0
+    batch_size: int = 100
+    updates: int = 1000
+    seed: int = 0
+    train_limit: int = 0              # first N training images (0: all)
+    ckpt_every: int = 100
+    out_dir: str = "runs/ebm"
+    device: str = "cpu"
+
+
+RESUME_MUST_MATCH = ("dataset", "toy_groups", "toy_radius", "toy_sd", "data_epsilon", "net", "n_f", "optimizer",
+                     "lr", "lr_decay", "eps", "steps", "init", "bank_size", "rejuvenate", "batch_size", "seed",
+                     "train_limit")
+
+
+def mnist32(name: str = "mnist", split: str = "train", data_dir=None, limit: int = 0) -> Tensor:
+    """MNIST-like images as (N, 1, 32, 32) float32 in [-1, 1]: scaled, then padded by 2 pixels of
+    background (-1) on each side."""
+    from ..data import load_images
+    x = load_images(name, split, data_dir)
+    x = x[:limit] if limit else x
+    x = x.float().div(255).mul(2).sub(1).unsqueeze(1)                            # (N, 1, 28, 28)
+    return torch.nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)                   # (N, 1, 32, 32)
+
+
+def _shape(cfg: EBMConfig) -> tuple[int, ...]:
+    return (2,) if cfg.dataset in ("gmm", "rings") else (1, 32, 32)
+
+
+def toy_target(cfg: EBMConfig) -> Toy2D:
+    return Toy2D(cfg.dataset, cfg.toy_groups, cfg.toy_radius, cfg.toy_sd)
+
+
+def build_net(cfg: EBMConfig) -> EnergyNet:
+    g = torch.Generator().manual_seed(seed_hash("ebm-init", cfg.seed))
+    return make_net(cfg.net, _shape(cfg), cfg.n_f, g, temperature=cfg.eps ** 2 / 2).to(cfg.device)
+
+
+class EBMTrainer:
+    """Holds the net, optimizer, generators, data and chain bank of one run; ``run()`` learns."""
+
+    def __init__(self, cfg: EBMConfig, data: Tensor | None = None):
+        if cfg.init not in INITS:
+            raise ValueError(f"unknown init {cfg.init!r}; choose from {INITS}")
+        if cfg.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
+        self.cfg, self.out, dev = cfg, Path(cfg.out_dir), cfg.device
+        self.toy = toy_target(cfg) if cfg.dataset in ("gmm", "rings") else None
+        if data is None and self.toy is None:
+            data = mnist32(cfg.dataset, "train", cfg.data_dir, cfg.train_limit)
+        self.data = None if data is None else data.to(dev)
+        if self.data is not None and tuple(self.data.shape[1:]) != _shape(cfg):
+            raise ValueError(f"data of shape {tuple(self.data.shape)} for inputs {_shape(cfg)}")
+        self.net = build_net(cfg)
+        T = cfg.eps ** 2 / 2
+        self.opt = (torch.optim.Adam(self.net.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
+                    else torch.optim.SGD(self.net.parameters(), lr=cfg.lr * T))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda t: cfg.lr_decay ** t)
+        self.data_gen = torch.Generator(device=dev).manual_seed(seed_hash("ebm-data", cfg.seed))
+        self.chain_gen = torch.Generator(device=dev).manual_seed(seed_hash("ebm-chains", cfg.seed))
+        self.bank = None
+        if cfg.init == "persistent":
+            if cfg.bank_size < cfg.batch_size:
+                raise ValueError(f"bank_size {cfg.bank_size} < batch_size {cfg.batch_size}")
+            self.bank = PersistentBank(cfg.bank_size, _shape(cfg), self.chain_gen, cfg.rejuvenate)
+        self.step, self.rows = 0, []
+
+    # ------------------------------------------------------------------ one update
+    def positive_batch(self) -> Tensor:
+        cfg, g = self.cfg, self.data_gen
+        if self.toy is not None:
+            x = self.toy.sample(cfg.batch_size, g)
+        else:
+            x = self.data[torch.randint(0, self.data.shape[0], (cfg.batch_size,), generator=g, device=g.device)]
+        return x + cfg.data_epsilon * torch.randn(x.shape, generator=g, device=g.device)
+
+    def negative_start(self) -> tuple[Tensor | None, Tensor]:
+        cfg = self.cfg
+        if self.bank is not None:
+            return self.bank.draw(cfg.batch_size, self.chain_gen)
+        data = self.data if self.toy is None else self.toy.sample(cfg.batch_size * 10, self.data_gen)
+        return None, init_chains(cfg.init, cfg.batch_size, _shape(cfg), self.chain_gen, data)
+
+    def update(self) -> dict[str, float]:
+        cfg = self.cfg
+        x_pos = self.positive_batch()
+        idx, x0 = self.negative_start()
+        x_neg, rec = run_langevin(self.net, x0, cfg.steps, cfg.eps, self.chain_gen)
+        if self.bank is not None:
+            self.bank.update(idx, x_neg)
+        u_pos, u_neg = self.net(x_pos).mean(), self.net(x_neg.detach()).mean()
+        d_st = u_pos - u_neg                                                       # the ML loss
+        if not torch.isfinite(d_st):
+            raise DivergenceError(f"d_st is {float(d_st)} at update {self.step + 1}")
+        self.opt.zero_grad(set_to_none=True)
+        d_st.backward()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        for name, p in self.net.named_parameters():
+            if not bool(torch.isfinite(p).all()):
+                raise DivergenceError(f"parameter {name} became NaN/inf at update {self.step}; "
+                                      f"the last good checkpoint in {self.out} is kept")
+        return {"d_st": float(d_st.detach()), "r_t": float(rec["grad_norm"].mean()) if cfg.steps else 0.0,
+                "energy_data": float(u_pos.detach()), "energy_samples": float(u_neg.detach())}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        from safetensors.torch import save_file
+        self.out.mkdir(parents=True, exist_ok=True)
+        meta = {"config": json.dumps(dataclasses.asdict(self.cfg)), "step": str(self.step)}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        save_file(tensors, str(self.out / ".tmp-net.safetensors"), metadata=meta)
+        os.replace(self.out / ".tmp-net.safetensors", self.out / "net.safetensors")
+        state = {"step": self.step, "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                 "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
+                 "bank": None if self.bank is None else self.bank.state_dict(),
+                 "config": dataclasses.asdict(self.cfg)}
+        torch.save(state, self.out / ".tmp-state.pt")
+        os.replace(self.out / ".tmp-state.pt", self.out / "state.pt")
+        if self.rows:
+            path = self.out / "metrics.csv"
+            pd.DataFrame(self.rows).to_csv(path, mode="a", header=not path.exists(), index=False)
+            self.rows = []
+
+    def resume(self) -> bool:
+        """Load the last checkpoint of ``out_dir`` if there is one; True if resumed."""
+        if not (self.out / "state.pt").exists():
+            return False
+        state = torch.load(self.out / "state.pt", map_location=self.cfg.device, weights_only=False)
+        check_resume_config(state.get("config", {}), dataclasses.asdict(self.cfg), RESUME_MUST_MATCH, self.out)
+        self.net.load_state_dict(load_ebm(self.out / "net.safetensors", self.cfg.device)[0].state_dict())
+        self.opt.load_state_dict(state["opt"])
+        self.sched.load_state_dict(state["sched"])
+        self.data_gen.set_state(state["data_gen"])
+        self.chain_gen.set_state(state["chain_gen"])
+        if self.bank is not None:
+            self.bank.load_state_dict(state["bank"])
+        self.step = state["step"]
+        metrics = self.out / "metrics.csv"
+        if metrics.exists():                                   # drop rows logged after the checkpoint
+            df = pd.read_csv(metrics)
+            atomic_write_text(metrics, df[df.step <= self.step].to_csv(index=False))
+        return True
+
+    def run(self, progress: bool = True) -> pd.DataFrame:
+        from tqdm.auto import tqdm
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        bar = tqdm(total=cfg.updates, initial=self.step, disable=not progress, desc="ebm", dynamic_ncols=True,
+                   mininterval=1.0)
+        while self.step < cfg.updates:
+            rec = self.update()
+            rec.update(lr=self.sched.get_last_lr()[0], wall_time_s=time.perf_counter() - t0)
+            self.rows += [{"step": self.step, "metric": k, "value": v} for k, v in rec.items()]
+            bar.set_postfix(d_st=f"{rec['d_st']:.3g}", r_t=f"{rec['r_t']:.3g}", refresh=False)
+            bar.update(1)
+            if self.step % cfg.ckpt_every == 0:
+                self.save()
+        bar.close()
+        self.save()
+        return pd.read_csv(self.out / "metrics.csv")
+
+
+def load_ebm(path: str | Path, device: str = "cpu") -> tuple[EnergyNet, EBMConfig]:
+    """The net and config of ``net.safetensors``; DataError-like ValueError on a corrupt file."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        tensors = load_file(str(path), device=device)
+    except Exception as e:                                     # safetensors raises several kinds
+        raise ValueError(f"{path}: not a readable EBM checkpoint ({e}); delete it or train again") from e
+    cfg = dataclasses.replace(EBMConfig(**json.loads(meta["config"])), device=device)
+    net = build_net(cfg)
+    net.load_state_dict(tensors)
+    return net, cfg
+
+
+def long_run(net: EnergyNet, x0: Tensor, steps: int, eps: float, generator: torch.Generator, mala: bool = False,
+             record_every: int = 1) -> tuple[Tensor, pd.DataFrame]:
+    """Long-run sampling from a learned energy (spec "Diagnostics"): returns the final states and a
+    tidy per-step record (step, energy, grad_norm, accept)."""
+    x, rec = run_langevin(net, x0, steps, eps, generator, mala=mala, record_every=record_every)
+    return x, pd.DataFrame({k: v.numpy() for k, v in rec.items()})
