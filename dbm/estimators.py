@@ -42,8 +42,12 @@ class PhaseInfo(NamedTuple):
 
 
 class EstimatorInfo(NamedTuple):
+    """Diagnostics of both phases; ``energies`` = (mean weighted energy of the positive phase,
+    of the negative phase), each -<theta, S>/B of its statistics S, as floats: their difference
+    is the DBM's d_{s_t} (the EBM-anatomy paper's computational loss; equal to the surrogate loss)."""
     pos: PhaseInfo
     neg: PhaseInfo
+    energies: tuple | None = None
 
     def summary(self) -> dict[str, float]:
         """Scalars for logging: tau and T statistics per phase and cap hits."""
@@ -57,6 +61,9 @@ class EstimatorInfo(NamedTuple):
             out[f"{name}_sweeps_mean"] = float(ph.sweeps.double().mean())
             out[f"{name}_sweeps_max"] = float(ph.sweeps.max())
             out[f"{name}_sweeps_capped"] = float(ph.sweeps_capped.sum())
+        if self.energies is not None:
+            out["energy_pos"], out["energy_neg"] = self.energies
+            out["d_st"] = self.energies[0] - self.energies[1]
         return out
 
 
@@ -132,7 +139,10 @@ class Estimator:
         s_pos = statistics(model, pos.xs, pos.weight, self.marginalize)
         s_neg = statistics(model, neg.xs, neg.weight, self.marginalize)
         loss = (forward or model)(s_pos, s_neg, v.shape[0])
-        return loss, EstimatorInfo(pos.info, neg.info)
+        with torch.no_grad():
+            e_pos, e_neg = (-sum(float((p * s).sum()) for p, s in zip(model.parameters(), st)) / v.shape[0]
+                            for st in (s_pos, s_neg))
+        return loss, EstimatorInfo(pos.info, neg.info, (e_pos, e_neg))
 
     def chain_estimates(self, model: DBM, v: Tensor, generator: torch.Generator
                         ) -> tuple[Tensor, EstimatorInfo]:

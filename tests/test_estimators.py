@@ -87,9 +87,13 @@ def test_loss_value_is_mean_energy_difference_without_corrections():
     v = data_batch(6, 32)
     est = dbm.estimator("cd", k=2)
     pos, neg = est.phases(m, v, torch.Generator().manual_seed(0))
-    loss, _ = dbm.estimator("cd", k=2).loss(m, v, torch.Generator().manual_seed(0))
+    loss, info = dbm.estimator("cd", k=2).loss(m, v, torch.Generator().manual_seed(0))
     expected = (m.energy(pos.xs) - m.energy(neg.xs)).mean()
     torch.testing.assert_close(loss, expected)
+    s = info.summary()                                  # the d_st diagnostic of the EBM-anatomy paper
+    assert s["energy_pos"] == pytest.approx(float(m.energy(pos.xs).mean()), rel=1e-5, abs=1e-5)
+    assert s["energy_neg"] == pytest.approx(float(m.energy(neg.xs).mean()), rel=1e-5, abs=1e-5)
+    assert s["d_st"] == pytest.approx(float(expected), rel=1e-5, abs=1e-5)
 
 
 def test_caps_are_counted_and_summarised():

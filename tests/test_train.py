@@ -99,6 +99,7 @@ def test_exact_likelihood_logged_for_enumerable_models(tmp_path):
     df = t.run(progress=False)
     nll = df[df.metric == "exact_test_nll"].value
     assert len(nll) == 2 and (nll > 0).all()
+    assert {"d_st", "energy_pos", "energy_neg"} <= set(df.metric)
 
 
 def test_tensorboard_viewer_gets_the_logged_metrics(tmp_path):
