@@ -9,7 +9,7 @@ PROFILE ?= budget
 # data sets: DBM_DATA_DIR if set, else the project's offline copies beside the checkout
 export DBM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: venv test test-all bench reproduce-fig24 reproduce-fig25 reproduce-fig27 reproduce-bias fid clean-venv
+.PHONY: venv test test-all bench reproduce-fig24 reproduce-fig25 reproduce-fig27 reproduce-bias reproduce-anatomy fid clean-venv
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ reproduce-fig27: $(STAMP)
 
 fid: $(STAMP)
 	$(PY) -m reproduce.fig26_fid $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
+
+reproduce-anatomy: $(STAMP)
+	$(PY) -m reproduce.ebm_anatomy_toy $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
+	$(PY) -m reproduce.ebm_anatomy_mnist $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
 
 reproduce-bias: $(STAMP)
 	$(PY) -m reproduce.bias_study $(QFLAG) --device $(DEVICE)

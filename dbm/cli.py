@@ -42,9 +42,9 @@ def _train(args, config_cls, trainer_cls) -> int:
               "to start again", file=sys.stderr)
         return 2
     if args.force and out.exists():
-        for f in ("state.pt", "model.safetensors", "metrics.csv"):
+        for f in ("state.pt", "model.safetensors", "net.safetensors", "metrics.csv"):
             (out / f).unlink(missing_ok=True)
-    if args.download:
+    if args.download and cfg.dataset not in ("gmm", "rings"):
         from .data import load_images
         load_images(cfg.dataset, "train", cfg.data_dir, download=True)
     trainer = trainer_cls(cfg)
@@ -55,7 +55,31 @@ def _train(args, config_cls, trainer_cls) -> int:
     except DivergenceError as e:
         print(f"error: training diverged: {e}", file=sys.stderr)
         return 3
-    print(f"wrote {out}/model.safetensors, state.pt, metrics.csv")
+    print(f"wrote the checkpoint and metrics.csv in {out}")
+    return 0
+
+
+def _sample_ebm(args) -> int:
+    """Long-run sampling from an EBM checkpoint: final states (.pt), the per-step trace (CSV) and,
+    for images, a PNG grid."""
+    import torch
+    from .ebm.chains import init_chains
+    from .ebm.train import long_run, load_ebm
+    from .results import write_csv
+    net, cfg = load_ebm(Path(args.run) / "net.safetensors", args.device)
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    x0 = init_chains(args.init, args.n, net.shape, g)
+    x, trace = long_run(net.eval(), x0, args.steps, args.eps or cfg.eps, g, mala=args.mala,
+                        record_every=max(1, args.steps // 1000))
+    out = Path(args.out or Path(args.run) / f"long_run_{args.steps}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(x.cpu(), out.with_suffix(".pt"))
+    write_csv(trace, out.with_suffix(".csv"))
+    if len(net.shape) == 3:
+        from torchvision.utils import save_image
+        save_image((x[:64].cpu() + 1) / 2, out.with_suffix(".png"), nrow=8)
+    print(f"final mean energy {trace.energy.iloc[-1]:.4g}, acceptance {trace.accept.mean():.3f}; "
+          f"wrote {out}.pt/.csv" + ("/.png" if len(net.shape) == 3 else ""))
     return 0
 
 
@@ -72,14 +96,29 @@ def main(argv=None) -> int:
     from .baselines.train_gan import GANConfig, GANTrainer
     from .config import add_config_args
     from .train import TrainConfig, Trainer
-    trainers = {"train": (TrainConfig, Trainer), "train-gan": (GANConfig, GANTrainer)}
-    for name, (cls, _), what in zip(trainers, trainers.values(), ("a DBM", "a WGAN-GP / WGAN baseline")):
+    from .ebm.train import EBMConfig, EBMTrainer
+    trainers = {"train": (TrainConfig, Trainer), "train-gan": (GANConfig, GANTrainer),
+                "train-ebm": (EBMConfig, EBMTrainer)}
+    whats = ("a DBM", "a WGAN-GP / WGAN baseline", "an EBM by short-run Langevin ML (EBM anatomy)")
+    for name, (cls, _), what in zip(trainers, trainers.values(), whats):
         t = sub.add_parser(name, help=f"train {what} (checkpoints, --resume)")
         add_config_args(t, cls)
         t.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
         t.add_argument("--force", action="store_true", help="discard the checkpoint in --out-dir")
         t.add_argument("--download", action="store_true", help="let torchvision download the data set")
+    e = sub.add_parser("sample-ebm", help="long-run Langevin / MALA sampling from an EBM checkpoint")
+    e.add_argument("run", help="the run folder holding net.safetensors")
+    e.add_argument("--n", type=int, default=64)
+    e.add_argument("--steps", type=int, default=10000)
+    e.add_argument("--eps", type=float, default=0.0, help="step size (default: the training eps)")
+    e.add_argument("--init", default="uniform", choices=("uniform", "gaussian"))
+    e.add_argument("--mala", action="store_true", help="Metropolis-adjusted (records acceptance rates)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--out", default=None, help="output path without suffix (default <run>/long_run_<steps>)")
     args = p.parse_args(argv)
+    if args.command == "sample-ebm":
+        return _sample_ebm(args)
     if args.command in trainers:
         return _train(args, *trainers[args.command])
     if args.command == "estimators":

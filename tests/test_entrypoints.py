@@ -20,7 +20,8 @@ def test_pytest_imports_project_dbm():
     assert getattr(dbm, "IS_THIS_PROJECT", False) and hasattr(dbm, "DBM")
 
 
-@pytest.mark.parametrize("module", ["dbm", "reproduce.fig24_coupling_time"])
+@pytest.mark.parametrize("module", ["dbm", "reproduce.fig24_coupling_time", "reproduce.ebm_anatomy_toy",
+                                    "reproduce.ebm_anatomy_mnist"])
 def test_modules_run_from_root_import_project_dbm(module):
     r = run(["-m", module, "--help"])
     assert r.returncode == 0, r.stderr

@@ -140,3 +140,42 @@ def test_fig26_missing_inception_weights_and_data(tmp_path):
     fid = df[df.metric == "fid"]
     assert len(fid) and fid.value.isna().all() and fid.missing_reason.str.contains("DBM_INCEPTION_WEIGHTS").all()
     assert df[df.metric == "classifier_fd"].value.notna().all()
+
+
+def test_ebm_anatomy_toy_quick(tmp_path):
+    out, work = tmp_path / "results", tmp_path / "runs"
+    args = ("--quick", "--out-dir", str(out), "--work-dir", str(work))
+    r = run_module("reproduce.ebm_anatomy_toy", *args)
+    df = pd.read_csv(out / "ebm_anatomy_toy.csv")
+    assert set(df.outcome) == {"convergent", "non-convergent"} and set(df.kind) == {"summary", "trace"}
+    s = df[df.kind == "summary"]
+    assert {"density_tv", "density_kl", "short_run_kde_tv", "long_run_kde_tv"} <= set(s.metric)
+    assert "bank_kde_tv" in set(s[s.outcome == "convergent"].metric)
+    tvs = s[s.metric.str.endswith("_tv")].value
+    assert ((tvs >= 0) & (tvs <= 1)).all()
+    tr = df[df.kind == "trace"]
+    assert tr.groupby(["outcome", "metric"]).size().eq(20).all()          # d_st and r_t every update
+    side = json.loads((out / "ebm_anatomy_toy.json").read_text())
+    assert all(0 < v < 0.5 for v in side["kde_tv_of_true_samples"].values())
+    assert (out / "ebm_anatomy_toy.png").exists() and "density_tv" in r.stdout
+    runs = {p: p.stat().st_mtime_ns for p in (work / "ebm_anatomy_toy").rglob("*")}
+    run_module("reproduce.ebm_anatomy_toy", *args)                        # a re-run reuses every cell
+    assert runs == {p: p.stat().st_mtime_ns for p in (work / "ebm_anatomy_toy").rglob("*")}
+
+
+def test_ebm_anatomy_mnist_quick_on_synthetic_idx(tmp_path):
+    from conftest import synthetic_mnist
+    data = synthetic_mnist(tmp_path / "data")
+    out, work = tmp_path / "results", tmp_path / "runs"
+    r = run_module("reproduce.ebm_anatomy_mnist", "--quick", "--out-dir", str(out), "--work-dir", str(work),
+                   "--data-dir", str(data))
+    df = pd.read_csv(out / "ebm_anatomy_mnist.csv")
+    s = df[df.kind == "summary"]
+    assert set(s.model) == {"data", "short-run", "persistent"}
+    assert set(s[s.model == "persistent"].samples) == {"short-run", "long-run", "persistent bank"}
+    fd = s[s.metric == "classifier_fd"].value
+    assert (fd >= 0).all() and fd.map(math.isfinite).all()
+    assert df[df.kind == "trace"].groupby(["model", "metric"]).size().eq(4).all()
+    assert len(df[df.kind == "long_run_trace"]) > 0
+    assert (out / "ebm_anatomy_mnist_samples.png").exists() and (out / "ebm_anatomy_mnist.png").exists()
+    assert "classifier_fd" in r.stdout

@@ -33,7 +33,7 @@ from .langevin import run_langevin
 from .nets import EnergyNet, make_net
 from .toy import Toy2D
 
-__all__ = ["EBMConfig", "EBMTrainer", "load_ebm", "mnist32", "long_run"]
+__all__ = ["EBMConfig", "EBMTrainer", "load_ebm", "mnist32", "long_run", "train_or_resume", "toy_target"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +195,8 @@ class EBMTrainer:
         metrics = self.out / "metrics.csv"
         if metrics.exists():                                   # drop rows logged after the checkpoint
             df = pd.read_csv(metrics)
-            atomic_write_text(metrics, df[df.step <= self.step].to_csv(index=False))
+            if (df.step > self.step).any():
+                atomic_write_text(metrics, df[df.step <= self.step].to_csv(index=False))
         return True
 
     def run(self, progress: bool = True) -> pd.DataFrame:
@@ -216,6 +217,16 @@ class EBMTrainer:
         bar.close()
         self.save()
         return pd.read_csv(self.out / "metrics.csv")
+
+
+def train_or_resume(cfg: EBMConfig, data: Tensor | None = None, progress: bool = True) -> EBMTrainer:
+    """Train ``cfg`` in ``cfg.out_dir``, continuing from its checkpoint if there is one (a finished
+    run is loaded, not retrained)."""
+    trainer = EBMTrainer(cfg, data)
+    trainer.resume()
+    if trainer.step < cfg.updates:
+        trainer.run(progress=progress)
+    return trainer
 
 
 def load_ebm(path: str | Path, device: str = "cpu") -> tuple[EnergyNet, EBMConfig]:

@@ -1,0 +1,238 @@
+"""EBM anatomy on MNIST (32x32, [-1, 1]): short-run vs persistent ML learning and its diagnostics
+(Nijkamp et al., AAAI 2020).
+
+Two models, each trained by ``dbm.ebm.train`` with d_{s_t} and r_t recorded every update:
+
+- ``short-run``: noise-initialised short-run learning (the paper's non-convergent outcome):
+  vanilla ConvNet, Adam, eps = 0.01, K steps from uniform noise.
+- ``persistent``: persistent chains with SGD and eps = 7.5e-3 (the paper's convergent MNIST
+  config uses the non-local net and K = 500; ``PROFILE=paper`` does, the CPU budget uses the
+  vanilla net and fewer steps).
+
+Evaluated on the same number of chains (``n_eval``) from uniform noise: short-run samples (K
+steps, as in training) and long-run samples (``long_run_steps`` steps); per sample set the
+classifier-Frechet distance (the suite's 8-bit MNIST classifier, 10,000 test images as reference;
+the floor is ``n_eval`` held-out test images), the fraction of saturated pixels (|x| > 1) and the
+mean energy; the energy along the long-run chains is recorded as a trace. If fig25's DBM runs
+exist in the work folder, their d_{s_t} traces (positive minus negative phase energy) are copied
+into the CSV for comparison.
+
+    python -m reproduce.ebm_anatomy_mnist [--quick | --profile budget | --profile paper] [--device cuda]
+
+Outputs: results/ebm_anatomy_mnist.{csv,json,png} and results/ebm_anatomy_mnist_samples.png.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import dbm
+if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard library's dbm
+    sys.exit("run this script from the repository root as: python -m reproduce.ebm_anatomy_mnist")
+
+import pandas as pd
+import torch
+
+from dbm.data import load_images
+from dbm.ebm.chains import init_chains
+from dbm.ebm.train import EBMConfig, long_run, mnist32, train_or_resume
+from dbm.metrics.classifier import ClassifierConfig, load_or_train
+from dbm.metrics.fid import classifier_extractor, feature_stats
+from dbm.metrics.frechet import frechet_distance
+from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
+from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
+
+NAME = "ebm_anatomy_mnist"
+OUTCOMES = {
+    "short-run": dict(net="vanilla", optimizer="adam", eps=0.01, init="uniform"),
+    "persistent": dict(net="nonlocal", optimizer="sgd", eps=7.5e-3, init="persistent"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    outcomes: tuple = ("short-run", "persistent")
+    updates: int = 400                 # the paper: 100k
+    steps: int = 50                    # K; the paper: 100-150 (short-run), 500 (persistent)
+    n_f: int = 16                      # the paper: 32
+    persistent_net: str = "vanilla"    # the paper: nonlocal (1.2 s per Langevin step of 100 images on 2 CPU cores)
+    lr_adam: float = 1e-4
+    lr_sgd: float = 1e-2
+    bank_size: int = 1000              # the paper: one chain per training image
+    batch_size: int = 100
+    data_epsilon: float = 0.015
+    train_limit: int = 0
+    n_eval: int = 200
+    long_run_steps: int = 1500         # the paper: 100k
+    classifier_epochs: int = 2
+    classifier_train_limit: int = 0
+    data_dir: str | None = None
+    device: str = "cpu"
+
+
+PROFILES = {
+    "quick": dict(updates=4, steps=5, n_f=4, bank_size=200, n_eval=50, long_run_steps=20, train_limit=2000,
+                  classifier_epochs=1, classifier_train_limit=2000),
+    "budget": {},
+    "paper": dict(updates=100_000, steps=500, n_f=32, persistent_net="nonlocal", bank_size=60_000, n_eval=1000,
+                  long_run_steps=100_000),
+}
+
+
+def ebm_config(cfg: Config, outcome: str, work: Path) -> EBMConfig:
+    over = dict(OUTCOMES[outcome])
+    if outcome == "persistent":
+        over.update(net=cfg.persistent_net, lr=cfg.lr_sgd, bank_size=cfg.bank_size)
+    else:
+        over.update(lr=cfg.lr_adam)
+    base = EBMConfig(dataset="mnist", data_dir=cfg.data_dir, n_f=cfg.n_f, steps=cfg.steps, batch_size=cfg.batch_size,
+                     data_epsilon=cfg.data_epsilon, updates=cfg.updates, train_limit=cfg.train_limit, seed=0,
+                     ckpt_every=max(1, cfg.updates // 20), device=cfg.device, **over)
+    key = cell_id({k: v for k, v in dataclasses.asdict(base).items()
+                   if k not in ("out_dir", "device", "ckpt_every", "data_dir")})
+    return dataclasses.replace(base, out_dir=str(work / NAME / f"{outcome}-{key}"))
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """EBM images (B, 1, 32, 32) in [-1, 1] -> the classifier's (B, 1, 28, 28) in [0, 1]."""
+    return ((x[:, :, 2:30, 2:30].float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def sample_rows(name: str, x: torch.Tensor, extractor, ref, energy) -> list[dict]:
+    fd = frechet_distance(feature_stats(extractor, to_unit(x)), ref)
+    return [{"samples": name, "metric": "classifier_fd", "value": fd},
+            {"samples": name, "metric": "saturated_fraction", "value": float((x.abs() > 1).float().mean())},
+            {"samples": name, "metric": "mean_energy", "value": float(energy)}]
+
+
+@torch.no_grad()
+def evaluate(trainer, cfg: Config, extractor, ref) -> tuple[pd.DataFrame, dict]:
+    ecfg, net = trainer.cfg, trainer.net.eval()
+    g = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval", ecfg.out_dir))
+    x0 = init_chains("uniform", cfg.n_eval, (1, 32, 32), g)
+    batches = [x0[i:i + 100] for i in range(0, cfg.n_eval, 100)]
+    short = torch.cat([long_run(net, b, ecfg.steps, ecfg.eps, g)[0] for b in batches])
+    long_parts = [long_run(net, b, cfg.long_run_steps, ecfg.eps, g, record_every=max(1, cfg.long_run_steps // 100))
+                  for b in batches]
+    long = torch.cat([p[0] for p in long_parts])
+    trace = pd.concat([p[1].assign(batch=i) for i, p in enumerate(long_parts)]).groupby("step").energy.mean()
+    u = lambda x: torch.cat([net(x[i:i + 100]) for i in range(0, len(x), 100)]).mean()   # noqa: E731
+    rows = sample_rows("short-run", short, extractor, ref, u(short)) + sample_rows("long-run", long, extractor, ref, u(long))
+    if trainer.bank is not None:
+        bank = trainer.bank.x[:cfg.n_eval]
+        rows += sample_rows("persistent bank", bank, extractor, ref, u(bank))
+    df = pd.DataFrame(rows).assign(kind="summary", step=ecfg.updates)
+    tr = pd.DataFrame({"samples": "long-run", "metric": "energy", "value": trace.values, "kind": "long_run_trace",
+                       "step": trace.index.values})
+    images = {"short-run": short[:16], "long-run": long[:16]}
+    if trainer.bank is not None:
+        images["persistent bank"] = trainer.bank.x[:16]
+    return pd.concat([df, tr], ignore_index=True), images
+
+
+def run_cell(cfg: Config, outcome: str, work: Path, data, extractor, ref, force: bool):
+    ecfg = ebm_config(cfg, outcome, work)
+    out = Path(ecfg.out_dir)
+    if force and out.exists():
+        shutil.rmtree(out)
+    trainer = train_or_resume(ecfg, data)
+    ev = out / f"eval-{cell_id(dataclasses.asdict(cfg))}"
+    if (ev.with_suffix(".csv")).exists():
+        df, images = pd.read_csv(ev.with_suffix(".csv")), torch.load(ev.with_suffix(".pt"))
+    else:
+        df, images = evaluate(trainer, cfg, extractor, ref)
+        torch.save(images, ev.with_suffix(".pt"))
+        atomic_write_text(ev.with_suffix(".csv"), df.to_csv(index=False))
+    metrics = pd.read_csv(out / "metrics.csv")
+    trace = metrics[metrics.metric.isin(["d_st", "r_t"])].assign(kind="trace", samples="training")
+    df = pd.concat([df, trace], ignore_index=True)
+    df["wall_time_s"] = float(metrics[metrics.metric == "wall_time_s"].value.max())
+    return df.assign(model=outcome, net=ecfg.net, run=out.name), images
+
+
+def dbm_traces(work: Path) -> pd.DataFrame:
+    """d_st (= the logged surrogate loss) of fig25's budget DBM runs on MNIST, if they exist."""
+    from reproduce import fig25_end_to_end as fig25
+    frames = []
+    for method in fig25.Config().methods:
+        path = work / fig25.NAME / fig25.train_key(fig25.Config(), "mnist", method, 0) / "metrics.csv"
+        if path.exists():
+            m = pd.read_csv(path)
+            m = m[m.metric == "loss"].assign(metric="d_st", kind="dbm_trace", samples="training", model=f"dbm-{method}")
+            frames.append(m[["step", "metric", "value", "kind", "samples", "model"]])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot(df: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
+    for model, d in df[df.kind == "trace"].groupby("model"):
+        for ax, metric in zip(axes[:2], ("d_st", "r_t")):
+            t = d[d.metric == metric]
+            ax.plot(t.step, t.value, lw=0.7, label=model)
+            ax.set(title=f"EBM {metric} per update", xlabel="update")
+    axes[0].axhline(0, color="k", lw=0.5)
+    for model, d in df[df.kind == "long_run_trace"].groupby("model"):
+        axes[2].plot(d.step, d.value, label=model)
+    axes[2].set(title="mean energy U along long-run chains", xlabel="Langevin step")
+    for model, d in df[df.kind == "dbm_trace"].groupby("model"):
+        axes[3].plot(d.step, d.value, lw=0.7, label=model)
+    axes[3].axhline(0, color="k", lw=0.5)
+    axes[3].set(title="DBM d_st (fig25 runs, MNIST)", xlabel="update")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__, Config)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
+    args = p.parse_args(argv)
+    csv, js, png = output_paths(args, NAME)
+    profile = "quick" if args.quick else args.profile
+    cfg = args.config(PROFILES[profile], apply=True)
+    work = Path(args.work_dir)
+    if args.plot_only:
+        df = pd.read_csv(csv)
+    else:
+        t0 = time.perf_counter()
+        clf, clf_record = load_or_train(ClassifierConfig("mnist", "8bit", epochs=cfg.classifier_epochs,
+                                                         train_limit=cfg.classifier_train_limit),
+                                        work / "classifiers", cfg.data_dir, cfg.device)
+        extractor = classifier_extractor(clf, cfg.device)
+        test = load_images("mnist", "test", cfg.data_dir).float().div(255).unsqueeze(1)      # (N, 1, 28, 28)
+        ref = feature_stats(extractor, test[cfg.n_eval:])
+        floor = frechet_distance(feature_stats(extractor, test[:cfg.n_eval]), ref)
+        data = mnist32("mnist", "train", cfg.data_dir, cfg.train_limit)
+        frames, grids = [pd.DataFrame([{"model": "data", "samples": "held-out test images", "metric": "classifier_fd",
+                                        "value": floor, "kind": "summary", "step": 0}])], {}
+        for outcome in progress(cfg.outcomes, NAME):
+            df, images = run_cell(cfg, outcome, work, data, extractor, ref, args.force)
+            frames.append(df)
+            grids.update({f"{outcome}: {k}": to_unit(v) for k, v in images.items()})
+        frames.append(dbm_traces(work))
+        df = pd.concat(frames, ignore_index=True)
+        df["profile"], df["n_eval"] = profile, cfg.n_eval
+        write_csv(df, csv)
+        grids["data"] = test[:16]
+        sample_grid(grids, csv.parent / f"{NAME}_samples.png")
+        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile, classifier=clf_record,
+                      outcomes={o: dataclasses.asdict(ebm_config(cfg, o, work)) for o in cfg.outcomes},
+                      reference="MNIST test images n_eval.. (classifier features, 8-bit classifier)")
+    plot(df, png)
+    s = df[df.kind == "summary"].pivot_table(index=["model", "samples"], columns="metric", values="value")
+    finish(s.reset_index(), [csv, js, png])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""EBM anatomy, toy 2-D targets: convergent vs non-convergent ML learning (Nijkamp et al., AAAI 2020).
+
+For each target (an 8-component Gaussian mixture, two concentric rings; exact densities in
+``dbm.ebm.toy``) and each outcome of the paper's toy configs:
+
+- ``convergent``: SGD lr 0.1, eps = 0.125, 500 Langevin steps from a persistent bank of 10,000
+  chains: the paper finds the learned density exp(-U) close to the truth.
+- ``non-convergent``: Adam lr 1e-4, eps = 0.01, 100 steps from Gaussian noise: short-run samples
+  look right, the density does not.
+
+Measured per model on an n x n grid: total variation and KL(truth || model) of the learned
+density softmax(-U); total variation of kernel density estimates of short-run samples (the
+training initialisation, K steps), long-run samples (``long_run_steps`` steps from the same
+noise) and, for the persistent bank, the bank itself; the KDE of true samples is the floor.
+Traces: d_{s_t} and r_t every update.
+
+    python -m reproduce.ebm_anatomy_toy [--quick | --profile budget | --profile paper]
+
+Outputs: results/ebm_anatomy_toy.{csv,json,png}; the density grids and samples behind the plot
+are kept in <work-dir>/ebm_anatomy_toy/<cell>/eval.npz.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import dbm
+if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard library's dbm
+    sys.exit("run this script from the repository root as: python -m reproduce.ebm_anatomy_toy")
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dbm.ebm.chains import init_chains
+from dbm.ebm.toy import Toy2D, cell_probs_from_energy, cell_probs_from_log_density, cell_probs_from_samples, grid, kl, tv
+from dbm.ebm.train import EBMConfig, long_run, train_or_resume
+from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
+from reproduce.common import base_parser, finish, output_paths, progress
+
+NAME = "ebm_anatomy_toy"
+TARGETS = {"gmm": Toy2D("gmm", 8, 1.0, 0.15), "rings": Toy2D("rings", 2, 1.0, 0.1)}
+# the paper's toy configs (spec table); batch 100 everywhere
+OUTCOMES = {
+    "convergent": dict(optimizer="sgd", lr=0.1, eps=0.125, steps=500, init="persistent", bank_size=10_000),
+    "non-convergent": dict(optimizer="adam", lr=1e-4, eps=0.01, steps=100, init="gaussian"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    targets: tuple = ("gmm", "rings")
+    outcomes: tuple = ("convergent", "non-convergent")
+    updates: int = 1500                # the paper: 200k (convergent), 100k (non-convergent)
+    n_f: int = 32
+    batch_size: int = 100
+    data_epsilon: float = 0.0          # 2-D data are already continuous
+    seeds: int = 1
+    grid_lim: float = 2.0
+    grid_n: int = 100
+    kde_bandwidth: float = 0.05
+    n_eval: int = 5000                 # chains for the short-/long-run KDEs
+    long_run_steps: int = 20_000
+    device: str = "cpu"
+
+
+PROFILES = {
+    "quick": dict(updates=20, n_eval=500, long_run_steps=200, grid_n=40, targets=("gmm",)),
+    "budget": {},
+    "paper": dict(updates=200_000, seeds=3, long_run_steps=100_000),
+}
+
+
+def ebm_config(cfg: Config, target: str, outcome: str, seed: int, work: Path, quick: bool) -> EBMConfig:
+    t = TARGETS[target]
+    over = dict(OUTCOMES[outcome])
+    if quick:                                                 # keep the smoke test short
+        over.update(steps=min(over["steps"], 20), bank_size=min(over.get("bank_size", 10_000), 500))
+    base = EBMConfig(dataset=target, toy_groups=t.groups, toy_radius=t.radius, toy_sd=t.sd, net="toy", n_f=cfg.n_f,
+                     batch_size=cfg.batch_size, data_epsilon=cfg.data_epsilon, updates=cfg.updates,
+                     seed=seed, ckpt_every=max(1, cfg.updates // 10), device=cfg.device, **over)
+    key = cell_id({k: v for k, v in dataclasses.asdict(base).items() if k not in ("out_dir", "device", "ckpt_every")})
+    return dataclasses.replace(base, out_dir=str(work / NAME / f"{target}-{outcome}-{seed}-{key}"))
+
+
+@torch.no_grad()
+def evaluate(trainer, cfg: Config, target: str) -> tuple[list[dict], dict]:
+    """Density errors on the grid; returns metric rows and arrays for the plot."""
+    ecfg, net, truth = trainer.cfg, trainer.net.eval(), TARGETS[target]
+    pts, _ = grid(cfg.grid_lim, cfg.grid_n)
+    p = cell_probs_from_log_density(truth.log_density(pts))
+    q = cell_probs_from_energy(net, pts.to(ecfg.device))
+    g = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval", ecfg.out_dir))
+    start = "uniform" if ecfg.init == "persistent" else ecfg.init           # the bank starts from uniform noise
+    x0 = init_chains(start, cfg.n_eval, (2,), g)
+    short, _ = long_run(net, x0, ecfg.steps, ecfg.eps, g)
+    long, trace = long_run(net, x0, cfg.long_run_steps, ecfg.eps, g, record_every=max(1, cfg.long_run_steps // 200))
+    kde = lambda s: cell_probs_from_samples(s, pts, cfg.kde_bandwidth)   # noqa: E731
+    rows = {"density_tv": tv(p, q), "density_kl": kl(p, q), "short_run_kde_tv": tv(p, kde(short)),
+            "long_run_kde_tv": tv(p, kde(long)), "long_run_energy_drop": float(trace.energy.iloc[0] - trace.energy.iloc[-1])}
+    arrays = {"model": q.numpy(), "short": short.cpu().numpy()[:2000], "long": long.cpu().numpy()[:2000]}
+    if trainer.bank is not None:
+        rows["bank_kde_tv"] = tv(p, kde(trainer.bank.x))
+        arrays["bank"] = trainer.bank.x.cpu().numpy()[:2000]
+    return [{"metric": k, "value": v} for k, v in rows.items()], arrays
+
+
+def run_cell(cfg: Config, target: str, outcome: str, seed: int, work: Path, quick: bool, force: bool) -> pd.DataFrame:
+    ecfg = ebm_config(cfg, target, outcome, seed, work, quick)
+    out = Path(ecfg.out_dir)
+    ev = out / f"eval-{cell_id(dataclasses.asdict(cfg))}.json"
+    if force and out.exists():
+        shutil.rmtree(out)
+    trainer = train_or_resume(ecfg)
+    if ev.exists():
+        rows = json.loads(ev.read_text())
+    else:
+        rows, arrays = evaluate(trainer, cfg, target)
+        np.savez(out / "eval.npz", **arrays)
+        atomic_write_text(ev, json.dumps(rows))
+    metrics = pd.read_csv(out / "metrics.csv")
+    trace = metrics[metrics.metric.isin(["d_st", "r_t"])].assign(kind="trace")
+    df = pd.concat([pd.DataFrame(rows).assign(kind="summary", step=ecfg.updates), trace], ignore_index=True)
+    df["wall_time_s"] = float(metrics[metrics.metric == "wall_time_s"].value.max())
+    return df.assign(target=target, outcome=outcome, seed=seed, run=out.name)
+
+
+def plot(df: pd.DataFrame, cfg: Config, work: Path, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = df[["target", "outcome", "run"]].drop_duplicates().values.tolist()
+    fig, axes = plt.subplots(len(runs), 5, figsize=(20, 3.6 * len(runs)), squeeze=False)
+    ext = [-cfg.grid_lim, cfg.grid_lim, -cfg.grid_lim, cfg.grid_lim]
+    for i, (target, outcome, run) in enumerate(runs):
+        arr = np.load(work / NAME / run / "eval.npz")
+        s = df[(df.run == run) & (df.kind == "summary")].set_index("metric").value
+        pts, _ = grid(cfg.grid_lim, cfg.grid_n)
+        truth = cell_probs_from_log_density(TARGETS[target].log_density(pts)).numpy()
+        for j, (title, img) in enumerate((("truth", truth), (f"learned exp(-U), TV {s.density_tv:.2f}", arr["model"]))):
+            axes[i, j].imshow(img.reshape(cfg.grid_n, cfg.grid_n), origin="lower", extent=ext, cmap="viridis")
+            axes[i, j].set_title(f"{target} {outcome}: {title}" if j == 0 else title, fontsize=9)
+        for j, (key, label) in enumerate((("short", "short-run"), ("long", "long-run")), start=2):
+            pts_s = arr[key]
+            axes[i, j].scatter(pts_s[:, 0], pts_s[:, 1], s=1, alpha=0.4)
+            axes[i, j].set(xlim=ext[:2], ylim=ext[2:])
+            axes[i, j].set_title(f"{label} samples, KDE TV {s[key + '_run_kde_tv']:.2f}", fontsize=9)
+        tr = df[(df.run == run) & (df.kind == "trace")]
+        ax = axes[i, 4]
+        for metric, color in (("d_st", "C0"), ("r_t", "C1")):
+            t = tr[tr.metric == metric]
+            (ax if metric == "d_st" else ax.twinx()).plot(t.step, t.value, color=color, lw=0.6, label=metric)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title("d_st (blue, left) and r_t (orange, right)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__, Config)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
+    args = p.parse_args(argv)
+    csv, js, png = output_paths(args, NAME)
+    profile = "quick" if args.quick else args.profile
+    cfg = args.config(PROFILES[profile], apply=True)
+    work = Path(args.work_dir)
+    if args.plot_only:
+        df = pd.read_csv(csv)
+    else:
+        t0 = time.perf_counter()
+        jobs = [(t, o, s) for t in cfg.targets for o in cfg.outcomes for s in range(cfg.seeds)]
+        frames = [run_cell(cfg, t, o, s, work, args.quick, args.force) for t, o, s in progress(jobs, NAME)]
+        df = pd.concat(frames, ignore_index=True)
+        df["updates"], df["profile"] = cfg.updates, profile
+        write_csv(df, csv)
+        pts, _ = grid(cfg.grid_lim, cfg.grid_n)
+        floors = {t: tv(cell_probs_from_log_density(TARGETS[t].log_density(pts)),
+                        cell_probs_from_samples(TARGETS[t].sample(cfg.n_eval, torch.Generator().manual_seed(0)), pts,
+                                                cfg.kde_bandwidth)) for t in cfg.targets}
+        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile,
+                      targets={t: dataclasses.asdict(TARGETS[t]) for t in cfg.targets},
+                      outcomes=OUTCOMES, kde_tv_of_true_samples=floors)
+    plot(df, cfg, work, png)
+    s = df[df.kind == "summary"].pivot_table(index=["target", "outcome"], columns="metric", values="value")
+    finish(s.reset_index(), [csv, js, png])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
