@@ -20,11 +20,12 @@ import pandas as pd
 import torch
 
 from . import exact
+from .checkpoint import append_metrics, trim_metrics
 from .data import load_images
 from .encoding import encode_8bit, encode_binary
 from .estimators import estimator as make_estimator
 from .model import DBM
-from .results import atomic_write_text, seed_hash
+from .results import seed_hash
 from .samplers import draw_uniforms, gibbs_update, local_mode
 
 __all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images"]
@@ -182,19 +183,11 @@ class Trainer:
         for k, v in state["estimator"].items():
             setattr(self.est, k, v)
         self.step = state["step"]
-        metrics = self.out / "metrics.csv"
-        if metrics.exists():                         # drop rows logged after the checkpoint
-            df = pd.read_csv(metrics)
-            atomic_write_text(metrics, df[df.step <= self.step].to_csv(index=False))
+        trim_metrics(self.out, self.step)
         return True
 
     def _flush_metrics(self) -> None:
-        if not self.rows:
-            return
-        path = self.out / "metrics.csv"
-        df = pd.DataFrame(self.rows)
-        df.to_csv(path, mode="a", header=not path.exists(), index=False)
-        self.rows = []
+        self.rows = append_metrics(self.out, self.rows)
 
     # ------------------------------------------------------------------ training
     def batch(self) -> torch.Tensor:

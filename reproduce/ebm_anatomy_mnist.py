@@ -24,7 +24,6 @@ Outputs: results/ebm_anatomy_mnist.{csv,json,png} and results/ebm_anatomy_mnist_
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import sys
 import time

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from ..checkpoint import append_metrics, save_checkpoint, trim_metrics
 from ..data import load_images
 from ..results import seed_hash
 from ..train import DivergenceError, check_resume_config
@@ -95,23 +95,13 @@ class GANTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> None:
-        from safetensors.torch import save_file
-        self.out.mkdir(parents=True, exist_ok=True)
-        tensors = {f"{k}.{n}": t.detach().cpu().contiguous()
-                   for k, net in (("G", self.G), ("D", self.D)) for n, t in net.state_dict().items()}
-        tmp = self.out / ".tmp-model.safetensors"
-        save_file(tensors, str(tmp), metadata={"config": json.dumps(dataclasses.asdict(self.cfg)),
-                                               "step": str(self.step), "shape": json.dumps(self.G.shape),
-                                               "width": str(self.G.width)})
-        os.replace(tmp, self.out / "model.safetensors")
+        tensors = {f"{k}.{n}": t for k, net in (("G", self.G), ("D", self.D)) for n, t in net.state_dict().items()}
+        meta = {"config": json.dumps(dataclasses.asdict(self.cfg)), "step": str(self.step),
+                "shape": json.dumps(self.G.shape), "width": str(self.G.width)}
         state = {"step": self.step, "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                  "gen": self.gen.get_state(), "config": dataclasses.asdict(self.cfg)}
-        torch.save(state, self.out / ".tmp-state.pt")
-        os.replace(self.out / ".tmp-state.pt", self.out / "state.pt")
-        if self.rows:
-            path = self.out / "metrics.csv"
-            pd.DataFrame(self.rows).to_csv(path, mode="a", header=not path.exists(), index=False)
-            self.rows = []
+        save_checkpoint(self.out, "model.safetensors", tensors, meta, state)
+        self.rows = append_metrics(self.out, self.rows)
 
     def resume(self) -> bool:
         if not (self.out / "state.pt").exists():
@@ -125,10 +115,7 @@ class GANTrainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.gen.set_state(state["gen"])
         self.step = state["step"]
-        metrics = self.out / "metrics.csv"
-        if metrics.exists():
-            df = pd.read_csv(metrics)
-            df[df.step <= self.step].to_csv(metrics, index=False)
+        trim_metrics(self.out, self.step)
         return True
 
     # ------------------------------------------------------------------ training

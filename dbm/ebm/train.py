@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -26,7 +25,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..results import atomic_write_text, seed_hash
+from ..checkpoint import append_metrics, save_checkpoint, trim_metrics
+from ..results import seed_hash
 from ..train import DivergenceError, check_resume_config
 from .chains import INITS, PersistentBank, init_chains
 from .langevin import run_langevin
@@ -161,22 +161,13 @@ class EBMTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self) -> None:
-        from safetensors.torch import save_file
-        self.out.mkdir(parents=True, exist_ok=True)
         meta = {"config": json.dumps(dataclasses.asdict(self.cfg)), "step": str(self.step)}
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(tensors, str(self.out / ".tmp-net.safetensors"), metadata=meta)
-        os.replace(self.out / ".tmp-net.safetensors", self.out / "net.safetensors")
         state = {"step": self.step, "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                  "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
                  "bank": None if self.bank is None else self.bank.state_dict(),
                  "config": dataclasses.asdict(self.cfg)}
-        torch.save(state, self.out / ".tmp-state.pt")
-        os.replace(self.out / ".tmp-state.pt", self.out / "state.pt")
-        if self.rows:
-            path = self.out / "metrics.csv"
-            pd.DataFrame(self.rows).to_csv(path, mode="a", header=not path.exists(), index=False)
-            self.rows = []
+        save_checkpoint(self.out, "net.safetensors", self.net.state_dict(), meta, state)
+        self.rows = append_metrics(self.out, self.rows)
 
     def resume(self) -> bool:
         """Load the last checkpoint of ``out_dir`` if there is one; True if resumed."""
@@ -192,11 +183,7 @@ class EBMTrainer:
         if self.bank is not None:
             self.bank.load_state_dict(state["bank"])
         self.step = state["step"]
-        metrics = self.out / "metrics.csv"
-        if metrics.exists():                                   # drop rows logged after the checkpoint
-            df = pd.read_csv(metrics)
-            if (df.step > self.step).any():
-                atomic_write_text(metrics, df[df.step <= self.step].to_csv(index=False))
+        trim_metrics(self.out, self.step)
         return True
 
     def run(self, progress: bool = True) -> pd.DataFrame:
