@@ -43,7 +43,7 @@ class PhaseInfo(NamedTuple):
 
 class EstimatorInfo(NamedTuple):
     """Diagnostics of both phases; ``energies`` = (mean weighted energy of the positive phase,
-    of the negative phase), each -<theta, S>/B of its statistics S, as floats: their difference
+    of the negative phase), each -<theta, S>/B of its statistics S, as 0-d tensors: their difference
     is the DBM's d_{s_t} (the EBM-anatomy paper's computational loss; equal to the surrogate loss)."""
     pos: PhaseInfo
     neg: PhaseInfo
@@ -62,8 +62,8 @@ class EstimatorInfo(NamedTuple):
             out[f"{name}_sweeps_max"] = float(ph.sweeps.max())
             out[f"{name}_sweeps_capped"] = float(ph.sweeps_capped.sum())
         if self.energies is not None:
-            out["energy_pos"], out["energy_neg"] = self.energies
-            out["d_st"] = self.energies[0] - self.energies[1]
+            out["energy_pos"], out["energy_neg"] = (float(e) for e in self.energies)
+            out["d_st"] = out["energy_pos"] - out["energy_neg"]
         return out
 
 
@@ -139,8 +139,8 @@ class Estimator:
         s_pos = statistics(model, pos.xs, pos.weight, self.marginalize)
         s_neg = statistics(model, neg.xs, neg.weight, self.marginalize)
         loss = (forward or model)(s_pos, s_neg, v.shape[0])
-        with torch.no_grad():
-            e_pos, e_neg = (-sum(float((p * s).sum()) for p, s in zip(model.parameters(), st)) / v.shape[0]
+        with torch.no_grad():                    # 0-d tensors: no host sync unless summary() is called
+            e_pos, e_neg = (-sum((p * s).sum() for p, s in zip(model.parameters(), st)) / v.shape[0]
                             for st in (s_pos, s_neg))
         return loss, EstimatorInfo(pos.info, neg.info, (e_pos, e_neg))
 
