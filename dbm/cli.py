@@ -1,16 +1,52 @@
-"""Command-line interface: ``python -m dbm <command>``."""
+"""Command-line interface: ``python -m dbm <command>``.
+
+Expected errors (bad settings, missing or corrupt data, a run folder that cannot be resumed or
+is in use) print one line on stderr and exit with status 2; a diverged run exits with 3. Pass
+``--debug`` (or set DBM_DEBUG=1) to see the traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 import torch
 
 from . import exact
+from .errors import EXIT_DIVERGED, EXIT_USER_ERROR, CheckpointError, DivergenceError, UserError
 from .estimators import ESTIMATORS, estimator
 from .model import DBM
+
+__all__ = ["main", "run_main"]
+
+
+def run_main(fn, argv=None, debug: bool | None = None) -> int:
+    """Call ``fn(argv)``; a ``UserError`` becomes one line on stderr and exit status 2, a
+    ``DivergenceError`` exit status 3 (tracebacks with ``--debug`` or DBM_DEBUG=1)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if debug is None:
+        debug = "--debug" in args or os.environ.get("DBM_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
+    try:
+        return fn(args)
+    except (UserError, DivergenceError) as e:
+        if debug:
+            raise
+        kind = "training diverged" if isinstance(e, DivergenceError) else "error"
+        print(f"{kind}: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_DIVERGED if isinstance(e, DivergenceError) else EXIT_USER_ERROR
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return n
 
 
 def _check(args) -> int:
@@ -22,7 +58,11 @@ def _check(args) -> int:
         for b in m.biases:
             b.copy_(0.5 * torch.randn(b.shape, generator=g))
     v = torch.randint(0, 2, (1, sizes[0]), generator=g).float().repeat(args.chains, 1)
-    est = estimator(args.estimator, **json.loads(args.options))
+    try:
+        est = estimator(args.estimator, **json.loads(args.options))
+    except (TypeError, ValueError) as e:
+        from .errors import ConfigError
+        raise ConfigError(f"--options {args.options!r}: {e}") from None
     est_g, info = est.chain_estimates(m, v, g)
     se = est_g.std(0) / args.chains ** 0.5
     z = (est_g.mean(0) - exact.exact_gradient(m, v[:1])) / se
@@ -34,28 +74,24 @@ def _check(args) -> int:
 
 def _train(args, config_cls, trainer_cls) -> int:
     from .config import config_from_args
-    from .train import DivergenceError
-    cfg = config_from_args(args, config_cls)
-    out = Path(cfg.out_dir)
-    if (out / "state.pt").exists() and not (args.resume or args.force):
-        print(f"error: {out} already holds a checkpoint; pass --resume to continue it or --force "
-              "to start again", file=sys.stderr)
-        return 2
-    if args.force and out.exists():
-        for f in ("state.pt", "model.safetensors", "net.safetensors", "metrics.csv"):
-            (out / f).unlink(missing_ok=True)
+    from .run import RunDir
+    cfg = config_from_args(args, config_cls)            # validated: ConfigError before any work
+    if args.resume and args.force:
+        raise CheckpointError("--resume and --force contradict each other; pick one")
+    if args.force:
+        run_dir = RunDir(cfg.out_dir, trainer_cls.WEIGHTS)
+        with run_dir.locked():
+            run_dir.clear()
     if args.download and cfg.dataset not in ("gmm", "rings"):
         from .data import load_images
         load_images(cfg.dataset, "train", cfg.data_dir, download=True)
     trainer = trainer_cls(cfg)
-    if args.resume and trainer.resume():
-        print(f"resumed {out} at update {trainer.step}")
-    try:
-        trainer.run()
-    except DivergenceError as e:
-        print(f"error: training diverged: {e}", file=sys.stderr)
-        return 3
-    print(f"wrote the checkpoint and metrics.csv in {out}")
+    if args.resume:
+        if not trainer.resume():
+            raise CheckpointError(f"--resume: {cfg.out_dir} holds no checkpoint to resume; run without --resume")
+        print(f"resumed {cfg.out_dir} at update {trainer.step}")
+    trainer.run()
+    print(f"wrote the checkpoint and metrics.csv in {cfg.out_dir}")
     return 0
 
 
@@ -66,7 +102,10 @@ def _sample_ebm(args) -> int:
     from .ebm.chains import init_chains
     from .ebm.train import long_run, load_ebm
     from .results import write_csv
-    net, cfg = load_ebm(Path(args.run) / "net.safetensors", args.device)
+    path = Path(args.run) / "net.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found: pass the folder of an EBM run (python -m dbm train-ebm --out-dir ...)")
+    net, cfg = load_ebm(path, args.device)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     x0 = init_chains(args.init, args.n, net.shape, g)
     x, trace = long_run(net.eval(), x0, args.steps, args.eps or cfg.eps, g, mala=args.mala,
@@ -84,14 +123,20 @@ def _sample_ebm(args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dbm", description=__doc__)
+    return run_main(_main, argv)
+
+
+def _main(argv) -> int:
+    p = argparse.ArgumentParser(prog="python -m dbm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks of expected errors")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("estimators", help="list the gradient estimators")
     c = sub.add_parser("check", help="z-scores of an estimator against the exact gradient")
     c.add_argument("--estimator", default="ucd-mh-lmi", choices=sorted(ESTIMATORS))
     c.add_argument("--options", default="{}", help='JSON, e.g. \'{"marginalize": true}\'')
     c.add_argument("--sizes", default="3,3,3")
-    c.add_argument("--chains", type=int, default=20000)
+    c.add_argument("--chains", type=_positive_int, default=20000)
     c.add_argument("--seed", type=int, default=0)
     from .baselines.train_gan import GANConfig, GANTrainer
     from .config import add_config_args
@@ -103,13 +148,15 @@ def main(argv=None) -> int:
     for name, (cls, _), what in zip(trainers, trainers.values(), whats):
         t = sub.add_parser(name, help=f"train {what} (checkpoints, --resume)")
         add_config_args(t, cls)
-        t.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
-        t.add_argument("--force", action="store_true", help="discard the checkpoint in --out-dir")
+        t.add_argument("--resume", action="store_true",
+                       help="continue the run in --out-dir from its newest checkpoint (an error if there is none)")
+        t.add_argument("--force", action="store_true",
+                       help="delete the checkpoints and metrics in --out-dir and start again")
         t.add_argument("--download", action="store_true", help="let torchvision download the data set")
     e = sub.add_parser("sample-ebm", help="long-run Langevin / MALA sampling from an EBM checkpoint")
     e.add_argument("run", help="the run folder holding net.safetensors")
-    e.add_argument("--n", type=int, default=64)
-    e.add_argument("--steps", type=int, default=10000)
+    e.add_argument("--n", type=_positive_int, default=64)
+    e.add_argument("--steps", type=_positive_int, default=10000)
     e.add_argument("--eps", type=float, default=0.0, help="step size (default: the training eps)")
     e.add_argument("--init", default="uniform", choices=("uniform", "gaussian"))
     e.add_argument("--mala", action="store_true", help="Metropolis-adjusted (records acceptance rates)")

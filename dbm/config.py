@@ -1,24 +1,74 @@
-"""Frozen-dataclass configs on the command line: one --flag per field (tuples comma-separated)."""
+"""Frozen-dataclass configs: validation (one ConfigError naming the flag) and the command line
+(one --flag per field, tuples comma-separated)."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 
-__all__ = ["add_config_args", "config_from_args"]
+from .errors import ConfigError
+
+__all__ = ["add_config_args", "config_from_args", "check_config", "flag"]
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_config(cfg, *, positive_int=(), nonneg_int=(), positive=(), nonneg=(), fraction=(),
+                 choices: dict | None = None) -> None:
+    """ConfigError for the first field out of range: ``positive_int`` >= 1, ``nonneg_int`` >= 0,
+    ``positive`` finite > 0, ``nonneg`` finite >= 0, ``fraction`` finite in [0, 1],
+    ``choices`` {field: allowed values}."""
+    for name in positive_int + nonneg_int:
+        v = getattr(cfg, name)
+        low = 1 if name in positive_int else 0
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ConfigError(f"{flag(name)} must be an integer >= {low}, got {v!r}")
+    for name in positive + nonneg + fraction:
+        v = getattr(cfg, name)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if ok and name in positive:
+            ok = v > 0
+        elif ok and name in nonneg:
+            ok = v >= 0
+        elif ok:
+            ok = 0 <= v <= 1
+        if not ok:
+            what = {True: "finite and > 0"}.get(name in positive) or (
+                "finite and >= 0" if name in nonneg else "in [0, 1]")
+            raise ConfigError(f"{flag(name)} must be {what}, got {v!r}")
+    for name, allowed in (choices or {}).items():
+        v = getattr(cfg, name)
+        if v not in allowed:
+            raise ConfigError(f"{flag(name)} must be one of {', '.join(map(str, allowed))}; got {v!r}")
+
+
+def check_device(device: str) -> None:
+    import torch
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"--device {device!r} is not a device ({e})") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine")
 
 
 def parse_value(kind, text: str):
     """Parse a command-line string as a field of annotated type ``kind`` (annotations are str)."""
     kind = str(kind)
     if kind.startswith("tuple"):
-        items = [s for s in text.split(",") if s]
+        items = [s.strip() for s in text.split(",") if s.strip()]
         return tuple(int(s) if s.lstrip("-").isdigit() else s for s in items)
     if text.lower() == "none" and "None" in kind:
         return None
-    if kind.startswith("int"):
-        return int(text)
-    if kind.startswith("float"):
-        return float(text)
+    try:
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind.split()[0]}, got {text!r}") from None
     if kind.startswith("bool"):
         if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
             raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
@@ -26,12 +76,27 @@ def parse_value(kind, text: str):
     return text
 
 
+def _field_help(cls) -> dict[str, str]:
+    """The comment after each field in the class source: its explanation for --help."""
+    import inspect
+    import re
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", src, re.M)}
+
+
 def add_config_args(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    """One --flag per field with its explanation, default and choices (``cls.CHOICES``)."""
+    helps, choices = _field_help(cls), getattr(cls, "CHOICES", {})
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
-        parser.add_argument("--" + f.name.replace("_", "-"), dest="cfg_" + f.name, default=None,
-                            metavar=f.name.upper(), help=f"default {f.default!r}")
+        text = helps.get(f.name, "")
+        kw = {"choices": list(choices[f.name])} if f.name in choices else {"metavar": f.name.upper()}
+        parser.add_argument(flag(f.name), dest="cfg_" + f.name, default=None,
+                            help=f"{text + '; ' if text else ''}default {f.default!r}", **kw)
 
 
 def config_from_args(args, cls, base=None, **fixed):
@@ -40,5 +105,8 @@ def config_from_args(args, cls, base=None, **fixed):
     for f in dataclasses.fields(cls):
         text = getattr(args, "cfg_" + f.name, None)
         if text is not None:
-            over[f.name] = parse_value(f.type, text)
+            try:
+                over[f.name] = parse_value(f.type, text)
+            except argparse.ArgumentTypeError as e:
+                raise ConfigError(f"{flag(f.name)}: {e}") from None
     return dataclasses.replace(base or cls(), **over, **fixed)

@@ -12,18 +12,22 @@ files into ``<root>/<TorchvisionClass>/raw/``). Missing, truncated or corrupt fi
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .errors import ConfigError, DataError
+
 __all__ = ["DataError", "DATASETS", "data_root", "find_file", "read_idx", "load_images",
            "load_labels", "load_cifar10"]
 
 DATASETS = {
-    "mnist": {"class": "MNIST", "extra": []},
-    "fashion-mnist": {"class": "FashionMNIST", "extra": ["/usr/share/datasets/fashion-mnist"]},
+    "mnist": {"class": "MNIST", "extra": [], "shape": (28, 28)},
+    "fashion-mnist": {"class": "FashionMNIST", "extra": ["/usr/share/datasets/fashion-mnist"], "shape": (28, 28)},
 }
 FILES = {("train", "images"): "train-images-idx3-ubyte", ("train", "labels"): "train-labels-idx1-ubyte",
          ("test", "images"): "t10k-images-idx3-ubyte", ("test", "labels"): "t10k-labels-idx1-ubyte"}
@@ -33,10 +37,6 @@ _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f
 CIFAR_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
-class DataError(RuntimeError):
-    """A data file is missing, truncated or corrupt (the message says which and where)."""
-
-
 def data_root(data_dir: str | os.PathLike | None = None) -> Path | None:
     d = data_dir or os.environ.get("DBM_DATA_DIR")
     return Path(d) if d else None
@@ -44,7 +44,7 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path | None:
 
 def _candidates(name: str, root: Path | None) -> list[Path]:
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose from {sorted(DATASETS) + ['cifar10']}")
+        raise ConfigError(f"unknown data set {name!r}; choose from {sorted(DATASETS) + ['cifar10']}")
     dirs = []
     if root is not None:
         dirs += [root / name, root, root / DATASETS[name]["class"] / "raw"]
@@ -73,8 +73,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Parse an IDX file (optionally gzip-compressed), checking magic number and length."""
     path = Path(path)
     try:
-        raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{path}: cannot be read ({e}); the file is corrupt or truncated, "
                         "replace it with a fresh copy") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
@@ -85,7 +89,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: truncated IDX header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_TYPES[raw[2]])
-    need = header + int(np.prod(shape)) * dtype.itemsize
+    need = header + math.prod(shape) * dtype.itemsize
     if len(raw) != need:
         raise DataError(f"{path}: expected {need} bytes for shape {shape}, found {len(raw)}; "
                         "the file is truncated or corrupt")
@@ -111,10 +115,37 @@ def _cifar_dir(data_dir) -> Path:
                     ". Extract the archive into DIR and pass --data-dir DIR, or use --download")
 
 
-def load_cifar10(split: str = "train", data_dir=None, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """CIFAR-10 images (N, 3, 32, 32) uint8 and labels (N,) from the python batches (pickles:
-    read only files you trust)."""
+# the globals a CIFAR-10 python batch may name: numpy arrays and dtypes, and bytes written by Python 3
+_CIFAR_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+                  ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+
+def _restricted_unpickle(f):
+    """``pickle.load`` that admits only the dicts, lists, bytes, numbers and numpy arrays of the
+    CIFAR-10 format; any other global (a function, a class with side effects) raises DataError
+    before it is called."""
+    import codecs
     import pickle
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) not in _CIFAR_GLOBALS:
+                raise DataError(f"refuses to unpickle {module}.{name}: a CIFAR-10 batch holds only "
+                                "numpy arrays, lists and dicts")
+            if module == "_codecs":
+                return codecs.encode
+            if name in ("ndarray", "dtype"):
+                return getattr(np, name)
+            from numpy._core import multiarray
+            return getattr(multiarray, name)
+
+    return Restricted(f, encoding="latin1").load()
+
+
+def load_cifar10(split: str = "train", data_dir=None, download: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR-10 images (N, 3, 32, 32) uint8 and labels (N,) from the python batches, read with a
+    restricted unpickler (only the arrays, lists, bytes and dicts of the format)."""
     try:
         d = _cifar_dir(data_dir)
     except DataError:
@@ -131,9 +162,14 @@ def load_cifar10(split: str = "train", data_dir=None, download: bool = False) ->
             raise DataError(f"{path}: missing CIFAR-10 batch (expected {', '.join(CIFAR_FILES[split])} in {d})")
         try:
             with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="latin1")
+                batch = _restricted_unpickle(f)
+            if not isinstance(batch, dict):
+                raise DataError(f"{path}: a CIFAR-10 batch is a dict, found {type(batch).__name__}")
+            batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
             x = np.asarray(batch["data"], dtype=np.uint8)
             y = np.asarray(batch["labels"], dtype=np.int64)
+        except DataError:
+            raise
         except Exception as e:            # unpickling errors come in many types
             raise DataError(f"{path}: not a readable CIFAR-10 python batch ({e}); the file is "
                             "truncated or corrupt, replace it") from e
@@ -157,8 +193,9 @@ def load_images(name: str, split: str = "train", data_dir=None, download: bool =
         _download(name, root)
         path = find_file(name, split, "images", root)
     x = read_idx(path)
-    if x.ndim != 3:
-        raise DataError(f"{path}: expected a 3-d image array, got shape {x.shape}")
+    want = DATASETS[name]["shape"]
+    if x.ndim != 3 or x.shape[1:] != want or x.shape[0] == 0:
+        raise DataError(f"{path}: {name} images are (N, {want[0]}, {want[1]}) with N >= 1, found shape {x.shape}")
     return torch.from_numpy(x.copy())
 
 
@@ -170,4 +207,24 @@ def load_labels(name: str, split: str = "train", data_dir=None) -> torch.Tensor:
     y = read_idx(path)
     if y.ndim != 1:
         raise DataError(f"{path}: expected a 1-d label array, got shape {y.shape}")
+    try:
+        images = find_file(name, split, "images", data_dir)
+    except DataError:                     # labels alone: nothing to compare with
+        return torch.from_numpy(y.astype(np.int64))
+    n_images = _idx_length(images)
+    if y.shape[0] != n_images:
+        raise DataError(f"{path}: {y.shape[0]} labels for the {n_images} images of {images}; the files "
+                        "belong to different data sets or one is truncated")
     return torch.from_numpy(y.astype(np.int64))
+
+
+def _idx_length(path: Path) -> int:
+    """The first dimension an IDX file's header declares (reads 8 bytes)."""
+    try:
+        with (gzip.open(path) if path.suffix == ".gz" else open(path, "rb")) as f:
+            head = f.read(8)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: cannot be read ({e}); replace it with a fresh copy") from e
+    if len(head) < 8 or head[3] < 1:
+        raise DataError(f"{path}: truncated IDX header")
+    return int.from_bytes(head[4:8], "big")

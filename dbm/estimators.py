@@ -75,6 +75,13 @@ class PhaseResult(NamedTuple):
     info: PhaseInfo
 
 
+def _check_caps(**caps) -> None:
+    """ValueError unless every cap is an integer >= 1 (a cap of 0 would silently return no estimate)."""
+    for name, v in caps.items():
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+
+
 def _no_local_search(batch: int, device) -> tuple[Tensor, Tensor]:
     return (torch.zeros(batch, dtype=torch.long, device=device),
             torch.zeros(batch, dtype=torch.bool, device=device))
@@ -213,6 +220,7 @@ class UCDMHLMI(Estimator, _LocalModeInit):
         super().__init__(marginalize)
         if y0 not in ("same", "independent"):
             raise ValueError(f"y0 must be 'same' or 'independent', got {y0!r}")
+        _check_caps(max_steps=max_steps, max_sweeps=max_sweeps)
         self.y0, self.max_steps, self.max_sweeps = y0, int(max_steps), int(max_sweeps)
         self.warm_start, self._warm = bool(warm_start), {}
 
@@ -252,6 +260,7 @@ class UCDGibbs(Estimator, _LocalModeInit):
             raise ValueError(f"y0 must be 'same' or 'independent', got {y0!r}")
         if coupling not in ("maximal", "crn"):
             raise ValueError(f"coupling must be 'maximal' or 'crn', got {coupling!r}")
+        _check_caps(max_steps=max_steps, max_sweeps=max_sweeps, max_tries=max_tries)
         self.init, self.y0, self.coupling = init, y0, coupling
         self.max_steps, self.max_sweeps, self.max_tries = int(max_steps), int(max_sweeps), int(max_tries)
         self.warm_start, self._warm = False, {}
@@ -290,6 +299,7 @@ class OfficialSingleChain(Estimator, _LocalModeInit):
 
     def __init__(self, marginalize=False, max_steps=1000, max_sweeps=1000):
         super().__init__(marginalize)
+        _check_caps(max_steps=max_steps, max_sweeps=max_sweeps)
         self.max_steps, self.max_sweeps = int(max_steps), int(max_sweeps)
         self.warm_start, self._warm = False, {}
 
@@ -330,8 +340,7 @@ class CD(Estimator):
         super().__init__(marginalize)
         if positive not in ("gibbs", "mean-field"):
             raise ValueError(f"positive must be 'gibbs' or 'mean-field', got {positive!r}")
-        if int(k) < 1 or int(k_pos) < 1:
-            raise ValueError("k and k_pos must be >= 1")
+        _check_caps(k=k, k_pos=k_pos)
         self.k, self.positive, self.k_pos = int(k), positive, int(k_pos)
         self._pos_sample = None
 

@@ -1,31 +1,32 @@
 """Training a DBM end to end with any estimator (``python -m dbm train ...``).
 
 One update: draw a batch with replacement (as the authors do), ``loss, info = est.loss(...)``,
-backward, optimizer step, lr schedule lr / sqrt(1 + gamma t) (spec §3). Every ``ckpt_every``
-updates the run folder gets ``model.safetensors`` (weights, config as metadata) and
-``state.pt`` (optimizer, scheduler, step, every RNG state and the estimator's chains), written
-atomically; ``resume=True`` continues a killed run and reaches the same parameters as an
-uninterrupted one on CPU. NaN/inf stops the run with a message and keeps the last good checkpoint.
+backward, optimizer step, lr schedule lr / sqrt(1 + gamma t) (spec §3). The run folder, its
+atomic checkpoints (weights, optimizer, scheduler, step, every RNG state and the estimator's
+chains), ``--resume`` and the divergence stop are the run layer's (``dbm.run``): a resumed run
+reaches the same parameters as an uninterrupted one on CPU; NaN/inf stops the run with a message
+and keeps the last good checkpoint. The published ``model.safetensors`` is the newest
+checkpoint's weights (``load_model``).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
-import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from . import exact
-from .checkpoint import append_metrics, trim_metrics
+from .config import check_config, check_device
 from .data import load_images
 from .encoding import encode_8bit, encode_binary
+from .errors import CheckpointError, ConfigError, DataError, DivergenceError
+from .estimators import ESTIMATORS
 from .estimators import estimator as make_estimator
 from .model import DBM
 from .results import seed_hash
+from .run import RunTrainer, check_resume_config, check_writable, require_finite
 from .samplers import draw_uniforms, gibbs_update, local_mode
 
 __all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images"]
@@ -55,26 +56,43 @@ class TrainConfig:
     pretrain_updates: int = 0               # greedy layer-wise RBM updates per layer (0: none)
     pretrain_lr: float = 0.05
     out_dir: str = "runs/train"
-    device: str = "cpu"
+    device: str = "cpu"                     # cpu or cuda
+
+    CHOICES = {"dataset": ("mnist", "fashion-mnist", "cifar10"), "encoding": ("binary", "8bit"),
+               "estimator": tuple(ESTIMATORS), "optimizer": ("sgd", "adam")}
+
+    def __post_init__(self):
+        check_config(self, positive_int=("batch_size", "updates", "log_every", "ckpt_every"),
+                     nonneg_int=("train_limit", "eval_every", "sample_every", "pretrain_updates"),
+                     positive=("lr", "pretrain_lr"), nonneg=("gamma",), choices=self.CHOICES)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError(f"--seed must be an integer, got {self.seed!r}")
+        hidden = tuple(self.hidden) if isinstance(self.hidden, (tuple, list)) else ()
+        if not hidden or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in hidden):
+            raise ConfigError(f"--hidden must be one or more positive layer widths like 500,500; got {self.hidden!r}")
+        object.__setattr__(self, "hidden", hidden)
+        self.estimator_kwargs()
+        check_device(self.device)
+
+    def estimator_kwargs(self) -> dict:
+        """``estimator_options`` parsed; ConfigError if it is not a JSON object the estimator takes."""
+        try:
+            opts = json.loads(self.estimator_options)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"--estimator-options must be a JSON object, got {self.estimator_options!r} ({e})") from None
+        if not isinstance(opts, dict):
+            raise ConfigError(f"--estimator-options must be a JSON object, got {self.estimator_options!r}")
+        try:
+            make_estimator(self.estimator, **opts)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"--estimator-options {self.estimator_options} for {self.estimator}: {e}") from None
+        return opts
 
 
 # settings a resumed run must share with its checkpoint (updates, logging, paths and device may change)
 RESUME_MUST_MATCH = ("dataset", "encoding", "stochastic_binarize", "hidden", "estimator", "estimator_options",
                      "optimizer", "lr", "gamma", "batch_size", "seed", "train_limit", "pretrain_updates",
                      "pretrain_lr")
-
-
-class DivergenceError(RuntimeError):
-    """Parameters or the loss became NaN/inf; the last good checkpoint is kept."""
-
-
-def check_resume_config(saved: dict, now: dict, keys, out) -> None:
-    """ValueError naming every setting in ``keys`` where a checkpoint and the current run differ."""
-    diff = {k: (saved[k], now[k]) for k in keys if k in saved and saved[k] != now[k]
-            and not (isinstance(now[k], tuple) and list(now[k]) == list(saved[k]))}
-    if diff:
-        raise ValueError(f"{out}: the checkpoint was written with other settings (saved, now): {diff}; "
-                         "use another out_dir or start afresh")
 
 
 def encode(images: torch.Tensor, cfg: TrainConfig, generator=None) -> torch.Tensor:
@@ -85,27 +103,19 @@ def encode(images: torch.Tensor, cfg: TrainConfig, generator=None) -> torch.Tens
     raise ValueError(f"encoding must be 'binary' or '8bit', got {cfg.encoding!r}")
 
 
-def _state_dict_tensors(model: DBM) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-
-
-def save_model(model: DBM, path: Path, cfg: TrainConfig, step: int) -> None:
-    from safetensors.torch import save_file
-    meta = {"config": json.dumps(dataclasses.asdict(cfg)), "layer_sizes": json.dumps(model.layer_sizes),
-            "step": str(step), "centered": str(model.centered)}
-    tmp = path.with_name(".tmp-" + path.name)
-    save_file(_state_dict_tensors(model), str(tmp), metadata=meta)
-    os.replace(tmp, path)
-
-
 def load_model(path: str | Path, device: str = "cpu") -> tuple[DBM, dict]:
     """A model and its metadata from ``model.safetensors``."""
     from safetensors import safe_open
     from safetensors.torch import load_file
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    model = DBM(json.loads(meta["layer_sizes"]), init="zeros", device=device)
-    model.load_state_dict(load_file(str(path), device=device))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        tensors = load_file(str(path), device=device)
+        sizes = json.loads(meta["layer_sizes"])
+    except Exception as e:                                     # safetensors raises several kinds
+        raise CheckpointError(f"{path}: not a readable DBM checkpoint ({e})") from e
+    model = DBM(sizes, init="zeros", device=device)
+    model.load_state_dict(tensors)
     model.centered = meta.get("centered") == "True"
     return model, meta
 
@@ -120,14 +130,29 @@ def sample_images(model: DBM, n: int, generator: torch.Generator) -> dict[str, t
     return {"mode": mode[0], "random": swept[0]}
 
 
-class Trainer:
+def _image_shape(n0: int, images: torch.Tensor | None) -> tuple | None:
+    """(C, H, W) of the visible layer for sample grids, or None when it is not an image."""
+    if images is not None and images.ndim in (3, 4):
+        shape = tuple(images.shape[1:])
+        return (1, *shape) if len(shape) == 2 else shape
+    side = math.isqrt(n0)
+    return (1, side, side) if side * side == n0 else None
+
+
+class Trainer(RunTrainer):
     """Holds the model, optimizer, generators and estimator of one run; ``run()`` trains."""
+    WEIGHTS, MUST_MATCH, DESC = "model.safetensors", RESUME_MUST_MATCH, "train"
 
     def __init__(self, cfg: TrainConfig, data: torch.Tensor | None = None, eval_data=None,
                  rank: int = 0, world: int = 1):
-        self.cfg, self.rank, self.world = cfg, rank, world
-        self.out = Path(cfg.out_dir)
+        self._init_run(cfg)
+        self.rank, self.world = rank, world
+        if cfg.batch_size % world:
+            raise ConfigError(f"--batch-size {cfg.batch_size} must be divisible by the {world} processes")
+        if rank == 0:
+            check_writable(cfg.out_dir)
         dev = cfg.device
+        images = None
         if data is None:
             images = load_images(cfg.dataset, "train", cfg.data_dir)
             if cfg.train_limit:
@@ -135,12 +160,13 @@ class Trainer:
             data = encode(images, cfg, torch.Generator().manual_seed(seed_hash("binarize", cfg.seed)))
             test = load_images(cfg.dataset, "test", cfg.data_dir)[:1000]
             eval_data = encode(test, cfg, torch.Generator().manual_seed(seed_hash("binarize-test", cfg.seed)))
-        self.data = data.to(dev)
-        self.eval_data = None if eval_data is None else eval_data.to(dev)
+        self.data = _check_data(data, "training data").to(dev)
+        self.eval_data = None if eval_data is None else _check_data(eval_data, "held-out data", data.shape[1]).to(dev)
+        self.image_shape = _image_shape(self.data.shape[1], images)
         sizes = [self.data.shape[1], *cfg.hidden]
         self.model = DBM(sizes, generator=torch.Generator(device=dev).manual_seed(seed_hash("init", cfg.seed)),
                          device=dev)
-        self.est = make_estimator(cfg.estimator, **json.loads(cfg.estimator_options))
+        self.est = make_estimator(cfg.estimator, **cfg.estimator_kwargs())
         params = self.model.parameters()
         self.opt = (torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd"
                     else torch.optim.Adam(params, lr=cfg.lr))
@@ -148,46 +174,35 @@ class Trainer:
         self.data_gen = torch.Generator(device=dev).manual_seed(seed_hash("batches", cfg.seed, rank))
         self.chain_gen = torch.Generator(device=dev).manual_seed(seed_hash("chains", cfg.seed, rank))
         self.forward = self.model          # dbm.distributed replaces it by a DDP wrapper
-        self.step = 0
-        self.rows: list[dict] = []
+        self.tb = None
+
+    @property
+    def total(self) -> int:
+        return self.cfg.updates
 
     # ------------------------------------------------------------------ checkpoints
     def estimator_state(self) -> dict:
         return {k: v for k, v in vars(self.est).items() if k in ("chains", "_warm")}
 
-    def save(self) -> None:
-        if self.rank != 0:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        save_model(self.model, self.out / "model.safetensors", self.cfg, self.step)
-        state = {"step": self.step, "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
-                 "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
-                 "estimator": self.estimator_state(), "config": dataclasses.asdict(self.cfg)}
-        tmp = self.out / ".tmp-state.pt"
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / "state.pt")
-        self._flush_metrics()
+    def checkpoint_tensors(self) -> dict:
+        return dict(self.model.state_dict())
 
-    def resume(self) -> bool:
-        """Load the last checkpoint of ``out_dir`` if there is one; True if resumed."""
-        if not (self.out / "state.pt").exists():
-            return False
-        model, _ = load_model(self.out / "model.safetensors", self.cfg.device)
-        self.model.load_state_dict(model.state_dict())
-        state = torch.load(self.out / "state.pt", map_location=self.cfg.device, weights_only=False)
-        check_resume_config(state.get("config", {}), dataclasses.asdict(self.cfg), RESUME_MUST_MATCH, self.out)
+    def checkpoint_meta(self) -> dict:
+        return {"layer_sizes": json.dumps(self.model.layer_sizes), "centered": str(self.model.centered)}
+
+    def checkpoint_state(self) -> dict:
+        return {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
+                "estimator": self.estimator_state()}
+
+    def restore(self, tensors: dict, state: dict) -> None:
+        self.model.load_state_dict(tensors)
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.data_gen.set_state(state["data_gen"])
         self.chain_gen.set_state(state["chain_gen"])
         for k, v in state["estimator"].items():
             setattr(self.est, k, v)
-        self.step = state["step"]
-        trim_metrics(self.out, self.step)
-        return True
-
-    def _flush_metrics(self) -> None:
-        self.rows = append_metrics(self.out, self.rows)
 
     # ------------------------------------------------------------------ training
     def batch(self) -> torch.Tensor:
@@ -199,17 +214,52 @@ class Trainer:
         """One training update; returns (loss, info)."""
         loss, info = self.est.loss(self.model, self.batch(), self.chain_gen, forward=self.forward)
         if not torch.isfinite(loss):
-            raise DivergenceError(f"loss is {loss.item()} at update {self.step + 1}")
+            raise DivergenceError(f"loss is {loss.item()} at update {self.step + 1}; "
+                                  f"the last good checkpoint in {self.out} is kept")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
         self.sched.step()
         self.step += 1
-        for name, p in self.model.named_parameters():
-            if not bool(torch.isfinite(p).all()):
-                raise DivergenceError(f"parameter {name} became NaN/inf at update {self.step}; "
-                                      f"the last good checkpoint in {self.out} is kept")
+        require_finite(self.model.named_parameters(), self.step, self.out)
         return loss, info
+
+    def train_step(self) -> dict | None:
+        cfg = self.cfg
+        loss, info = self.update()
+        if not (self.step % cfg.log_every == 0 or self.step == cfg.updates):
+            return None
+        rec = {"loss": float(loss.detach()), "lr": self.sched.get_last_lr()[0],
+               "wall_time_s": self.wall_time(), **info.summary()}
+        if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.updates):
+            rec.update(self.evaluate())
+        if self.tb is not None:
+            for k, v in rec.items():
+                self.tb.add_scalar(k, v, self.step)
+        return rec
+
+    def postfix(self, rec: dict) -> dict:
+        return {"loss": f"{rec['loss']:.3g}", "T": f"{rec['neg_sweeps_mean']:.1f}", "tau": f"{rec['neg_tau_mean']:.2f}"}
+
+    def before_fit(self) -> None:
+        cfg = self.cfg
+        if self.step == 0 and cfg.pretrain_updates:
+            from .pretrain import pretrain_layerwise
+            g = torch.Generator(device=cfg.device).manual_seed(seed_hash("pretrain", cfg.seed, self.rank))
+            pretrain_layerwise(self.model, self.data, cfg.pretrain_updates, cfg.batch_size // self.world,
+                               cfg.pretrain_lr, g)
+        if cfg.tensorboard and self.rank == 0:
+            self.tb = self._tensorboard()
+
+    def after_step(self) -> None:
+        if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+            self.save_samples()
+
+    def after_fit(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+        self.save_samples()
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -231,61 +281,33 @@ class Trainer:
             out["exact_test_nll"] = float(exact.nll(m, v).mean())   # enumerable: exact -log p(v)
         return out
 
-    def run(self, progress: bool = True) -> pd.DataFrame:
-        cfg = self.cfg
-        if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        if self.step == 0 and cfg.pretrain_updates:
-            from .pretrain import pretrain_layerwise
-            g = torch.Generator(device=cfg.device).manual_seed(seed_hash("pretrain", cfg.seed, self.rank))
-            pretrain_layerwise(self.model, self.data, cfg.pretrain_updates, cfg.batch_size // self.world,
-                               cfg.pretrain_lr, g)
-        tb = self._tensorboard() if cfg.tensorboard and self.rank == 0 else None
-        from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.updates, initial=self.step, disable=not progress or self.rank != 0,
-                   desc="train", dynamic_ncols=True, mininterval=1.0)
-        while self.step < cfg.updates:
-            loss, info = self.update()
-            if self.step % cfg.log_every == 0 or self.step == cfg.updates:
-                s = info.summary()
-                rec = {"loss": float(loss.detach()), "lr": self.sched.get_last_lr()[0],
-                       "wall_time_s": time.perf_counter() - t0, **s}
-                if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.updates):
-                    rec.update(self.evaluate())
-                self.rows += [{"step": self.step, "metric": k, "value": v} for k, v in rec.items()]
-                if tb is not None:
-                    for k, v in rec.items():
-                        tb.add_scalar(k, v, self.step)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3g}", T=f"{s['neg_sweeps_mean']:.1f}",
-                                tau=f"{s['neg_tau_mean']:.2f}", refresh=False)
-            bar.update(1)
-            if self.step % cfg.ckpt_every == 0 or self.step == cfg.updates:
-                self.save()
-            if cfg.sample_every and self.step % cfg.sample_every == 0:
-                self.save_samples()
-        bar.close()
-        if tb is not None:
-            tb.close()
-        self.save()
-        if self.rank == 0:
-            self.save_samples()
-        return pd.read_csv(self.out / "metrics.csv") if (self.out / "metrics.csv").exists() else pd.DataFrame()
-
     def _tensorboard(self):
         """A SummaryWriter on <out_dir>/tb (TensorBoard is an optional viewer of metrics.csv)."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard "
+            raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard "
                               "(or pip install -e '.[tb]')") from None
         return SummaryWriter(str(self.out / "tb"), purge_step=self.step + 1 if self.step else None)
 
     def save_samples(self, n: int = 64) -> None:
-        if self.rank != 0 or self.cfg.encoding != "binary":
+        """Local-mode grids (``sample_images``) as PNGs; skipped off rank 0, for 8-bit encodings and
+        for visible layers that are not images."""
+        if self.rank != 0 or self.cfg.encoding != "binary" or self.image_shape is None:
             return
         from torchvision.utils import save_image
-        side = int(math.isqrt(self.model.layer_sizes[0]))
         g = torch.Generator(device=self.cfg.device).manual_seed(seed_hash("samples", self.cfg.seed, self.step))
         for kind, v in sample_images(self.model, n, g).items():
-            save_image(v.reshape(n, 1, side, side).cpu(), self.out / f"samples_{kind}_{self.step:07d}.png", nrow=8)
+            save_image(v.reshape(n, *self.image_shape).cpu(), self.out / f"samples_{kind}_{self.step:07d}.png", nrow=8)
+
+
+def _check_data(x, what: str, n0: int | None = None) -> torch.Tensor:
+    """A non-empty (N, n_0) binary tensor, checked once before training starts."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise DataError(f"{what} must be a non-empty (N, n_0) tensor, got "
+                        f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if n0 is not None and x.shape[1] != n0:
+        raise DataError(f"{what} has {x.shape[1]} visible units, the training data {n0}")
+    if not bool(((x == 0) | (x == 1)).all()):
+        raise DataError(f"{what} must be binary (0/1); encode images with dbm.encode_binary or dbm.encode_8bit")
+    return x.float() if not x.is_floating_point() else x

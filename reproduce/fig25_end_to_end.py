@@ -31,6 +31,7 @@ import torch
 from dbm.data import load_images
 from dbm.metrics.ais import ais_log_partition, log_likelihood_bound
 from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
+from dbm.run import RunDir
 from dbm.train import TrainConfig, Trainer, encode
 from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
 
@@ -128,9 +129,9 @@ def train_cell(dataset, method, seed, cfg: Config, work: Path, train, test, forc
                        out_dir=str(work / train_key(cfg, dataset, method, seed)),
                        device=cfg.device)
     if force:                                                # start this cell from scratch
-        for f in [*Path(tcfg.out_dir).glob("final-*.json"), *(Path(tcfg.out_dir) / f for f in
-                                                               ("state.pt", "model.safetensors", "metrics.csv"))]:
-            f.unlink(missing_ok=True)
+        for f in Path(tcfg.out_dir).glob("final-*.json"):
+            f.unlink()
+        RunDir(tcfg.out_dir, Trainer.WEIGHTS).clear()
     t = Trainer(tcfg, data=train, eval_data=test[:1000])
     t.resume()
     return t, t.run(progress=False)

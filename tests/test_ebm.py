@@ -12,6 +12,7 @@ from dbm.ebm import PersistentBank, init_chains, make_net, run_langevin
 from dbm.ebm.langevin import DivergedChainsError, energy_and_grad, init_state, mala_update
 from dbm.ebm.toy import Toy2D, cell_probs_from_energy, cell_probs_from_log_density, grid, kl, tv
 from dbm.ebm.train import EBMConfig, EBMTrainer, load_ebm, mnist32
+from dbm.errors import CheckpointError
 from dbm.train import DivergenceError
 from stat_helpers import chi2_gof, z_threshold
 
@@ -181,9 +182,9 @@ def test_training_records_diagnostics_and_resumes_exactly(tmp_path):
 
 
 def test_training_errors(tmp_path):
-    with pytest.raises(ValueError, match="bank_size"):
+    with pytest.raises(ValueError, match="bank-size"):
         EBMTrainer(toy_cfg(tmp_path, bank_size=10))
-    with pytest.raises(ValueError, match="unknown init"):
+    with pytest.raises(ValueError, match="--init must be one of"):
         EBMTrainer(toy_cfg(tmp_path, init="zeros"))
     tr = EBMTrainer(toy_cfg(tmp_path, init="gaussian", optimizer="adam", lr=1e-3))
     with torch.no_grad():
@@ -191,7 +192,7 @@ def test_training_errors(tmp_path):
     with pytest.raises((DivergenceError, DivergedChainsError)):
         tr.update()
     (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="delete it"):
+    with pytest.raises(CheckpointError, match="delete it"):
         load_ebm(tmp_path / "bad.safetensors")
 
 

@@ -2,25 +2,24 @@
 
 Same data (binary threshold 0.5 as the DBMs, or "8bit": the plain pixel values), batches drawn
 with replacement, tidy ``metrics.csv`` (step, metric, value: Wasserstein estimate, gradient
-penalty, generator loss, wall time), checkpoints every ``ckpt_every`` generator steps
-(``model.safetensors`` with both networks and the config, ``state.pt`` with optimizers, step and
-every generator state) and exact resume. Samples for evaluation: ``sample(n, generator)`` returns
+penalty, generator loss, wall time), checkpoints every ``ckpt_every`` generator steps by the run
+layer (``dbm.run``: both networks, optimizers, step and every generator state, one atomic unit;
+the newest weights published as ``model.safetensors``) and exact resume. Samples for evaluation: ``sample(n, generator)`` returns
 images in [0, 1], thresholded at 0.5 for the binary encoding (the DBM's domain).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
-from pathlib import Path
+import math
 
-import pandas as pd
 import torch
 
-from ..checkpoint import append_metrics, save_checkpoint, trim_metrics
+from ..config import check_config, check_device
 from ..data import load_images
+from ..errors import CheckpointError, ConfigError, DataError, DivergenceError
 from ..results import seed_hash
-from ..train import DivergenceError, check_resume_config
+from ..run import RunTrainer, check_writable
 from .wgan import Z_DIM, build, critic_loss, generator_loss
 
 __all__ = ["GANConfig", "GANTrainer", "load_generator"]
@@ -49,7 +48,16 @@ class GANConfig:
     log_every: int = 100
     ckpt_every: int = 1000
     out_dir: str = "runs/gan"
-    device: str = "cpu"
+    device: str = "cpu"                    # cpu or cuda
+
+    CHOICES = {"dataset": ("mnist", "fashion-mnist", "cifar10"), "kind": tuple(RECIPES),
+               "encoding": ("binary", "8bit")}
+
+    def __post_init__(self):
+        check_config(self, positive_int=("batch_size", "steps", "n_critic", "log_every", "ckpt_every"),
+                     nonneg_int=("width", "train_limit"), nonneg=("lr", "lam"), positive=("clip",),
+                     choices=self.CHOICES)
+        check_device(self.device)
 
 
 RESUME_MUST_MATCH = ("dataset", "kind", "encoding", "width", "batch_size", "n_critic", "lr", "lam", "clip",
@@ -68,18 +76,22 @@ def images_for(dataset: str, encoding: str, data_dir=None, limit: int = 0, split
     raise ValueError(f"encoding must be 'binary' or '8bit', got {encoding!r}")
 
 
-class GANTrainer:
+class GANTrainer(RunTrainer):
     """Holds both networks, optimizers and generators of one run; ``run()`` trains."""
+    WEIGHTS, MUST_MATCH = "model.safetensors", RESUME_MUST_MATCH
 
     def __init__(self, cfg: GANConfig, data: torch.Tensor | None = None):
-        if cfg.kind not in RECIPES:
-            raise ValueError(f"kind must be one of {sorted(RECIPES)}, got {cfg.kind!r}")
-        self.cfg, self.out, dev = cfg, Path(cfg.out_dir), cfg.device
+        self._init_run(cfg)
+        self.DESC = cfg.kind
+        check_writable(cfg.out_dir)
+        dev = cfg.device
         self.data = (images_for(cfg.dataset, cfg.encoding, cfg.data_dir, cfg.train_limit) if data is None
                      else data).to(dev)
         shape = tuple(self.data.shape[1:])
         if shape not in ((1, 28, 28), (3, 32, 32)):
-            raise ValueError(f"the reference architectures take (1, 28, 28) or (3, 32, 32) images, got {shape}")
+            raise DataError(f"the reference architectures take (1, 28, 28) or (3, 32, 32) images, got {shape}")
+        if not len(self.data):
+            raise DataError("the GAN's training data is empty")
         width = cfg.width or (64 if shape[1] == 28 else 128)
         self.G, self.D = build(shape, width, torch.Generator().manual_seed(seed_hash("gan-init", cfg.seed)))
         self.G.to(dev), self.D.to(dev)
@@ -91,32 +103,27 @@ class GANTrainer:
             self.opt_g = torch.optim.RMSprop(self.G.parameters(), **recipe)
             self.opt_d = torch.optim.RMSprop(self.D.parameters(), **recipe)
         self.gen = torch.Generator(device=dev).manual_seed(seed_hash("gan", cfg.seed))
-        self.step, self.rows = 0, []
+
+    @property
+    def total(self) -> int:
+        return self.cfg.steps
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self) -> None:
-        tensors = {f"{k}.{n}": t for k, net in (("G", self.G), ("D", self.D)) for n, t in net.state_dict().items()}
-        meta = {"config": json.dumps(dataclasses.asdict(self.cfg)), "step": str(self.step),
-                "shape": json.dumps(self.G.shape), "width": str(self.G.width)}
-        state = {"step": self.step, "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
-                 "gen": self.gen.get_state(), "config": dataclasses.asdict(self.cfg)}
-        save_checkpoint(self.out, "model.safetensors", tensors, meta, state)
-        self.rows = append_metrics(self.out, self.rows)
+    def checkpoint_tensors(self) -> dict:
+        return {f"{k}.{n}": t for k, net in (("G", self.G), ("D", self.D)) for n, t in net.state_dict().items()}
 
-    def resume(self) -> bool:
-        if not (self.out / "state.pt").exists():
-            return False
-        state = torch.load(self.out / "state.pt", map_location=self.cfg.device, weights_only=False)
-        check_resume_config(state.get("config", {}), dataclasses.asdict(self.cfg), RESUME_MUST_MATCH, self.out)
-        G, D = load_generator(self.out / "model.safetensors", self.cfg.device, with_critic=True)
-        self.G.load_state_dict(G.state_dict())
-        self.D.load_state_dict(D.state_dict())
+    def checkpoint_meta(self) -> dict:
+        return {"shape": json.dumps(self.G.shape), "width": str(self.G.width)}
+
+    def checkpoint_state(self) -> dict:
+        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state()}
+
+    def restore(self, tensors: dict, state: dict) -> None:
+        self.G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
+        self.D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.gen.set_state(state["gen"])
-        self.step = state["step"]
-        trim_metrics(self.out, self.step)
-        return True
 
     # ------------------------------------------------------------------ training
     def _noise(self, n: int) -> torch.Tensor:
@@ -145,28 +152,19 @@ class GANTrainer:
         self.opt_g.step()
         self.step += 1
         info["generator_loss"] = float(g_loss.detach())
-        if not all(map(torch.isfinite, map(torch.tensor, info.values()))):
+        if not all(math.isfinite(v) for v in info.values()):
             raise DivergenceError(f"{cfg.kind} losses became NaN/inf at step {self.step}: {info}; "
                                   f"the last good checkpoint in {self.out} is kept")
         return info
 
-    def run(self, progress: bool = True) -> pd.DataFrame:
-        from tqdm.auto import tqdm
-        cfg, t0 = self.cfg, time.perf_counter()
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc=cfg.kind, dynamic_ncols=True,
-                   mininterval=1.0)
-        while self.step < cfg.steps:
-            info = self.update()
-            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                rec = dict(info, wall_time_s=time.perf_counter() - t0)
-                self.rows += [{"step": self.step, "metric": k, "value": v} for k, v in rec.items()]
-                bar.set_postfix(W=f"{info['wasserstein']:.3g}", refresh=False)
-            bar.update(1)
-            if self.step % cfg.ckpt_every == 0:
-                self.save()
-        bar.close()
-        self.save()
-        return pd.read_csv(self.out / "metrics.csv")
+    def train_step(self) -> dict | None:
+        info = self.update()
+        if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+            return dict(info, wall_time_s=self.wall_time())
+        return None
+
+    def postfix(self, rec: dict) -> dict:
+        return {"W": f"{rec['wasserstein']:.3g}"}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -185,10 +183,13 @@ def load_generator(path, device: str = "cpu", with_critic: bool = False):
     """The generator (and critic) saved in a run's ``model.safetensors``."""
     from safetensors import safe_open
     from safetensors.torch import load_file
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        tensors = load_file(str(path), device=device)
+    except Exception as e:                                     # safetensors raises several kinds
+        raise CheckpointError(f"{path}: not a readable GAN checkpoint ({e})") from e
     G, D = build(tuple(json.loads(meta["shape"])), int(meta["width"]), torch.Generator().manual_seed(0))
-    tensors = load_file(str(path), device=device)
     G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
     D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
     G.to(device), D.to(device)

@@ -18,13 +18,15 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
+from ..errors import DivergenceError
+
 __all__ = ["LangevinState", "LangevinInfo", "energy_and_grad", "init_state", "langevin_update", "langevin_step",
            "mala_update", "mala_step", "run_langevin", "DivergedChainsError"]
 
 Energy = Callable[[Tensor], Tensor]
 
 
-class DivergedChainsError(RuntimeError):
+class DivergedChainsError(DivergenceError):
     """Langevin chains reached non-finite states (step size eps too large for the energy)."""
 
 

@@ -11,23 +11,24 @@ rate: Adam is invariant to the scale of the loss; for SGD the step on theta is
 lr * grad_theta (f(x+) - f(x-)), i.e. lr * T on the loss in U units. ``lr_decay`` multiplies the
 learning rate after every update.
 
-Checkpoints: ``net.safetensors`` plus ``state.pt`` (optimizer, schedule, generators, persistent
-bank), written atomically every ``ckpt_every`` updates; ``resume=True`` continues exactly.
+Checkpoints (the run layer, ``dbm.run``): weights plus optimizer, schedule, generators and the
+persistent bank, one atomic unit every ``ckpt_every`` updates; the newest weights are published as
+``net.safetensors``; ``resume()`` continues exactly.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import Tensor
 
-from ..checkpoint import append_metrics, save_checkpoint, trim_metrics
+from ..config import check_config, check_device
+from ..errors import CheckpointError, ConfigError, DataError, DivergenceError
 from ..results import seed_hash
-from ..train import DivergenceError, check_resume_config
+from ..run import RunTrainer, check_writable, require_finite
 from .chains import INITS, PersistentBank, init_chains
 from .langevin import run_langevin
 from .nets import EnergyNet, make_net
@@ -60,7 +61,25 @@ class EBMConfig:
     train_limit: int = 0              # first N training images (0: all)
     ckpt_every: int = 100
     out_dir: str = "runs/ebm"
-    device: str = "cpu"
+    device: str = "cpu"               # cpu or cuda
+
+    CHOICES = {"dataset": ("mnist", "fashion-mnist", "gmm", "rings"), "net": ("toy", "vanilla", "nonlocal"),
+               "optimizer": ("adam", "sgd"), "init": INITS}
+
+    def __post_init__(self):
+        check_config(self, positive_int=("toy_groups", "n_f", "steps", "bank_size", "batch_size", "updates",
+                                         "ckpt_every"),
+                     nonneg_int=("train_limit",), positive=("toy_radius", "toy_sd", "lr", "lr_decay", "eps"),
+                     nonneg=("data_epsilon",), fraction=("rejuvenate",), choices=self.CHOICES)
+        if self.lr_decay > 1:
+            raise ConfigError(f"--lr-decay must be in (0, 1], got {self.lr_decay!r}")
+        if self.init == "persistent" and self.bank_size < self.batch_size:
+            raise ConfigError(f"--bank-size {self.bank_size} < --batch-size {self.batch_size}: the persistent "
+                              "bank must hold at least one batch of chains")
+        if (self.net == "toy") != (self.dataset in ("gmm", "rings")):
+            raise ConfigError(f"--net {self.net} does not fit --dataset {self.dataset}: the toy net is for the "
+                              "2-D targets (gmm, rings), vanilla / nonlocal for images")
+        check_device(self.device)
 
 
 RESUME_MUST_MATCH = ("dataset", "toy_groups", "toy_radius", "toy_sd", "data_epsilon", "net", "n_f", "optimizer",
@@ -91,21 +110,20 @@ def build_net(cfg: EBMConfig) -> EnergyNet:
     return make_net(cfg.net, _shape(cfg), cfg.n_f, g, temperature=cfg.eps ** 2 / 2).to(cfg.device)
 
 
-class EBMTrainer:
+class EBMTrainer(RunTrainer):
     """Holds the net, optimizer, generators, data and chain bank of one run; ``run()`` learns."""
+    WEIGHTS, MUST_MATCH, DESC = "net.safetensors", RESUME_MUST_MATCH, "ebm"
 
     def __init__(self, cfg: EBMConfig, data: Tensor | None = None):
-        if cfg.init not in INITS:
-            raise ValueError(f"unknown init {cfg.init!r}; choose from {INITS}")
-        if cfg.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {cfg.optimizer!r}")
-        self.cfg, self.out, dev = cfg, Path(cfg.out_dir), cfg.device
+        self._init_run(cfg)
+        check_writable(cfg.out_dir)
+        dev = cfg.device
         self.toy = toy_target(cfg) if cfg.dataset in ("gmm", "rings") else None
         if data is None and self.toy is None:
             data = mnist32(cfg.dataset, "train", cfg.data_dir, cfg.train_limit)
         self.data = None if data is None else data.to(dev)
-        if self.data is not None and tuple(self.data.shape[1:]) != _shape(cfg):
-            raise ValueError(f"data of shape {tuple(self.data.shape)} for inputs {_shape(cfg)}")
+        if self.data is not None and (tuple(self.data.shape[1:]) != _shape(cfg) or not len(self.data)):
+            raise DataError(f"data of shape {tuple(self.data.shape)} for inputs (N >= 1, *{_shape(cfg)})")
         self.net = build_net(cfg)
         T = cfg.eps ** 2 / 2
         self.opt = (torch.optim.Adam(self.net.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
@@ -115,10 +133,11 @@ class EBMTrainer:
         self.chain_gen = torch.Generator(device=dev).manual_seed(seed_hash("ebm-chains", cfg.seed))
         self.bank = None
         if cfg.init == "persistent":
-            if cfg.bank_size < cfg.batch_size:
-                raise ValueError(f"bank_size {cfg.bank_size} < batch_size {cfg.batch_size}")
             self.bank = PersistentBank(cfg.bank_size, _shape(cfg), self.chain_gen, cfg.rejuvenate)
-        self.step, self.rows = 0, []
+
+    @property
+    def total(self) -> int:
+        return self.cfg.updates
 
     # ------------------------------------------------------------------ one update
     def positive_batch(self) -> Tensor:
@@ -152,58 +171,35 @@ class EBMTrainer:
         self.opt.step()
         self.sched.step()
         self.step += 1
-        for name, p in self.net.named_parameters():
-            if not bool(torch.isfinite(p).all()):
-                raise DivergenceError(f"parameter {name} became NaN/inf at update {self.step}; "
-                                      f"the last good checkpoint in {self.out} is kept")
+        require_finite(self.net.named_parameters(), self.step, self.out)
         return {"d_st": float(d_st.detach()), "r_t": float(rec["grad_norm"].mean()) if cfg.steps else 0.0,
                 "energy_data": float(u_pos.detach()), "energy_samples": float(u_neg.detach())}
 
-    # ------------------------------------------------------------------ checkpoints
-    def save(self) -> None:
-        meta = {"config": json.dumps(dataclasses.asdict(self.cfg)), "step": str(self.step)}
-        state = {"step": self.step, "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
-                 "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
-                 "bank": None if self.bank is None else self.bank.state_dict(),
-                 "config": dataclasses.asdict(self.cfg)}
-        save_checkpoint(self.out, "net.safetensors", self.net.state_dict(), meta, state)
-        self.rows = append_metrics(self.out, self.rows)
+    def train_step(self) -> dict:
+        rec = self.update()
+        rec.update(lr=self.sched.get_last_lr()[0], wall_time_s=self.wall_time())
+        return rec
 
-    def resume(self) -> bool:
-        """Load the last checkpoint of ``out_dir`` if there is one; True if resumed."""
-        if not (self.out / "state.pt").exists():
-            return False
-        state = torch.load(self.out / "state.pt", map_location=self.cfg.device, weights_only=False)
-        check_resume_config(state.get("config", {}), dataclasses.asdict(self.cfg), RESUME_MUST_MATCH, self.out)
-        self.net.load_state_dict(load_ebm(self.out / "net.safetensors", self.cfg.device)[0].state_dict())
+    def postfix(self, rec: dict) -> dict:
+        return {"d_st": f"{rec['d_st']:.3g}", "r_t": f"{rec['r_t']:.3g}"}
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_tensors(self) -> dict:
+        return dict(self.net.state_dict())
+
+    def checkpoint_state(self) -> dict:
+        return {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
+                "bank": None if self.bank is None else self.bank.state_dict()}
+
+    def restore(self, tensors: dict, state: dict) -> None:
+        self.net.load_state_dict(tensors)
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
         self.data_gen.set_state(state["data_gen"])
         self.chain_gen.set_state(state["chain_gen"])
         if self.bank is not None:
             self.bank.load_state_dict(state["bank"])
-        self.step = state["step"]
-        trim_metrics(self.out, self.step)
-        return True
-
-    def run(self, progress: bool = True) -> pd.DataFrame:
-        from tqdm.auto import tqdm
-        cfg = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        bar = tqdm(total=cfg.updates, initial=self.step, disable=not progress, desc="ebm", dynamic_ncols=True,
-                   mininterval=1.0)
-        while self.step < cfg.updates:
-            rec = self.update()
-            rec.update(lr=self.sched.get_last_lr()[0], wall_time_s=time.perf_counter() - t0)
-            self.rows += [{"step": self.step, "metric": k, "value": v} for k, v in rec.items()]
-            bar.set_postfix(d_st=f"{rec['d_st']:.3g}", r_t=f"{rec['r_t']:.3g}", refresh=False)
-            bar.update(1)
-            if self.step % cfg.ckpt_every == 0:
-                self.save()
-        bar.close()
-        self.save()
-        return pd.read_csv(self.out / "metrics.csv")
 
 
 def train_or_resume(cfg: EBMConfig, data: Tensor | None = None, progress: bool = True) -> EBMTrainer:
@@ -225,7 +221,7 @@ def load_ebm(path: str | Path, device: str = "cpu") -> tuple[EnergyNet, EBMConfi
             meta = f.metadata()
         tensors = load_file(str(path), device=device)
     except Exception as e:                                     # safetensors raises several kinds
-        raise ValueError(f"{path}: not a readable EBM checkpoint ({e}); delete it or train again") from e
+        raise CheckpointError(f"{path}: not a readable EBM checkpoint ({e}); delete it or train again") from e
     cfg = dataclasses.replace(EBMConfig(**json.loads(meta["config"])), device=device)
     net = build_net(cfg)
     net.load_state_dict(tensors)

@@ -1,0 +1,444 @@
+"""The run layer: one folder per training run, one lifecycle for the DBM, EBM and GAN trainers.
+
+    out_dir/
+      run.lock                      flock-ed by the process writing the run (holds its PID)
+      checkpoints/step-000000100/   one checkpoint, written under a temporary name and renamed
+                                    into place whole, so it exists complete or not at all:
+          weights.safetensors         parameters; config and step as metadata
+          state.pt                    step, optimizer, schedule, generator states, chains:
+                                      tensors and plain containers only (``weights_only=True``)
+          manifest.json               written last: step, config, size and SHA-256 of each file,
+                                      and the length of metrics.csv at this step
+      metrics.csv                   tidy rows (step, metric, value), appended before each
+                                    checkpoint; a resume cuts it back to the manifest's length
+      model.safetensors             the newest checkpoint's weights, published for readers
+                                    (``net.safetensors`` for EBMs); never read on resume
+
+Guarantees (tested by killing real runs with SIGKILL, ``tests/test_run.py``): a kill at any
+moment leaves the previous checkpoint or the new one, never a mix; a resumed run reaches the
+same parameters, bit for bit on CPU, as an uninterrupted one; a checkpoint that needs code to
+unpickle is refused without running it; a second process on the same folder is refused; a
+resume with other settings is refused before any weights are loaded.
+
+``DBM_FAILPOINT=<name>@<step>`` kills the process with SIGKILL at a named point of the
+checkpoint write (``metrics-appended``, ``files-written``, ``renamed``, ``published``): the hook
+the kill tests use to hit the inside of a write deterministically.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .errors import CheckpointError, ConfigError, DivergenceError, RunLockedError
+
+__all__ = ["RunDir", "RunTrainer", "check_resume_config", "ResumeMismatchError", "METRIC_COLUMNS"]
+
+METRIC_COLUMNS = ("step", "metric", "value")
+_STEP_DIR = re.compile(r"^step-(\d{9,})$")
+_LEGACY = ("state.pt",)
+
+
+class ResumeMismatchError(CheckpointError, ValueError):
+    """The checkpoint was written with other settings than the run that tries to resume it."""
+
+
+def check_resume_config(saved: dict, now: dict, keys, out) -> None:
+    """ResumeMismatchError naming every setting in ``keys`` where a checkpoint and the current
+    run differ (tuples and JSON lists compare equal)."""
+    def same(a, b):
+        seq = (list, tuple)
+        return list(a) == list(b) if isinstance(a, seq) and isinstance(b, seq) else a == b
+    diff = {k: (saved[k], now[k]) for k in keys if k in saved and k in now and not same(saved[k], now[k])}
+    if diff:
+        raise ResumeMismatchError(f"{out}: the checkpoint was written with other settings (saved, now): {diff}; "
+                                  "use another out_dir, or --force to start afresh")
+
+
+def _failpoint(name: str, step: int) -> None:
+    """Test hook: SIGKILL this process when DBM_FAILPOINT is ``name@step`` (or ``name``)."""
+    want = os.environ.get("DBM_FAILPOINT")
+    if want and want in (name, f"{name}@{step}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:                       # some file systems cannot sync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _format_value(v) -> str:
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, int):
+        return str(v)
+    return repr(float(v))
+
+
+class RunDir:
+    """One run folder (layout in the module docstring). ``weights_name`` is the published copy."""
+
+    def __init__(self, path: str | Path, weights_name: str = "model.safetensors", keep: int = 2):
+        self.path, self.weights_name, self.keep = Path(path), weights_name, int(keep)
+        self.ckpt_root = self.path / "checkpoints"
+        self.metrics_path = self.path / "metrics.csv"
+
+    # ------------------------------------------------------------------ folder and lock
+    def check_layout(self) -> None:
+        """CheckpointError for a folder written by an older dbm (a pickled top-level state.pt)."""
+        if any((self.path / f).exists() for f in _LEGACY) and not self.ckpt_root.exists():
+            raise CheckpointError(f"{self.path} holds a checkpoint of an older dbm (a top-level state.pt, "
+                                  "loaded with pickle); it is not read. Train again with --force or "
+                                  "choose another out_dir")
+
+    @contextlib.contextmanager
+    def locked(self, enabled: bool = True):
+        """Hold ``run.lock`` (an exclusive flock, released by the kernel even on SIGKILL) for the
+        block; RunLockedError if a live process holds it."""
+        if not enabled:
+            yield
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            f = open(self.path / "run.lock", "a+")
+        except OSError as e:
+            raise CheckpointError(f"cannot write the run folder {self.path}: {e.strerror or e}; "
+                                  "choose a writable --out-dir") from e
+        try:
+            import fcntl
+        except ImportError:               # no flock on this platform: no lock
+            fcntl = None
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                owner = f.read().strip() or "?"
+                f.close()
+                raise RunLockedError(f"{self.path} is being written by process {owner}; wait for it to "
+                                     "finish or choose another out_dir") from None
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)
+            f.close()
+
+    def clear(self) -> None:
+        """Delete the run's checkpoints, metrics and published weights (``--force``)."""
+        shutil.rmtree(self.ckpt_root, ignore_errors=True)
+        for name in (self.weights_name, "metrics.csv", *_LEGACY):
+            (self.path / name).unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ writing
+    def append_metrics(self, rows: list[dict]) -> int:
+        """Append tidy rows to metrics.csv (header first), synced to disk; returns its length."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.metrics_path, "a", newline="") as f:
+            if f.tell() == 0:
+                f.write(",".join(METRIC_COLUMNS) + "\n")
+            f.writelines(f"{r['step']},{r['metric']},{_format_value(r['value'])}\n" for r in rows)
+            f.flush()
+            os.fsync(f.fileno())
+            return f.tell()
+
+    def save(self, step: int, tensors: dict, meta: dict, state: dict, config: dict, rows: list[dict]) -> Path:
+        """Write the checkpoint of ``step`` (metrics first, then the folder, renamed into place
+        whole), publish its weights and keep the newest ``keep`` checkpoints."""
+        from safetensors.torch import save_file
+        metrics_bytes = self.append_metrics(rows)
+        _failpoint("metrics-appended", step)
+        self.ckpt_root.mkdir(parents=True, exist_ok=True)
+        final = self.ckpt_root / f"step-{step:09d}"
+        tmp = self.ckpt_root / f".tmp-step-{step:09d}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        meta = {**{k: str(v) for k, v in meta.items()}, "step": str(step), "config": json.dumps(config)}
+        save_file(tensors, str(tmp / "weights.safetensors"), metadata=meta)
+        torch.save(dict(state, step=step), tmp / "state.pt")
+        files = {}
+        for name in ("weights.safetensors", "state.pt"):
+            with open(tmp / name, "rb+") as f:
+                os.fsync(f.fileno())
+            files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+        manifest = {"format": 1, "step": step, "metrics_bytes": metrics_bytes, "config": config, "files": files,
+                    "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        with open(tmp / "manifest.json", "w") as f:
+            json.dump(manifest, f, indent=1, default=str)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        _failpoint("files-written", step)
+        if final.exists():                # the same step saved again: swap, the old one last
+            trash = self.ckpt_root / f".trash-{final.name}-{os.getpid()}"
+            os.rename(final, trash)
+            os.rename(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+        _fsync_dir(self.ckpt_root)
+        _failpoint("renamed", step)
+        self._publish(final / "weights.safetensors")
+        _failpoint("published", step)
+        self._prune()
+        return final
+
+    def _publish(self, src: Path) -> None:
+        tmp = self.path / f".tmp-{self.weights_name}-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:                   # no hard links here: copy
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, self.path / self.weights_name)
+
+    def _prune(self) -> None:
+        for d in self.checkpoints()[:-self.keep]:
+            shutil.rmtree(d, ignore_errors=True)
+        for d in self.ckpt_root.glob(".t*-step-*"):   # leftovers of killed writes
+            if not d.name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(d, ignore_errors=True)
+
+    # ------------------------------------------------------------------ reading
+    def checkpoints(self) -> list[Path]:
+        """The complete checkpoint folders, oldest first."""
+        if not self.ckpt_root.is_dir():
+            return []
+        found = [(int(m.group(1)), d) for d in self.ckpt_root.iterdir() if (m := _STEP_DIR.match(d.name))]
+        return [d for _, d in sorted(found)]
+
+    def _verify(self, d: Path) -> dict:
+        try:
+            manifest = json.loads((d / "manifest.json").read_text())
+            files, step = manifest["files"], int(manifest["step"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{d}: unreadable manifest.json ({e})") from e
+        if d.name != f"step-{step:09d}":
+            raise CheckpointError(f"{d}: the manifest says step {step}")
+        for name, want in files.items():
+            p = d / name
+            if not p.is_file() or p.stat().st_size != want["bytes"] or _sha256(p) != want["sha256"]:
+                raise CheckpointError(f"{p}: missing or not the file the manifest names (size or SHA-256 differ)")
+        return manifest
+
+    def latest(self) -> tuple[Path, dict] | None:
+        """The newest checkpoint that verifies against its manifest (older ones are tried when the
+        newest is damaged); None when there is none; CheckpointError when all are damaged."""
+        found = self.checkpoints()
+        errors = []
+        for d in reversed(found):
+            try:
+                return d, self._verify(d)
+            except CheckpointError as e:
+                warnings.warn(f"skipping a damaged checkpoint: {e}", stacklevel=2)
+                errors.append(str(e))
+        if found:
+            raise CheckpointError(f"{self.path}: every checkpoint is damaged: {'; '.join(errors)}")
+        return None
+
+    def load(self, device, config: dict, must_match, truncate_metrics: bool = True):
+        """(tensors, state) of the newest checkpoint, or None when there is none. The settings
+        are compared before anything else is read; the step of weights, state and manifest must
+        agree; metrics.csv is cut back to the rows written up to that step."""
+        self.check_layout()
+        found = self.latest()
+        if found is None:
+            return None
+        d, manifest = found
+        check_resume_config(manifest.get("config", {}), config, must_match, self.path)
+        try:
+            state = torch.load(d / "state.pt", map_location=device, weights_only=True)
+        except Exception as e:            # UnpicklingError and friends: refused, nothing executed
+            raise CheckpointError(f"{d / 'state.pt'} was refused: it is not plain tensors and containers "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); a "
+                                  "checkpoint that needs code to load is never unpickled") from None
+        from safetensors import safe_open
+        tensors = {}
+        try:
+            with safe_open(str(d / "weights.safetensors"), framework="pt", device=str(device)) as f:
+                meta = f.metadata() or {}
+                for k in f.keys():
+                    tensors[k] = f.get_tensor(k)
+        except Exception as e:
+            raise CheckpointError(f"{d / 'weights.safetensors'}: not readable ({e})") from e
+        steps = {"manifest": int(manifest["step"]), "weights": int(meta.get("step", -1)),
+                 "state": int(state.get("step", -1)) if isinstance(state, dict) else -1}
+        if len(set(steps.values())) != 1:
+            raise CheckpointError(f"{d}: the files are of different steps {steps}; not loaded")
+        if truncate_metrics:
+            size = self.metrics_path.stat().st_size if self.metrics_path.exists() else 0
+            if size < manifest["metrics_bytes"]:
+                raise CheckpointError(f"{self.metrics_path} is shorter ({size} bytes) than at step "
+                                      f"{steps['state']} ({manifest['metrics_bytes']} bytes): metrics were lost")
+            if size > manifest["metrics_bytes"]:
+                with open(self.metrics_path, "r+") as f:
+                    f.truncate(manifest["metrics_bytes"])
+        return tensors, state
+
+    def metrics(self) -> pd.DataFrame:
+        return pd.read_csv(self.metrics_path) if self.metrics_path.exists() else pd.DataFrame(columns=METRIC_COLUMNS)
+
+
+class RunTrainer:
+    """The lifecycle shared by the trainers: folder, lock, atomic checkpoints, resume with a
+    config check, divergence stop, metrics.csv, one fit loop.
+
+    A subclass calls ``_init_run(cfg)`` and provides: ``total`` (updates to reach),
+    ``train_step() -> dict | None`` (one update; the metrics to log at this step or None),
+    ``checkpoint_tensors()``, ``checkpoint_state()``, ``restore(tensors, state)``; optionally
+    ``checkpoint_meta()``, ``postfix(rec)``, ``before_fit()``, ``after_step()``, ``after_fit()``.
+    """
+    WEIGHTS = "model.safetensors"
+    MUST_MATCH: tuple = ()
+    DESC = "train"
+    rank = 0
+
+    def _init_run(self, cfg) -> None:
+        self.cfg, self.out = cfg, Path(cfg.out_dir)
+        self.run_dir = RunDir(self.out, self.WEIGHTS)
+        self.step, self.rows, self._saved_step = 0, [], None
+
+    @property
+    def total(self) -> int:
+        raise NotImplementedError
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.cfg)
+
+    # ------------------------------------------------------------------ hooks (defaults)
+    def checkpoint_meta(self) -> dict:
+        return {}
+
+    def postfix(self, rec: dict) -> dict:
+        return {}
+
+    def before_fit(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+    def after_fit(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ lifecycle
+    def save(self) -> None:
+        """Checkpoint the current step (rank 0 only) with the metrics logged since the last one."""
+        if self.rank != 0:
+            return
+        self.run_dir.save(self.step, self.checkpoint_tensors(), self.checkpoint_meta(),
+                          self.checkpoint_state(), self.config_dict(), self.rows)
+        self.rows, self._saved_step = [], self.step
+
+    def resume(self) -> bool:
+        """Load the newest complete checkpoint of ``out_dir`` if there is one; True if resumed."""
+        with self.run_dir.locked(enabled=self.rank == 0):
+            got = self.run_dir.load(self.cfg.device, self.config_dict(), self.MUST_MATCH,
+                                    truncate_metrics=self.rank == 0)
+        if got is None:
+            return False
+        tensors, state = got
+        self.restore(tensors, state)
+        self.step = self._saved_step = int(state["step"])
+        self.rows = []
+        return True
+
+    def _check_continues(self) -> None:
+        """Refuse to write over a folder whose newest checkpoint is not the one this trainer holds."""
+        self.run_dir.check_layout()
+        ckpts = self.run_dir.checkpoints()
+        newest = int(_STEP_DIR.match(ckpts[-1].name).group(1)) if ckpts else None
+        if newest != self._saved_step:
+            if self._saved_step is None:
+                raise CheckpointError(f"{self.out} already holds a checkpoint (step {newest}); resume it "
+                                      "(--resume) or start again with --force")
+            raise CheckpointError(f"{self.out} moved on to step {newest} since this trainer loaded step "
+                                  f"{self._saved_step}; resume again")
+        if newest is None:                # rows of a run killed before its first checkpoint
+            self.run_dir.metrics_path.unlink(missing_ok=True)
+
+    def run(self, progress: bool = True) -> pd.DataFrame:
+        """Train to ``total`` updates, checkpointing every ``cfg.ckpt_every`` and at the end;
+        returns the tidy metrics. On divergence the rows logged so far are written and
+        DivergenceError propagates; the last good checkpoint is kept."""
+        from tqdm.auto import tqdm
+        with self.run_dir.locked(enabled=self.rank == 0):
+            if self.rank == 0:
+                self._check_continues()
+            self._t0 = time.perf_counter()
+            self.before_fit()
+            bar = tqdm(total=self.total, initial=self.step, disable=not progress or self.rank != 0,
+                       desc=self.DESC, dynamic_ncols=True, mininterval=1.0)
+            try:
+                while self.step < self.total:
+                    rec = self.train_step()
+                    if rec is not None:
+                        self.rows += [{"step": self.step, "metric": k, "value": v} for k, v in rec.items()]
+                        bar.set_postfix(self.postfix(rec), refresh=False)
+                    bar.update(1)
+                    if self.step % self.cfg.ckpt_every == 0 or self.step == self.total:
+                        self.save()
+                    self.after_step()
+            except DivergenceError:
+                if self.rank == 0 and self.rows:
+                    self.run_dir.append_metrics(self.rows)   # kept for the post-mortem; a resume cuts them
+                    self.rows = []
+                raise
+            finally:
+                bar.close()
+            if self._saved_step != self.step:
+                self.save()
+            self.after_fit()
+        return self.run_dir.metrics()
+
+    def wall_time(self) -> float:
+        return time.perf_counter() - self._t0
+
+
+def require_finite(named_tensors, step: int, out) -> None:
+    """DivergenceError naming the first parameter with a NaN/inf entry."""
+    for name, p in named_tensors:
+        if not bool(torch.isfinite(p).all()):
+            raise DivergenceError(f"parameter {name} became NaN/inf at update {step}; "
+                                  f"the last good checkpoint in {out} is kept")
+
+
+def check_writable(path: str | Path) -> None:
+    """ConfigError unless ``path`` (or, when it does not exist yet, its nearest existing parent)
+    is a writable folder: checked before any work, without creating anything."""
+    p = Path(path).absolute()
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        why = "is not a folder" if not probe.is_dir() else "is not writable"
+        raise ConfigError(f"out_dir {p}: {probe} {why}; choose another --out-dir")
