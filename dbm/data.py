@@ -131,7 +131,7 @@ def _restricted_unpickle(f):
     class Restricted(pickle.Unpickler):
         def find_class(self, module, name):
             if (module, name) not in _CIFAR_GLOBALS:
-                raise DataError(f"refuses to unpickle {module}.{name}: a CIFAR-10 batch holds only "
+                raise DataError(f"refuses to unpickle {module!r}.{name!r}: a CIFAR-10 batch holds only "
                                 "numpy arrays, lists and dicts")
             if module == "_codecs":
                 return codecs.encode
@@ -168,8 +168,8 @@ def load_cifar10(split: str = "train", data_dir=None, download: bool = False) ->
             batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
             x = np.asarray(batch["data"], dtype=np.uint8)
             y = np.asarray(batch["labels"], dtype=np.int64)
-        except DataError:
-            raise
+        except DataError as e:
+            raise DataError(f"{path}: {e}") from None
         except Exception as e:            # unpickling errors come in many types
             raise DataError(f"{path}: not a readable CIFAR-10 python batch ({e}); the file is "
                             "truncated or corrupt, replace it") from e
@@ -194,6 +194,8 @@ def load_images(name: str, split: str = "train", data_dir=None, download: bool =
         path = find_file(name, split, "images", root)
     x = read_idx(path)
     want = DATASETS[name]["shape"]
+    if x.dtype != np.uint8:
+        raise DataError(f"{path}: {name} images are unsigned bytes (IDX type 0x08), found {x.dtype}")
     if x.ndim != 3 or x.shape[1:] != want or x.shape[0] == 0:
         raise DataError(f"{path}: {name} images are (N, {want[0]}, {want[1]}) with N >= 1, found shape {x.shape}")
     return torch.from_numpy(x.copy())
@@ -205,8 +207,8 @@ def load_labels(name: str, split: str = "train", data_dir=None) -> torch.Tensor:
         return load_cifar10(split, data_dir)[1]
     path = find_file(name, split, "labels", data_dir)
     y = read_idx(path)
-    if y.ndim != 1:
-        raise DataError(f"{path}: expected a 1-d label array, got shape {y.shape}")
+    if y.ndim != 1 or y.dtype != np.uint8:
+        raise DataError(f"{path}: expected a 1-d array of unsigned-byte labels, got shape {y.shape} of {y.dtype}")
     try:
         images = find_file(name, split, "images", data_dir)
     except DataError:                     # labels alone: nothing to compare with

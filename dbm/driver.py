@@ -64,7 +64,7 @@ class CoupledResult(NamedTuple):
 
 
 def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
-                max_steps: int, keep_states: bool = True) -> CoupledResult:
+                max_steps: int, keep_states: bool = True, on_pair: Callable | None = None) -> CoupledResult:
     """Run the lag-1 coupled chains until they meet or ``max_steps`` is reached.
 
     Parameters
@@ -76,6 +76,9 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     met : (x, y) -> (b,) bool, whether the chains are equal.
     max_steps : cap on tau; capped chains are truncated (biased) and flagged.
     keep_states : record the correction states (False when only tau is wanted: no memory grows).
+    on_pair : (x, y, idx) -> None, called with each correction pair (X_t, Y_{t-1}) of the chains
+        ``idx`` instead of recording it: the caller accumulates f as the chains run, so memory
+        stays proportional to the chains still running, whatever the meeting times.
     """
     leaf = _first_leaf(x0)
     batch, device = leaf.shape[0], leaf.device
@@ -87,7 +90,9 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     plus, minus, chain = [], [], []
     t = 1
     while idx.numel() and t < max_steps:
-        if keep_states:
+        if on_pair is not None:
+            on_pair(x, y, idx)
+        elif keep_states:
             plus.append(x)                                     # f(X_t) - f(Y_{t-1})
             minus.append(y)
             chain.append(idx)

@@ -23,7 +23,7 @@ from .samplers import (block_update, draw_proposal, draw_uniforms, gibbs_step,
 from .stats import per_state_statistics, statistics
 from .validate import check_generator, check_visible
 
-__all__ = ["PhaseInfo", "EstimatorInfo", "PhaseResult", "Estimator", "CD", "PCD", "UCDGibbs",
+__all__ = ["PhaseInfo", "EstimatorInfo", "PhaseResult", "Accumulator", "Estimator", "CD", "PCD", "UCDGibbs",
            "UCDMHLMI", "OfficialSingleChain", "ESTIMATORS", "estimator"]
 
 
@@ -75,6 +75,65 @@ class PhaseResult(NamedTuple):
     info: PhaseInfo
 
 
+class Accumulator:
+    """The weighted states of one phase, reduced as they arrive (``add(xs, sign, chain)``).
+
+    mode "states" keeps them all (``result()`` -> (xs, weight, chain), for tests and small
+    models); "stats" keeps the running sum S = sum_i w_i phi(x_i) (``dbm.stats.statistics``);
+    "chain" the running per-chain sums (B, P); "none" drops them. States are buffered, +1 rows
+    before -1 rows (the order of one batched evaluation), and reduced when the buffer holds more
+    than ``flush_rows`` rows: memory is O((flush_rows + B) x units), not O(B x tau x units).
+    ``peak_rows`` records the largest buffer.
+    """
+
+    def __init__(self, mode: str, model: DBM, marginalize: bool, batch: int, flush_rows: int | None = None):
+        self.mode, self.model, self.marginalize, self.batch = mode, model, marginalize, batch
+        self.flush_rows = max(4 * batch, 4096) if flush_rows is None else int(flush_rows)
+        self.pos, self.neg, self.rows, self.peak_rows = [], [], 0, 0
+        self.total = None
+
+    def add(self, xs, sign: int, chain: Tensor) -> None:
+        if self.mode == "none" or chain.numel() == 0:
+            return
+        (self.pos if sign > 0 else self.neg).append((tuple(xs), chain))
+        self.rows += chain.numel()
+        self.peak_rows = max(self.peak_rows, self.rows)
+        if self.mode != "states" and self.rows > self.flush_rows:
+            self._flush()
+
+    def _take(self):
+        parts = [(xs, c, 1.0) for xs, c in self.pos] + [(xs, c, -1.0) for xs, c in self.neg]
+        self.pos, self.neg, self.rows = [], [], 0
+        if not parts:
+            return None
+        xs = tree_cat([p[0] for p in parts])
+        dtype, dev = xs[0].dtype, xs[0].device
+        weight = torch.cat([torch.full((p[1].numel(),), p[2], dtype=dtype, device=dev) for p in parts])
+        return xs, weight, torch.cat([p[1] for p in parts])
+
+    def _flush(self) -> None:
+        got = self._take()
+        if got is None:
+            return
+        xs, weight, chain = got
+        if self.mode == "stats":
+            part = statistics(self.model, xs, weight, self.marginalize)
+            self.total = part if self.total is None else [a + b for a, b in zip(self.total, part)]
+        else:
+            phi = per_state_statistics(self.model, xs, self.marginalize).double()
+            if self.total is None:
+                self.total = torch.zeros(self.batch, phi.shape[1], dtype=torch.float64, device=phi.device)
+            self.total.index_add_(0, chain, weight.double().unsqueeze(-1) * phi)
+
+    def result(self):
+        """"states": (xs, weight, chain); "stats": the list S; "chain": the (B, P) float64 sums."""
+        if self.mode == "states":
+            return self._take()
+        if self.mode != "none":
+            self._flush()
+        return self.total
+
+
 def _check_caps(**caps) -> None:
     """ValueError unless every cap is an integer >= 1 (a cap of 0 would silently return no estimate)."""
     for name, v in caps.items():
@@ -87,20 +146,20 @@ def _no_local_search(batch: int, device) -> tuple[Tensor, Tensor]:
             torch.zeros(batch, dtype=torch.bool, device=device))
 
 
-def _from_coupled(res: CoupledResult, sweeps: Tensor, sweeps_capped: Tensor, get_xs) -> PhaseResult:
-    batch, m = res.tau.shape[0], res.chain.shape[0]
-    dev = res.tau.device
-    xs = tree_cat([get_xs(res.x0), get_xs(res.plus), get_xs(res.minus)])
-    weight = torch.cat([torch.ones(batch + m, device=dev), -torch.ones(m, device=dev)])
-    chain = torch.cat([torch.arange(batch, device=dev), res.chain, res.chain])
-    return PhaseResult(xs, weight.to(xs[0].dtype), chain,
-                       PhaseInfo(res.tau, res.capped, sweeps, sweeps_capped))
+def _coupled(sink: Accumulator, x0, y0, get_xs, **driver_kw) -> CoupledResult:
+    """``run_coupled`` feeding X0 and every correction pair to ``sink`` as the chains run."""
+    batch = get_xs(x0)[0].shape[0]
+    sink.add(get_xs(x0), 1, torch.arange(batch, device=get_xs(x0)[0].device))
+
+    def on_pair(x, y, idx):
+        sink.add(get_xs(x), 1, idx)
+        sink.add(get_xs(y), -1, idx)
+    return run_coupled(x0, y0, on_pair=on_pair, **driver_kw)
 
 
-def _single(xs, info: PhaseInfo) -> PhaseResult:
-    batch = xs[0].shape[0]
-    return PhaseResult(tuple(xs), torch.ones(batch, dtype=xs[0].dtype, device=xs[0].device),
-                       torch.arange(batch, device=xs[0].device), info)
+def _single(sink: Accumulator, xs, info: PhaseInfo) -> PhaseInfo:
+    sink.add(tuple(xs), 1, torch.arange(xs[0].shape[0], device=xs[0].device))
+    return info
 
 
 class Estimator:
@@ -112,7 +171,6 @@ class Estimator:
         Sum out the odd layers (Rao-Blackwellised statistics; MH chains then target F(x_even)).
     """
     name = "base"
-    _keep_states = True
 
     def __init__(self, marginalize: bool = False):
         self.marginalize = bool(marginalize)
@@ -124,44 +182,46 @@ class Estimator:
     def options(self) -> dict:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
-    def phases(self, model: DBM, v: Tensor, generator: torch.Generator
-               ) -> tuple[PhaseResult, PhaseResult]:
-        """Checked inputs -> (positive phase, negative phase)."""
+    def _run(self, model: DBM, v: Tensor, generator: torch.Generator, mode: str):
+        """Checked inputs -> ((positive sink, info), (negative sink, info)) in ``mode``."""
         v = check_visible(model, v)
         model.check_finite()
         check_generator(generator, v.device)
+        out = []
         with torch.no_grad():
-            pos = self._phase(model, v, True, generator, "pos")
-            neg = self._phase(model, v, None, generator, "neg")
-        return pos, neg
+            for clamp, phase in ((True, "pos"), (None, "neg")):
+                sink = Accumulator(mode, model, self.marginalize, v.shape[0])
+                info = self._phase(model, v, clamp, generator, phase, sink)
+                out.append((sink, info))
+        return out
+
+    def phases(self, model: DBM, v: Tensor, generator: torch.Generator
+               ) -> tuple[PhaseResult, PhaseResult]:
+        """Checked inputs -> (positive phase, negative phase), every weighted state kept (tests,
+        small models; ``loss`` reduces them as they arrive instead)."""
+        return tuple(PhaseResult(*sink.result(), info) for sink, info in self._run(model, v, generator, "states"))
 
     def loss(self, model: DBM, v: Tensor, generator: torch.Generator, forward=None
              ) -> tuple[Tensor, EstimatorInfo]:
         """Surrogate loss whose gradient estimates grad mean_b(-log p(v_b)), and diagnostics.
 
         ``forward``: the module that turns statistics into the loss (default ``model``; pass a
-        DistributedDataParallel wrapper of it to average gradients across processes).
+        DistributedDataParallel wrapper of it to average gradients across processes). Memory is
+        bounded by the chains still running (``Accumulator``), not by the meeting times.
         """
-        pos, neg = self.phases(model, v, generator)
-        s_pos = statistics(model, pos.xs, pos.weight, self.marginalize)
-        s_neg = statistics(model, neg.xs, neg.weight, self.marginalize)
+        (pos, pos_info), (neg, neg_info) = self._run(model, v, generator, "stats")
+        s_pos, s_neg = pos.result(), neg.result()
         loss = (forward or model)(s_pos, s_neg, v.shape[0])
         with torch.no_grad():                    # 0-d tensors: no host sync unless summary() is called
             e_pos, e_neg = (-sum((p * s).sum() for p, s in zip(model.parameters(), st)) / v.shape[0]
                             for st in (s_pos, s_neg))
-        return loss, EstimatorInfo(pos.info, neg.info, (e_pos, e_neg))
+        return loss, EstimatorInfo(pos_info, neg_info, (e_pos, e_neg))
 
     def chain_estimates(self, model: DBM, v: Tensor, generator: torch.Generator
                         ) -> tuple[Tensor, EstimatorInfo]:
         """Per-chain gradient estimates g_b, (B, P) in parameter order (small models: tests)."""
-        pos, neg = self.phases(model, v, generator)
-        batch = v.shape[0]
-        g = torch.zeros(batch, sum(p.numel() for p in model.parameters()), dtype=torch.float64,
-                        device=v.device)
-        for ph, sign in ((pos, -1.0), (neg, 1.0)):
-            phi = per_state_statistics(model, ph.xs, self.marginalize).double()
-            g.index_add_(0, ph.chain, sign * ph.weight.double().unsqueeze(-1) * phi)
-        return g, EstimatorInfo(pos.info, neg.info)
+        (pos, pos_info), (neg, neg_info) = self._run(model, v, generator, "chain")
+        return neg.result() - pos.result(), EstimatorInfo(pos_info, neg_info)
 
     def coupling_times(self, model: DBM, batch: int, generator: torch.Generator) -> PhaseInfo:
         """Diagnostics of the negative phase alone (sampling from the model) for ``batch``
@@ -170,14 +230,11 @@ class Estimator:
         w = model.weights[0]
         check_generator(generator, w.device)
         v = torch.zeros(batch, model.layer_sizes[0], dtype=w.dtype, device=w.device)
-        self._keep_states = False
-        try:
-            with torch.no_grad():
-                return self._phase(model, v, None, generator, "neg").info
-        finally:
-            self._keep_states = True
+        with torch.no_grad():
+            return self._phase(model, v, None, generator, "neg", Accumulator("none", model, False, batch))
 
-    def _phase(self, model, v, clamp, generator, phase) -> PhaseResult:
+    def _phase(self, model, v, clamp, generator, phase, sink: Accumulator) -> PhaseInfo:
+        """Feed the phase's weighted states to ``sink``; return its diagnostics."""
         raise NotImplementedError
 
 
@@ -224,7 +281,7 @@ class UCDMHLMI(Estimator, _LocalModeInit):
         self.y0, self.max_steps, self.max_sweeps = y0, int(max_steps), int(max_sweeps)
         self.warm_start, self._warm = bool(warm_start), {}
 
-    def _phase(self, model, v, clamp, generator, phase):
+    def _phase(self, model, v, clamp, generator, phase, sink):
         batch, marg = v.shape[0], self.marginalize
         n_copies = 2 if self.y0 == "independent" else 1
         xs, odd, lm, v_part = self._pi0(model, v, clamp, generator, phase, n_copies)
@@ -232,13 +289,12 @@ class UCDMHLMI(Estimator, _LocalModeInit):
         x0 = tree_take(state, slice(0, batch))
         y0 = tree_take(state, slice(batch, 2 * batch)) if n_copies == 2 else x0
         vp = (lambda idx: None) if v_part is None else (lambda idx: v_part[idx])
-        res = run_coupled(
-            x0, y0,
+        res = _coupled(
+            sink, x0, y0, lambda s: s.xs,
             step=lambda s, idx: mh_step(model, s, generator, clamp, marg, vp(idx))[0],
             coupled_step=lambda x, y, idx: coupled_mh_step(model, x, y, generator, clamp, marg, vp(idx)),
-            met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps,
-            keep_states=self._keep_states)
-        return _from_coupled(res, lm.sweeps[:batch], lm.capped[:batch], lambda s: s.xs)
+            met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps)
+        return PhaseInfo(res.tau, res.capped, lm.sweeps[:batch], lm.capped[:batch])
 
 
 class UCDGibbs(Estimator, _LocalModeInit):
@@ -266,7 +322,7 @@ class UCDGibbs(Estimator, _LocalModeInit):
         self.warm_start, self._warm = False, {}
         self.residual_caps = 0   # rows whose maximal-coupling residual sampler hit max_tries
 
-    def _phase(self, model, v, clamp, generator, phase):
+    def _phase(self, model, v, clamp, generator, phase, sink):
         batch = v.shape[0]
         n = 2 if self.y0 == "independent" else 1
         if self.init == "local-mode":
@@ -285,10 +341,10 @@ class UCDGibbs(Estimator, _LocalModeInit):
             self.residual_caps += capped
             return x, y
 
-        res = run_coupled(x0, y0, step=lambda s, idx: gibbs_step(model, s, generator, 1.0, clamp),
-                          coupled_step=coupled, met=states_equal, max_steps=self.max_steps,
-                          keep_states=self._keep_states)
-        return _from_coupled(res, sweeps, scap, lambda s: s)
+        res = _coupled(sink, x0, y0, lambda s: s,
+                       step=lambda s, idx: gibbs_step(model, s, generator, 1.0, clamp),
+                       coupled_step=coupled, met=states_equal, max_steps=self.max_steps)
+        return PhaseInfo(res.tau, res.capped, sweeps, scap)
 
 
 class OfficialSingleChain(Estimator, _LocalModeInit):
@@ -303,7 +359,7 @@ class OfficialSingleChain(Estimator, _LocalModeInit):
         self.max_steps, self.max_sweeps = int(max_steps), int(max_sweeps)
         self.warm_start, self._warm = False, {}
 
-    def _phase(self, model, v, clamp, generator, phase):
+    def _phase(self, model, v, clamp, generator, phase, sink):
         batch, marg = v.shape[0], self.marginalize
         xs, odd, lm, v_part = self._pi0(model, v, clamp, generator, phase, 1)
         state = mh_init(model, xs, marg, odd)
@@ -326,7 +382,7 @@ class OfficialSingleChain(Estimator, _LocalModeInit):
             capped[idx] = True
             for o, x in zip(out, state.xs):
                 o[idx] = x
-        return _single(out, PhaseInfo(tau, capped, lm.sweeps, lm.capped))
+        return _single(sink, out, PhaseInfo(tau, capped, lm.sweeps, lm.capped))
 
 
 class CD(Estimator):
@@ -365,18 +421,18 @@ class CD(Estimator):
     def _negative_start(self, model, v, generator):
         return self._pos_sample
 
-    def _phase(self, model, v, clamp, generator, phase):
+    def _phase(self, model, v, clamp, generator, phase, sink):
         batch = v.shape[0]
         ones = torch.ones(batch, dtype=torch.long, device=v.device)
         if phase == "pos":
             states, self._pos_sample = self._positive(model, v, generator)
             sweeps = torch.full_like(ones, self.k_pos)
-            return _single(states, PhaseInfo(ones, ones == 0, sweeps, ones == 0))
+            return _single(sink, states, PhaseInfo(ones, ones == 0, sweeps, ones == 0))
         xs = self._negative_start(model, v, generator)
         for _ in range(self.k):
             xs = gibbs_step(model, xs, generator, 1.0, None)
         self._end_negative(xs)
-        return _single(xs, PhaseInfo(ones, ones == 0, torch.full_like(ones, self.k), ones == 0))
+        return _single(sink, xs, PhaseInfo(ones, ones == 0, torch.full_like(ones, self.k), ones == 0))
 
     def _end_negative(self, xs) -> None:
         self._pos_sample = None
