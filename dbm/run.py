@@ -43,7 +43,8 @@ import torch
 
 from .errors import CheckpointError, ConfigError, DivergenceError, RunLockedError
 
-__all__ = ["RunDir", "RunTrainer", "check_resume_config", "ResumeMismatchError", "METRIC_COLUMNS"]
+__all__ = ["RunDir", "RunTrainer", "check_resume_config", "ResumeMismatchError", "METRIC_COLUMNS", "read_weights",
+           "require_finite", "check_writable"]
 
 METRIC_COLUMNS = ("step", "metric", "value")
 _STEP_DIR = re.compile(r"^step-(\d{9,})$")
@@ -422,6 +423,19 @@ class RunTrainer:
 
     def wall_time(self) -> float:
         return time.perf_counter() - self._t0
+
+
+def read_weights(path: str | Path, what: str, device="cpu") -> tuple[dict, dict]:
+    """(tensors, metadata) of a published weights file; CheckpointError when it is missing or
+    unreadable (safetensors: no code runs on load)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(str(path), device=str(device)), meta
+    except Exception as e:                # safetensors raises several kinds
+        raise CheckpointError(f"{path}: not a readable {what} checkpoint ({e}); delete it or train again") from e
 
 
 def require_finite(named_tensors, step: int, out) -> None:

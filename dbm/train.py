@@ -26,7 +26,7 @@ from .estimators import ESTIMATORS
 from .estimators import estimator as make_estimator
 from .model import DBM
 from .results import seed_hash
-from .run import RunTrainer, check_resume_config, check_writable, require_finite
+from .run import RunTrainer, check_resume_config, check_writable, read_weights, require_finite
 from .samplers import draw_uniforms, gibbs_update, local_mode
 
 __all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images"]
@@ -105,16 +105,10 @@ def encode(images: torch.Tensor, cfg: TrainConfig, generator=None) -> torch.Tens
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[DBM, dict]:
     """A model and its metadata from ``model.safetensors``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-        tensors = load_file(str(path), device=device)
-        sizes = json.loads(meta["layer_sizes"])
-    except Exception as e:                                     # safetensors raises several kinds
-        raise CheckpointError(f"{path}: not a readable DBM checkpoint ({e})") from e
-    model = DBM(sizes, init="zeros", device=device)
+    tensors, meta = read_weights(path, "DBM", device)
+    if "layer_sizes" not in meta:
+        raise CheckpointError(f"{path}: not a DBM checkpoint (no layer_sizes in its metadata)")
+    model = DBM(json.loads(meta["layer_sizes"]), init="zeros", device=device)
     model.load_state_dict(tensors)
     model.centered = meta.get("centered") == "True"
     return model, meta

@@ -222,4 +222,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dbm.cli import run_main
+    sys.exit(run_main(main))       # expected errors: one line on stderr, exit 2

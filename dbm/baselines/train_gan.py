@@ -17,9 +17,9 @@ import torch
 
 from ..config import check_config, check_device
 from ..data import load_images
-from ..errors import CheckpointError, ConfigError, DataError, DivergenceError
+from ..errors import DataError, DivergenceError
 from ..results import seed_hash
-from ..run import RunTrainer, check_writable
+from ..run import RunTrainer, check_writable, read_weights
 from .wgan import Z_DIM, build, critic_loss, generator_loss
 
 __all__ = ["GANConfig", "GANTrainer", "load_generator"]
@@ -181,14 +181,7 @@ def sample(G, n: int, generator: torch.Generator, encoding: str = "binary") -> t
 
 def load_generator(path, device: str = "cpu", with_critic: bool = False):
     """The generator (and critic) saved in a run's ``model.safetensors``."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-        tensors = load_file(str(path), device=device)
-    except Exception as e:                                     # safetensors raises several kinds
-        raise CheckpointError(f"{path}: not a readable GAN checkpoint ({e})") from e
+    tensors, meta = read_weights(path, "GAN", device)
     G, D = build(tuple(json.loads(meta["shape"])), int(meta["width"]), torch.Generator().manual_seed(0))
     G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
     D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})

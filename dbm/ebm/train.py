@@ -26,9 +26,9 @@ import torch
 from torch import Tensor
 
 from ..config import check_config, check_device
-from ..errors import CheckpointError, ConfigError, DataError, DivergenceError
+from ..errors import ConfigError, DataError, DivergenceError
 from ..results import seed_hash
-from ..run import RunTrainer, check_writable, require_finite
+from ..run import RunTrainer, check_writable, read_weights, require_finite
 from .chains import INITS, PersistentBank, init_chains
 from .langevin import run_langevin
 from .nets import EnergyNet, make_net
@@ -214,14 +214,7 @@ def train_or_resume(cfg: EBMConfig, data: Tensor | None = None, progress: bool =
 
 def load_ebm(path: str | Path, device: str = "cpu") -> tuple[EnergyNet, EBMConfig]:
     """The net and config of ``net.safetensors``; DataError-like ValueError on a corrupt file."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
-        tensors = load_file(str(path), device=device)
-    except Exception as e:                                     # safetensors raises several kinds
-        raise CheckpointError(f"{path}: not a readable EBM checkpoint ({e}); delete it or train again") from e
+    tensors, meta = read_weights(path, "EBM", device)
     cfg = dataclasses.replace(EBMConfig(**json.loads(meta["config"])), device=device)
     net = build_net(cfg)
     net.load_state_dict(tensors)

@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
 from .frechet import Stats, accumulate, load_stats, save_stats
 
 __all__ = ["WEIGHTS_NAME", "WEIGHTS_URL", "MissingWeightsError", "Extractor", "find_inception_weights",
@@ -36,7 +37,7 @@ WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_wei
 WEIGHTS_SHA256_PREFIX = "6726825d"           # torch hub names files by their SHA-256 prefix
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(UserError, FileNotFoundError):
     """The FID Inception weights are not on this machine."""
 
 
