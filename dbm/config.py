@@ -25,19 +25,13 @@ def check_config(cfg, *, positive_int=(), nonneg_int=(), positive=(), nonneg=(),
         low = 1 if name in positive_int else 0
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ConfigError(f"{flag(name)} must be an integer >= {low}, got {v!r}")
-    for name in positive + nonneg + fraction:
-        v = getattr(cfg, name)
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-        if ok and name in positive:
-            ok = v > 0
-        elif ok and name in nonneg:
-            ok = v >= 0
-        elif ok:
-            ok = 0 <= v <= 1
-        if not ok:
-            what = {True: "finite and > 0"}.get(name in positive) or (
-                "finite and >= 0" if name in nonneg else "in [0, 1]")
-            raise ConfigError(f"{flag(name)} must be {what}, got {v!r}")
+    ranges = [(positive, lambda v: v > 0, "finite and > 0"), (nonneg, lambda v: v >= 0, "finite and >= 0"),
+              (fraction, lambda v: 0 <= v <= 1, "in [0, 1]")]
+    for names, ok, what in ranges:
+        for name in names:
+            v = getattr(cfg, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not ok(v):
+                raise ConfigError(f"{flag(name)} must be {what}, got {v!r}")
     for name, allowed in (choices or {}).items():
         v = getattr(cfg, name)
         if v not in allowed:

@@ -69,18 +69,20 @@ def find_file(name: str, split: str, kind: str, data_dir=None) -> Path:
     raise DataError(f"{name} {split} {kind}: {base}[.gz] not found; looked in {where}. {hint}")
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parse an IDX file (optionally gzip-compressed), checking magic number and length."""
-    path = Path(path)
+def _read_raw(path: Path, size: int = -1) -> bytes:
+    """The first ``size`` bytes (all for -1) of a plain or gzip-compressed file, or DataError."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path) as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
+        with (gzip.open(path) if path.suffix == ".gz" else open(path, "rb")) as f:
+            return f.read(size)
     except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{path}: cannot be read ({e}); the file is corrupt or truncated, "
                         "replace it with a fresh copy") from e
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Parse an IDX file (optionally gzip-compressed), checking magic number and length."""
+    path = Path(path)
+    raw = _read_raw(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number)")
     ndim = raw[3]
@@ -222,11 +224,7 @@ def load_labels(name: str, split: str = "train", data_dir=None) -> torch.Tensor:
 
 def _idx_length(path: Path) -> int:
     """The first dimension an IDX file's header declares (reads 8 bytes)."""
-    try:
-        with (gzip.open(path) if path.suffix == ".gz" else open(path, "rb")) as f:
-            head = f.read(8)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"{path}: cannot be read ({e}); replace it with a fresh copy") from e
+    head = _read_raw(path, 8)
     if len(head) < 8 or head[3] < 1:
         raise DataError(f"{path}: truncated IDX header")
     return int.from_bytes(head[4:8], "big")

@@ -64,7 +64,7 @@ class CoupledResult(NamedTuple):
 
 
 def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
-                max_steps: int, keep_states: bool = True, on_pair: Callable | None = None) -> CoupledResult:
+                max_steps: int, on_pair: Callable | None = None) -> CoupledResult:
     """Run the lag-1 coupled chains until they meet or ``max_steps`` is reached.
 
     Parameters
@@ -75,10 +75,10 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     coupled_step : (x, y, idx) -> (x, y), one step of the faithful coupling.
     met : (x, y) -> (b,) bool, whether the chains are equal.
     max_steps : cap on tau; capped chains are truncated (biased) and flagged.
-    keep_states : record the correction states (False when only tau is wanted: no memory grows).
     on_pair : (x, y, idx) -> None, called with each correction pair (X_t, Y_{t-1}) of the chains
-        ``idx`` instead of recording it: the caller accumulates f as the chains run, so memory
-        stays proportional to the chains still running, whatever the meeting times.
+        ``idx`` instead of recording it: the caller accumulates f as the chains run (or drops it
+        when only tau is wanted), so memory stays proportional to the chains still running.
+        Without it every pair is recorded in the result (small models, tests).
     """
     leaf = _first_leaf(x0)
     batch, device = leaf.shape[0], leaf.device
@@ -92,7 +92,7 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     while idx.numel() and t < max_steps:
         if on_pair is not None:
             on_pair(x, y, idx)
-        elif keep_states:
+        else:
             plus.append(x)                                     # f(X_t) - f(Y_{t-1})
             minus.append(y)
             chain.append(idx)

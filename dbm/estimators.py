@@ -148,8 +148,8 @@ def _no_local_search(batch: int, device) -> tuple[Tensor, Tensor]:
 
 def _coupled(sink: Accumulator, x0, y0, get_xs, **driver_kw) -> CoupledResult:
     """``run_coupled`` feeding X0 and every correction pair to ``sink`` as the chains run."""
-    batch = get_xs(x0)[0].shape[0]
-    sink.add(get_xs(x0), 1, torch.arange(batch, device=get_xs(x0)[0].device))
+    xs0 = get_xs(x0)
+    sink.add(xs0, 1, torch.arange(xs0[0].shape[0], device=xs0[0].device))
 
     def on_pair(x, y, idx):
         sink.add(get_xs(x), 1, idx)

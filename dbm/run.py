@@ -67,6 +67,12 @@ def check_resume_config(saved: dict, now: dict, keys, out) -> None:
                                   "use another out_dir, or --force to start afresh")
 
 
+def _step_of(d: Path) -> int | None:
+    """The step of a checkpoint folder ``step-NNNNNNNNN``, None for any other name."""
+    m = _STEP_DIR.match(d.name)
+    return int(m.group(1)) if m else None
+
+
 def _failpoint(name: str, step: int) -> None:
     """Test hook: SIGKILL this process when DBM_FAILPOINT is ``name@step`` (or ``name``)."""
     want = os.environ.get("DBM_FAILPOINT")
@@ -234,7 +240,7 @@ class RunDir:
         """The complete checkpoint folders, oldest first."""
         if not self.ckpt_root.is_dir():
             return []
-        found = [(int(m.group(1)), d) for d in self.ckpt_root.iterdir() if (m := _STEP_DIR.match(d.name))]
+        found = [(m, d) for d in self.ckpt_root.iterdir() if (m := _step_of(d)) is not None]
         return [d for _, d in sorted(found)]
 
     def _verify(self, d: Path) -> dict:
@@ -377,7 +383,7 @@ class RunTrainer:
         """Refuse to write over a folder whose newest checkpoint is not the one this trainer holds."""
         self.run_dir.check_layout()
         ckpts = self.run_dir.checkpoints()
-        newest = int(_STEP_DIR.match(ckpts[-1].name).group(1)) if ckpts else None
+        newest = _step_of(ckpts[-1]) if ckpts else None
         if newest != self._saved_step:
             if self._saved_step is None:
                 raise CheckpointError(f"{self.out} already holds a checkpoint (step {newest}); resume it "

@@ -28,6 +28,7 @@ from .model import DBM
 from .results import seed_hash
 from .run import RunTrainer, check_resume_config, check_writable, read_weights, require_finite
 from .samplers import draw_uniforms, gibbs_update, local_mode
+from .validate import is_binary
 
 __all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images"]
 
@@ -302,6 +303,6 @@ def _check_data(x, what: str, n0: int | None = None) -> torch.Tensor:
                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if n0 is not None and x.shape[1] != n0:
         raise DataError(f"{what} has {x.shape[1]} visible units, the training data {n0}")
-    if not bool(((x == 0) | (x == 1)).all()):
+    if not is_binary(x):
         raise DataError(f"{what} must be binary (0/1); encode images with dbm.encode_binary or dbm.encode_8bit")
     return x.float() if not x.is_floating_point() else x

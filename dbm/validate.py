@@ -6,7 +6,12 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["check_generator", "check_state", "check_visible", "check_clamp"]
+__all__ = ["check_generator", "check_state", "check_visible", "check_clamp", "is_binary"]
+
+
+def is_binary(x: Tensor) -> bool:
+    """Whether every entry of ``x`` is 0 or 1."""
+    return bool(((x == 0) | (x == 1)).all())
 
 
 def check_generator(generator, device: torch.device) -> None:
@@ -32,7 +37,7 @@ def check_visible(model, v) -> Tensor:
         v = v.to(model.weights[0].dtype)
     if v.device != model.weights[0].device:
         raise ValueError(f"v is on {v.device} but the model is on {model.weights[0].device}")
-    if not bool(((v == 0) | (v == 1)).all()):
+    if not is_binary(v):
         raise ValueError("v must be binary (every entry 0 or 1); encode images with "
                          "dbm.encode_binary or dbm.encode_8bit first")
     return v.to(model.weights[0].dtype)

@@ -119,8 +119,7 @@ class GANTrainer(RunTrainer):
         return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state()}
 
     def restore(self, tensors: dict, state: dict) -> None:
-        self.G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
-        self.D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
+        _load_nets(self.G, self.D, tensors)
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.gen.set_state(state["gen"])
@@ -179,11 +178,16 @@ def sample(G, n: int, generator: torch.Generator, encoding: str = "binary") -> t
     return (x > 0.5).float() if encoding == "binary" else x
 
 
+def _load_nets(G, D, tensors: dict) -> None:
+    """Load the "G.*" and "D.*" entries of a checkpoint's tensors into the two networks."""
+    G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
+    D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
+
+
 def load_generator(path, device: str = "cpu", with_critic: bool = False):
     """The generator (and critic) saved in a run's ``model.safetensors``."""
     tensors, meta = read_weights(path, "GAN", device)
     G, D = build(tuple(json.loads(meta["shape"])), int(meta["width"]), torch.Generator().manual_seed(0))
-    G.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
-    D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
+    _load_nets(G, D, tensors)
     G.to(device), D.to(device)
     return (G, D) if with_critic else G
