@@ -395,7 +395,8 @@ class RunTrainer:
 
     def run(self, progress: bool = True) -> pd.DataFrame:
         """Train to ``total`` updates, checkpointing every ``cfg.ckpt_every`` and at the end;
-        returns the tidy metrics. On divergence the rows logged so far are written and
+        returns the tidy metrics (rank 0; other ranks, which write none, get an empty frame
+        instead of reading a file rank 0 may be writing). On divergence the rows logged so far are written and
         DivergenceError propagates; the last good checkpoint is kept."""
         from tqdm.auto import tqdm
         with self.run_dir.locked(enabled=self.rank == 0):
@@ -425,6 +426,8 @@ class RunTrainer:
             if self._saved_step != self.step:
                 self.save()
             self.after_fit()
+        if self.rank != 0:
+            return pd.DataFrame(columns=METRIC_COLUMNS)
         return self.run_dir.metrics()
 
     def wall_time(self) -> float:
