@@ -25,8 +25,11 @@ def batches(batch, device):
 
 
 def update_fn(model, est, opt, sched, it, gen, device):
+    state = est.init_state()
+
     def update():
-        loss, info = est.loss(model, next(it), gen)
+        nonlocal state
+        loss, state, info = est.loss(model, next(it), state, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -76,7 +79,7 @@ def test_estimator_loss_backward(benchmark, peak_gflops, device, batch, name, op
     v = next(batches(batch, device))
 
     def run():
-        loss, info = est.loss(model, v, gen)
+        loss, _, info = est.loss(model, v, None, gen)
         loss.backward()
         sync(device)
         return info

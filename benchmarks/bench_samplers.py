@@ -40,7 +40,7 @@ def test_local_mode(benchmark, peak_gflops, device, batch, start):
     g = torch.Generator(device=device).manual_seed(0)
     xs = m.random_state(batch, g)
     if start == "warm":                        # a mode perturbed by one T = 1 sweep
-        xs = samplers.gibbs_step(m, samplers.local_mode(m, xs)[0], g)
+        xs, _ = samplers.gibbs_step(m, samplers.local_mode(m, xs)[0], g)
     _, info = samplers.local_mode(m, xs)
 
     def run():
@@ -65,9 +65,10 @@ def test_coupled_mh_step(benchmark, peak_gflops, device, batch):
     m = make_model(shape, device)
     g = torch.Generator(device=device).manual_seed(0)
     x, y = samplers.mh_init(m, m.random_state(batch, g)), samplers.mh_init(m, m.random_state(batch, g))
+    mh = samplers.MH(m)
 
     def run():
-        out = couplings.coupled_mh_step(m, x, y, g)
+        out = couplings.coupled_mh_step(mh, x, y, g)
         sync(device)
         return out
     benchmark.pedantic(run, rounds=10, warmup_rounds=2)
@@ -83,9 +84,10 @@ def test_coupled_gibbs_step(benchmark, peak_gflops, device, batch, coupling):
     m = make_model(shape, device)
     g = torch.Generator(device=device).manual_seed(0)
     x, y = m.random_state(batch, g), m.random_state(batch, g)
+    gibbs = samplers.Gibbs(m)
 
     def run():
-        out = couplings.coupled_gibbs_step(m, x, y, g, coupling=coupling)
+        out = couplings.coupled_gibbs_step(gibbs, x, y, g, coupling=coupling)
         sync(device)
         return out
     benchmark.pedantic(run, rounds=5, warmup_rounds=1)

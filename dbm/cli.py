@@ -16,8 +16,8 @@ import torch
 
 from . import exact
 from .errors import EXIT_DIVERGED, EXIT_USER_ERROR, CheckpointError, DivergenceError, UserError
-from .estimators import ESTIMATORS, estimator
 from .model import DBM
+from .presets import PRESETS, build
 
 __all__ = ["main", "run_main"]
 
@@ -59,11 +59,11 @@ def _check(args) -> int:
             b.copy_(0.5 * torch.randn(b.shape, generator=g))
     v = torch.randint(0, 2, (1, sizes[0]), generator=g).float().repeat(args.chains, 1)
     try:
-        est = estimator(args.estimator, **json.loads(args.options))
+        est = build(args.estimator, **json.loads(args.options))
     except (TypeError, ValueError) as e:
         from .errors import ConfigError
         raise ConfigError(f"--options {args.options!r}: {e}") from None
-    est_g, info = est.chain_estimates(m, v, g)
+    est_g, _, info = est.chain_estimates(m, v, None, g)
     se = est_g.std(0) / args.chains ** 0.5
     z = (est_g.mean(0) - exact.exact_gradient(m, v[:1])) / se
     print(f"{est!r} on {sizes}, {args.chains} chains: max |z| = {z.abs().max():.2f} "
@@ -131,10 +131,10 @@ def _main(argv) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks of expected errors")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("estimators", help="list the gradient estimators")
+    sub.add_parser("estimators", help="list the gradient estimator presets (--estimator of train and check)")
     c = sub.add_parser("check", help="z-scores of an estimator against the exact gradient")
-    c.add_argument("--estimator", default="ucd-mh-lmi", choices=sorted(ESTIMATORS))
-    c.add_argument("--options", default="{}", help='JSON, e.g. \'{"marginalize": true}\'')
+    c.add_argument("--estimator", default="ucd-mh-lmi", choices=list(PRESETS))
+    c.add_argument("--options", default="{}", help='JSON over the preset\'s options, e.g. \'{"marginalize": true}\'')
     c.add_argument("--sizes", default="3,3,3")
     c.add_argument("--chains", type=_positive_int, default=20000)
     c.add_argument("--seed", type=int, default=0)
@@ -169,7 +169,8 @@ def _main(argv) -> int:
     if args.command in trainers:
         return _train(args, *trainers[args.command])
     if args.command == "estimators":
-        for name, cls in ESTIMATORS.items():
-            print(f"{name:24s} {cls.__doc__.strip().splitlines()[0]}")
+        for name, p in PRESETS.items():
+            opts = json.dumps(p.options) if p.options else ""
+            print(f"{name:24s} {p.summary}" + (f"  [{p.estimator} {opts}]" if name != p.estimator else ""))
         return 0
     return _check(args)

@@ -51,6 +51,15 @@ def check_device(device: str) -> None:
 def parse_value(kind, text: str):
     """Parse a command-line string as a field of annotated type ``kind`` (annotations are str)."""
     kind = str(kind)
+    if kind.startswith("dict"):
+        import json
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r} ({e})") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"must be a JSON object, got {text!r}")
+        return value
     if kind.startswith("tuple"):
         items = [s.strip() for s in text.split(",") if s.strip()]
         return tuple(int(s) if s.lstrip("-").isdigit() else s for s in items)
@@ -88,9 +97,10 @@ def add_config_args(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         if f.name in skip:
             continue
         text = helps.get(f.name, "")
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         kw = {"choices": list(choices[f.name])} if f.name in choices else {"metavar": f.name.upper()}
         parser.add_argument(flag(f.name), dest="cfg_" + f.name, default=None,
-                            help=f"{text + '; ' if text else ''}default {f.default!r}", **kw)
+                            help=f"{text + '; ' if text else ''}default {default!r}", **kw)
 
 
 def config_from_args(args, cls, base=None, **fixed):

@@ -11,6 +11,9 @@
 - ``coupled_gibbs_step``: a block Gibbs sweep whose blocks are drawn from one of the two
   Bernoulli couplings (UCD-Gibbs, Qiu et al. 2020). Both couplings are faithful: equal chains stay
   equal.
+
+A coupled step has the kernels' shape: it takes the bound single-chain kernel (``dbm.samplers.MH``
+or ``Gibbs``), the pair, the generator and the chains' ``rows``, and returns ((x, y), info).
 """
 from __future__ import annotations
 
@@ -20,12 +23,10 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .model import DBM
-from .samplers import (Clamp, MHState, _clamped, draw_proposal, draw_uniforms, mh_update,
-                       proposal_energy, sample_bits)
+from .samplers import MH, Gibbs, MHState, _clamped, draw_uniforms, mh_update, sample_bits
 
-__all__ = ["coupled_mh_update", "coupled_mh_step", "MaximalInfo", "maximal_bernoulli",
-           "crn_bernoulli", "coupled_gibbs_step", "states_equal"]
+__all__ = ["coupled_mh_update", "coupled_mh_step", "CoupledMHInfo", "MaximalInfo", "maximal_bernoulli",
+           "crn_bernoulli", "coupled_gibbs_step", "CoupledGibbsInfo", "states_equal"]
 
 
 def states_equal(x: Sequence[Tensor], y: Sequence[Tensor]) -> Tensor:
@@ -42,17 +43,22 @@ def coupled_mh_update(x: MHState, y: MHState, proposal, proposal_energy: Tensor,
     """Apply one common proposal and uniform to both chains: (x, y, accepted_x, accepted_y)."""
     x, ax = mh_update(x, proposal, proposal_energy, log_u)
     y, ay = mh_update(y, proposal, proposal_energy, log_u)
-    return x, y, ax, ay
+    return x, y, ax.accepted, ay.accepted
 
 
-def coupled_mh_step(model: DBM, x: MHState, y: MHState, generator: torch.Generator,
-                    clamp: Clamp = None, marginalize: bool = False, v_part: Tensor | None = None
-                    ) -> tuple[MHState, MHState]:
-    """The faithful common-random-numbers MH coupling. Clamped units must agree in x and y."""
-    prop, log_u = draw_proposal(model, x.xs, generator, clamp, marginalize)
-    e_prop = proposal_energy(model, prop, marginalize, v_part)
-    x, y, _, _ = coupled_mh_update(x, y, prop, e_prop, log_u)
-    return x, y
+class CoupledMHInfo(NamedTuple):
+    """accepted_x, accepted_y: (b,) bool, each chain accepted the common proposal."""
+    accepted_x: Tensor
+    accepted_y: Tensor
+
+
+def coupled_mh_step(kernel: MH, x: MHState, y: MHState, generator: torch.Generator,
+                    rows: Tensor | None = None) -> tuple[tuple[MHState, MHState], CoupledMHInfo]:
+    """The faithful common-random-numbers MH coupling of ``kernel``. Clamped units must agree in
+    x and y; the proposal's energy is computed once for both."""
+    prop, log_u = kernel.propose(x.xs, generator, rows)
+    x, y, ax, ay = coupled_mh_update(x, y, prop, kernel.energy(prop, rows), log_u)
+    return (x, y), CoupledMHInfo(ax, ay)
 
 
 def _log_prob(bits: Tensor, a: Tensor, free: Tensor | None) -> Tensor:
@@ -113,20 +119,29 @@ def crn_bernoulli(a_p: Tensor, a_q: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
     return sample_bits(a_p, u, 1.0), sample_bits(a_q, u, 1.0)
 
 
+class CoupledGibbsInfo(NamedTuple):
+    """residual_capped: (b,) bool, the maximal coupling's residual sampler hit ``max_tries`` in a
+    block of this sweep (Y is then drawn from the wrong law: counted, never silent)."""
+    residual_capped: Tensor
+
+
 @torch.no_grad()
-def coupled_gibbs_step(model: DBM, x: Sequence[Tensor], y: Sequence[Tensor],
-                       generator: torch.Generator, clamp: Clamp = None, coupling: str = "maximal",
-                       max_tries: int = 10_000) -> tuple[tuple, tuple, int]:
-    """One coupled block Gibbs sweep (even block, then odd block, as ``gibbs_update``).
+def coupled_gibbs_step(kernel: Gibbs, x: Sequence[Tensor], y: Sequence[Tensor],
+                       generator: torch.Generator, rows: Tensor | None = None,
+                       coupling: str = "maximal", max_tries: int = 10_000
+                       ) -> tuple[tuple[tuple, tuple], CoupledGibbsInfo]:
+    """One coupled block Gibbs sweep of ``kernel`` (T = 1; even block, then odd block).
 
     coupling: "maximal" draws each block (all its layers jointly) from the maximal coupling of
     the two chains' block conditionals; "crn" uses common uniforms (coordinate-wise maximal).
-    Returns (x, y, number of rows that hit the residual-sampler cap).
     """
     if coupling not in ("maximal", "crn"):
         raise ValueError(f"unknown Gibbs coupling {coupling!r}; use 'maximal' or 'crn'")
+    if kernel.T != 1.0:
+        raise ValueError(f"coupled Gibbs sweeps run at T = 1, the kernel has T = {kernel.T}")
+    model, (clamp, _) = kernel.model, kernel.at(rows)
     x, y = list(x), list(y)
-    capped = 0
+    capped = torch.zeros(x[0].shape[0], dtype=torch.bool, device=x[0].device)
     u = draw_uniforms(model, x[0].shape[0], generator) if coupling == "crn" else None
     for parity in (0, 1):
         layers = [l for l in model.layers(parity) if not (l == 0 and clamp is True)]
@@ -144,8 +159,8 @@ def coupled_gibbs_step(model: DBM, x: Sequence[Tensor], y: Sequence[Tensor],
             free = torch.cat([~clamp] + [torch.ones_like(a, dtype=torch.bool) for a in ax[1:]], -1)
         bx, by, info = maximal_bernoulli(torch.cat(ax, -1), torch.cat(ay, -1), generator, free,
                                          max_tries)
-        capped += int(info.capped.sum())
+        capped |= info.capped
         for l, px, py in zip(layers, bx.split([a.shape[1] for a in ax], -1),
                              by.split([a.shape[1] for a in ay], -1)):
             x[l], y[l] = _clamped(l, px, x[l], clamp), _clamped(l, py, y[l], clamp)
-    return tuple(x), tuple(y), capped
+    return (tuple(x), tuple(y)), CoupledGibbsInfo(capped)

@@ -21,7 +21,7 @@ from .train import TrainConfig, Trainer
 def wrap(trainer: Trainer) -> Trainer:
     """Route the trainer's loss through DistributedDataParallel (gradients averaged over ranks)."""
     from torch.nn.parallel import DistributedDataParallel
-    trainer.forward = DistributedDataParallel(trainer.model)
+    trainer.forward = DistributedDataParallel(trainer.forward)
     return trainer
 
 

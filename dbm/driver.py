@@ -64,26 +64,29 @@ class CoupledResult(NamedTuple):
 
 
 def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
-                max_steps: int, on_pair: Callable | None = None) -> CoupledResult:
+                max_steps: int, on_pair: Callable | None = None, on_info: Callable | None = None
+                ) -> CoupledResult:
     """Run the lag-1 coupled chains until they meet or ``max_steps`` is reached.
 
     Parameters
     ----------
     x0, y0 : states (nests of (B, ...) tensors) drawn from pi0.
-    step : (state, idx) -> state, one step of K on the chains ``idx`` (long (b,), positions in the
-        original batch, for per-chain data such as clamp masks).
-    coupled_step : (x, y, idx) -> (x, y), one step of the faithful coupling.
+    step : (state, idx) -> (state, info), one step of K on the chains ``idx`` (long (b,), positions
+        in the original batch: a kernel's ``rows``), e.g. ``lambda s, idx: kernel.step(s, g, idx)``.
+    coupled_step : (x, y, idx) -> ((x, y), info), one step of the faithful coupling.
     met : (x, y) -> (b,) bool, whether the chains are equal.
     max_steps : cap on tau; capped chains are truncated (biased) and flagged.
     on_pair : (x, y, idx) -> None, called with each correction pair (X_t, Y_{t-1}) of the chains
         ``idx`` instead of recording it: the caller accumulates f as the chains run (or drops it
         when only tau is wanted), so memory stays proportional to the chains still running.
         Without it every pair is recorded in the result (small models, tests).
+    on_info : (info, idx) -> None, called with the info of every coupled step (e.g. to count
+        cap hits of the coupling per chain); by default the infos are dropped.
     """
     leaf = _first_leaf(x0)
     batch, device = leaf.shape[0], leaf.device
     idx = torch.arange(batch, device=device)
-    x = step(x0, idx)                                          # X_1
+    x, _ = step(x0, idx)                                       # X_1
     tau = torch.ones(batch, dtype=torch.long, device=device)
     going = ~met(x, y0)
     idx, x, y = idx[going], tree_take(x, going), tree_take(y0, going)
@@ -96,7 +99,9 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
             plus.append(x)                                     # f(X_t) - f(Y_{t-1})
             minus.append(y)
             chain.append(idx)
-        x, y = coupled_step(x, y, idx)                         # (X_{t+1}, Y_t)
+        (x, y), info = coupled_step(x, y, idx)                 # (X_{t+1}, Y_t)
+        if on_info is not None:
+            on_info(info, idx)
         t += 1
         m = met(x, y)
         tau[idx[m]] = t

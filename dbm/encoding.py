@@ -1,15 +1,24 @@
-"""Visible encodings (spec §1): binary (threshold or stochastic) and lossless 8-bit.
+"""Image encodings: the one place where images become model inputs and back.
 
+Visible encodings of the DBM (spec §1): binary (threshold or stochastic) and lossless 8-bit.
 8-bit: each pixel value p in 0..255 becomes its 8 binary digits, least significant first and
 pixel-major (pixel i occupies units 8i..8i+7), so a 28x28 image has 6272 visible units;
-decoding sum_k 2^k b_k / 255 restores p / 255 exactly.
+decoding sum_k 2^k b_k / 255 restores p / 255 exactly. ``encode`` / ``decode`` pick one by name;
+``model_view`` gives the images a DBM of an encoding sees (what a GAN baseline trains on and a
+classifier judges), without building the 8-bit vectors.
+
+The EBM-anatomy ConvNets take images in [-1, 1] padded to 32 x 32 (``to_signed_padded``;
+``from_signed_padded`` undoes it).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-__all__ = ["encode_binary", "decode_binary", "encode_8bit", "decode_8bit"]
+__all__ = ["ENCODINGS", "encode", "decode", "model_view", "encode_binary", "decode_binary", "encode_8bit",
+           "decode_8bit", "to_signed_padded", "from_signed_padded"]
+
+ENCODINGS = ("binary", "8bit")
 
 
 def _as_uint8(x: Tensor) -> Tensor:
@@ -57,3 +66,44 @@ def decode_8bit(v: Tensor, shape: tuple[int, ...] | None = None) -> Tensor:
     b = v.reshape(v.shape[0], -1, 8).round().long()
     p = (b << torch.arange(8, device=v.device)).sum(-1).float() / 255.0
     return p if shape is None else p.reshape(v.shape[0], *shape)
+
+
+def _check_encoding(encoding: str) -> None:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {', '.join(ENCODINGS)}, got {encoding!r}")
+
+
+def encode(images: Tensor, encoding: str = "binary", generator: torch.Generator | None = None) -> Tensor:
+    """(B, ...) images -> (B, n_0) visible vectors in ``encoding``; ``generator``: stochastic
+    binarisation (binary only)."""
+    _check_encoding(encoding)
+    return encode_binary(images, generator=generator) if encoding == "binary" else encode_8bit(images)
+
+
+def decode(v: Tensor, encoding: str, shape: tuple[int, ...] | None = None) -> Tensor:
+    """(B, n_0) visible vectors -> float images in [0, 1], (B, *shape) when given."""
+    _check_encoding(encoding)
+    return decode_binary(v, shape) if encoding == "binary" else decode_8bit(v, shape)
+
+
+def model_view(images: Tensor, encoding: str) -> Tensor:
+    """(N, H, W) or (N, C, H, W) images -> (N, C, H, W) float in [0, 1] as a DBM with ``encoding``
+    sees them: thresholded at 1/2 (binary) or p / 255 (8-bit, lossless). Equal to
+    ``decode(encode(images, encoding), encoding, shape)``."""
+    _check_encoding(encoding)
+    x = _as_uint8(images)
+    x = (x.unsqueeze(1) if x.ndim == 3 else x).float() / 255
+    return (x > 0.5).float() if encoding == "binary" else x
+
+
+def to_signed_padded(images: Tensor, pad: int = 2) -> Tensor:
+    """(N, H, W) or (N, C, H, W) images -> (N, C, H + 2 pad, W + 2 pad) float32 in [-1, 1], the
+    border set to the background -1 (28 x 28 MNIST -> 32 x 32)."""
+    x = _as_uint8(images)
+    x = (x.unsqueeze(1) if x.ndim == 3 else x).float().div(255).mul(2).sub(1)
+    return torch.nn.functional.pad(x, (pad, pad, pad, pad), value=-1.0)
+
+
+def from_signed_padded(x: Tensor, pad: int = 2) -> Tensor:
+    """The inverse view: (N, C, H, W) in [-1, 1] -> the central (N, C, H - 2 pad, W - 2 pad) in [0, 1]."""
+    return ((x[..., pad:x.shape[-2] - pad, pad:x.shape[-1] - pad].float().cpu() + 1) / 2).clamp(0, 1)

@@ -1,12 +1,16 @@
 """Gradient estimators for DBMs behind one interface (spec §2).
 
     est = dbm.estimator("ucd-mh-lmi", marginalize=True)
-    loss, info = est.loss(model, v, generator)     # v: (B, n_0) binary
+    state = est.init_state()
+    loss, state, info = est.loss(model, v, state, generator)   # v: (B, n_0) binary
     loss.backward()                                 # grads = estimate of grad mean_b -log p(v_b)
 
 Each estimator produces, for the positive phase (v clamped to the data) and the negative phase
 (all units free), weighted states whose sufficient statistics give the gradient (``dbm.stats``).
 ``info`` reports per chain the coupling time tau, the local-search sweeps T and every cap hit.
+An estimator object holds only its options; what carries from one update to the next (PCD's
+persistent chains, the warm start's local modes) is the explicit ``EstimatorState``, which the
+caller passes in, gets back and checkpoints (tensors only).
 """
 from __future__ import annotations
 
@@ -17,14 +21,14 @@ from torch import Tensor
 
 from .couplings import coupled_gibbs_step, coupled_mh_step, states_equal
 from .driver import CoupledResult, run_coupled, tree_cat, tree_take
+from .meanfield import mean_field
 from .model import DBM
-from .samplers import (block_update, draw_proposal, draw_uniforms, gibbs_step,
-                       local_mode, mh_init, mh_step, mh_update, proposal_energy)
-from .stats import per_state_statistics, statistics
+from .samplers import MH, Gibbs, draw_uniforms, local_mode
+from .stats import per_state_statistics, statistics, surrogate_loss
 from .validate import check_generator, check_visible
 
-__all__ = ["PhaseInfo", "EstimatorInfo", "PhaseResult", "Accumulator", "Estimator", "CD", "PCD", "UCDGibbs",
-           "UCDMHLMI", "OfficialSingleChain", "ESTIMATORS", "estimator"]
+__all__ = ["PhaseInfo", "EstimatorInfo", "EstimatorState", "PhaseResult", "Accumulator", "Estimator", "CD",
+           "PCD", "UCDGibbs", "UCDMHLMI", "OfficialSingleChain", "ESTIMATORS", "estimator"]
 
 
 class PhaseInfo(NamedTuple):
@@ -33,12 +37,30 @@ class PhaseInfo(NamedTuple):
     tau: meeting time of the coupled chains (1 for uncoupled estimators, and the number of MH
     proposals for ``official-single-chain``); capped: tau hit ``max_steps`` (the estimate is then
     truncated and biased); sweeps: T = 0 local-search sweeps of X0 (0 without local search);
-    sweeps_capped: the local search hit ``max_sweeps``.
+    sweeps_capped: the local search hit ``max_sweeps``; residual_capped: (B,) long, coupled sweeps
+    in which the maximal coupling's residual sampler hit ``max_tries`` (UCD-Gibbs; 0 otherwise).
     """
     tau: Tensor
     capped: Tensor
     sweeps: Tensor
     sweeps_capped: Tensor
+    residual_capped: Tensor | None = None
+
+
+class EstimatorState(NamedTuple):
+    """What an estimator carries from one update to the next; tensors only, so a checkpoint stores
+    ``state._asdict()`` and loads it with ``weights_only=True``.
+
+    chains: PCD's persistent negative chains, a (B, n_l) tensor per layer (empty before the first
+    update); warm_pos, warm_neg: the previous update's local modes of each phase (UCD-MH-LMI with
+    ``warm_start``), empty when there are none."""
+    chains: tuple = ()
+    warm_pos: tuple = ()
+    warm_neg: tuple = ()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EstimatorState":
+        return cls(**{k: tuple(d.get(k, ())) for k in cls._fields})
 
 
 class EstimatorInfo(NamedTuple):
@@ -61,6 +83,8 @@ class EstimatorInfo(NamedTuple):
             out[f"{name}_sweeps_mean"] = float(ph.sweeps.double().mean())
             out[f"{name}_sweeps_max"] = float(ph.sweeps.max())
             out[f"{name}_sweeps_capped"] = float(ph.sweeps_capped.sum())
+            if ph.residual_capped is not None:
+                out[f"{name}_residual_capped"] = float(ph.residual_capped.sum())
         if self.energies is not None:
             out["energy_pos"], out["energy_neg"] = (float(e) for e in self.energies)
             out["d_st"] = out["energy_pos"] - out["energy_neg"]
@@ -163,7 +187,8 @@ def _single(sink: Accumulator, xs, info: PhaseInfo) -> PhaseInfo:
 
 
 class Estimator:
-    """Base class. Subclasses implement ``_phase(model, v, clamp, generator, phase)``.
+    """Base class: options only (set at construction); subclasses implement ``_phase`` (one
+    phase into a sink) or, when the phases share work, ``_phases``.
 
     Parameters
     ----------
@@ -176,99 +201,115 @@ class Estimator:
         self.marginalize = bool(marginalize)
 
     def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        opts = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"estimator({self.name!r}, {opts})"
 
-    def options(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+    def init_state(self) -> EstimatorState:
+        """The state before the first update (no chains, no warm start)."""
+        return EstimatorState()
 
-    def _run(self, model: DBM, v: Tensor, generator: torch.Generator, mode: str):
-        """Checked inputs -> ((positive sink, info), (negative sink, info)) in ``mode``."""
+    def _run(self, model: DBM, v: Tensor, state: EstimatorState | None, generator: torch.Generator, mode: str):
+        """Checked inputs -> ((positive sink, negative sink), (pos info, neg info), new state)."""
         v = check_visible(model, v)
         model.check_finite()
         check_generator(generator, v.device)
-        out = []
+        state = self.init_state() if state is None else state
+        sinks = tuple(Accumulator(mode, model, self.marginalize, v.shape[0]) for _ in range(2))
         with torch.no_grad():
-            for clamp, phase in ((True, "pos"), (None, "neg")):
-                sink = Accumulator(mode, model, self.marginalize, v.shape[0])
-                info = self._phase(model, v, clamp, generator, phase, sink)
-                out.append((sink, info))
-        return out
+            infos, state = self._phases(model, v, state, generator, sinks)
+        return sinks, infos, state
 
-    def phases(self, model: DBM, v: Tensor, generator: torch.Generator
-               ) -> tuple[PhaseResult, PhaseResult]:
-        """Checked inputs -> (positive phase, negative phase), every weighted state kept (tests,
-        small models; ``loss`` reduces them as they arrive instead)."""
-        return tuple(PhaseResult(*sink.result(), info) for sink, info in self._run(model, v, generator, "states"))
+    def _phases(self, model, v, state, generator, sinks):
+        """Both phases: the positive one (v clamped), then the negative one (all units free)."""
+        pos, state = self._phase(model, v, True, generator, "pos", sinks[0], state)
+        neg, state = self._phase(model, v, None, generator, "neg", sinks[1], state)
+        return (pos, neg), state
 
-    def loss(self, model: DBM, v: Tensor, generator: torch.Generator, forward=None
-             ) -> tuple[Tensor, EstimatorInfo]:
-        """Surrogate loss whose gradient estimates grad mean_b(-log p(v_b)), and diagnostics.
+    def phases(self, model: DBM, v: Tensor, state: EstimatorState | None, generator: torch.Generator
+               ) -> tuple[PhaseResult, PhaseResult, EstimatorState]:
+        """Checked inputs -> (positive phase, negative phase, new state), every weighted state kept
+        (tests, small models; ``loss`` reduces them as they arrive instead)."""
+        sinks, infos, state = self._run(model, v, state, generator, "states")
+        pos, neg = (PhaseResult(*sink.result(), info) for sink, info in zip(sinks, infos))
+        return pos, neg, state
 
-        ``forward``: the module that turns statistics into the loss (default ``model``; pass a
-        DistributedDataParallel wrapper of it to average gradients across processes). Memory is
+    def loss(self, model: DBM, v: Tensor, state: EstimatorState | None, generator: torch.Generator,
+             forward=None) -> tuple[Tensor, EstimatorState, EstimatorInfo]:
+        """Surrogate loss whose gradient estimates grad mean_b(-log p(v_b)), the new state, and
+        diagnostics. ``state``: from ``init_state()`` or the previous call (None: a fresh one).
+
+        ``forward``: the module that turns statistics into the loss (default
+        ``dbm.stats.surrogate_loss``; pass a DistributedDataParallel wrapper of
+        ``dbm.stats.SurrogateLoss(model)`` to average gradients across processes). Memory is
         bounded by the chains still running (``Accumulator``), not by the meeting times.
         """
-        (pos, pos_info), (neg, neg_info) = self._run(model, v, generator, "stats")
+        (pos, neg), (pos_info, neg_info), state = self._run(model, v, state, generator, "stats")
         s_pos, s_neg = pos.result(), neg.result()
-        loss = (forward or model)(s_pos, s_neg, v.shape[0])
+        loss = (forward or (lambda *a: surrogate_loss(model, *a)))(s_pos, s_neg, v.shape[0])
         with torch.no_grad():                    # 0-d tensors: no host sync unless summary() is called
             e_pos, e_neg = (-sum((p * s).sum() for p, s in zip(model.parameters(), st)) / v.shape[0]
                             for st in (s_pos, s_neg))
-        return loss, EstimatorInfo(pos_info, neg_info, (e_pos, e_neg))
+        return loss, state, EstimatorInfo(pos_info, neg_info, (e_pos, e_neg))
 
-    def chain_estimates(self, model: DBM, v: Tensor, generator: torch.Generator
-                        ) -> tuple[Tensor, EstimatorInfo]:
-        """Per-chain gradient estimates g_b, (B, P) in parameter order (small models: tests)."""
-        (pos, pos_info), (neg, neg_info) = self._run(model, v, generator, "chain")
-        return neg.result() - pos.result(), EstimatorInfo(pos_info, neg_info)
+    def chain_estimates(self, model: DBM, v: Tensor, state: EstimatorState | None, generator: torch.Generator
+                        ) -> tuple[Tensor, EstimatorState, EstimatorInfo]:
+        """Per-chain gradient estimates g_b, (B, P) in parameter order, the new state and
+        diagnostics (small models: tests)."""
+        (pos, neg), (pos_info, neg_info), state = self._run(model, v, state, generator, "chain")
+        return neg.result() - pos.result(), state, EstimatorInfo(pos_info, neg_info)
 
     def coupling_times(self, model: DBM, batch: int, generator: torch.Generator) -> PhaseInfo:
-        """Diagnostics of the negative phase alone (sampling from the model) for ``batch``
-        chains, without keeping correction states: the fig24 measurement."""
+        """Diagnostics of the negative phase alone (sampling from the model) for ``batch`` chains
+        from a fresh state, without keeping correction states: the fig24 measurement."""
         model.check_finite()
         w = model.weights[0]
         check_generator(generator, w.device)
         v = torch.zeros(batch, model.layer_sizes[0], dtype=w.dtype, device=w.device)
         with torch.no_grad():
-            return self._phase(model, v, None, generator, "neg", Accumulator("none", model, False, batch))
+            info, _ = self._phase(model, v, None, generator, "neg", Accumulator("none", model, False, batch),
+                                  self.init_state())
+        return info
 
-    def _phase(self, model, v, clamp, generator, phase, sink: Accumulator) -> PhaseInfo:
-        """Feed the phase's weighted states to ``sink``; return its diagnostics."""
-        raise NotImplementedError
+    def _phase(self, model, v, clamp, generator, phase, sink: Accumulator, state: EstimatorState
+               ) -> tuple[PhaseInfo, EstimatorState]:
+        """Feed the phase's weighted states to ``sink``; return its diagnostics and the new state."""
+        raise NotImplementedError(f"{self.name} has no separate phases (no coupling times to measure)")
 
 
 class _LocalModeInit:
     """pi0 of UCD-MH-LMI (spec §2 step 1): uniform start (v clamped in the positive phase), T = 0
     sweeps to a local mode, then one T = 1 sweep. With ``warm_start`` the search starts from the
-    previous call's local modes of the same phase instead (hidden units; v is the new data in the
-    positive phase). That is still a valid initial law for the lag-1 estimator: it is fixed given
-    the past, and X0 and Y0 share it."""
+    previous call's local modes of the same phase instead (``EstimatorState.warm_pos`` /
+    ``warm_neg``; hidden units; v is the new data in the positive phase). That is still a valid
+    initial law for the lag-1 estimator: it is fixed given the past, and X0 and Y0 share it."""
+    warm_start = False
 
-    def _pi0(self, model, v, clamp, generator, phase, n_copies):
+    def _pi0(self, model, v, clamp, generator, phase, n_copies, state):
+        """-> (X0 (and Y0) stacked, their odd logits, LocalModeInfo, the new state)."""
         batch = v.shape[0]
-        prev = self._warm.get(phase) if self.warm_start else None
+        field = f"warm_{phase}"
+        prev = getattr(state, field) if self.warm_start else ()
         vv = v.repeat(n_copies, 1) if clamp is True else None
-        if prev is not None and prev[0].shape[0] == batch * n_copies:
+        if prev and prev[0].shape[0] == batch * n_copies:
             xs = (vv if vv is not None else prev[0],) + tuple(prev[1:])
         else:
             xs = model.random_state(batch * n_copies, generator, vv)
-        xs, lm, even_logits = local_mode(model, xs, clamp, self.max_sweeps, return_logits=True)
+        xs, lm = local_mode(model, xs, clamp, self.max_sweeps)
         if self.warm_start:
-            self._warm[phase] = xs
-        v_part = model.visible_term(xs[0]) if clamp is True else None
+            state = state._replace(**{field: xs})
         u = draw_uniforms(model, xs[0].shape[0], generator)
-        xs, _ = block_update(model, xs, 0, u, 1.0, clamp, v_part, logits=even_logits)
-        xs, odd = block_update(model, xs, 1, u, 1.0, clamp, v_part)
-        return xs, odd, lm, v_part
+        xs, sweep = Gibbs(model, 1.0, clamp, vv).update(xs, u, even_logits=lm.logits)
+        return xs, sweep.odd_logits, lm, state
 
 
-class UCDMHLMI(Estimator, _LocalModeInit):
+class UCDMHLMI(_LocalModeInit, Estimator):
     """UCD-MH-LMI, the paper's method: lag-1 coupled MH with the uniform independence proposal,
     common proposal and acceptance uniform, pi0 = local mode + one sweep.
 
     y0 : "same" (Y0 = X0, the paper) or "independent" (a second draw from pi0).
     max_steps : cap on tau (hits counted). max_sweeps : cap on the local search (hits counted).
+    warm_start : start each local search at the previous update's local modes (state carried
+        in ``EstimatorState``).
     """
     name = "ucd-mh-lmi"
 
@@ -279,31 +320,32 @@ class UCDMHLMI(Estimator, _LocalModeInit):
             raise ValueError(f"y0 must be 'same' or 'independent', got {y0!r}")
         _check_caps(max_steps=max_steps, max_sweeps=max_sweeps)
         self.y0, self.max_steps, self.max_sweeps = y0, int(max_steps), int(max_sweeps)
-        self.warm_start, self._warm = bool(warm_start), {}
+        self.warm_start = bool(warm_start)
 
-    def _phase(self, model, v, clamp, generator, phase, sink):
-        batch, marg = v.shape[0], self.marginalize
+    def _phase(self, model, v, clamp, generator, phase, sink, state):
+        batch = v.shape[0]
         n_copies = 2 if self.y0 == "independent" else 1
-        xs, odd, lm, v_part = self._pi0(model, v, clamp, generator, phase, n_copies)
-        state = mh_init(model, xs, marg, odd)
-        x0 = tree_take(state, slice(0, batch))
-        y0 = tree_take(state, slice(batch, 2 * batch)) if n_copies == 2 else x0
-        vp = (lambda idx: None) if v_part is None else (lambda idx: v_part[idx])
-        res = _coupled(
-            sink, x0, y0, lambda s: s.xs,
-            step=lambda s, idx: mh_step(model, s, generator, clamp, marg, vp(idx))[0],
-            coupled_step=lambda x, y, idx: coupled_mh_step(model, x, y, generator, clamp, marg, vp(idx)),
-            met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps)
-        return PhaseInfo(res.tau, res.capped, lm.sweeps[:batch], lm.capped[:batch])
+        xs, odd, lm, state = self._pi0(model, v, clamp, generator, phase, n_copies, state)
+        mh = MH(model, clamp, self.marginalize, v if clamp is True else None)
+        s = mh.init(xs, odd)
+        x0 = tree_take(s, slice(0, batch))
+        y0 = tree_take(s, slice(batch, 2 * batch)) if n_copies == 2 else x0
+        res = _coupled(sink, x0, y0, lambda st: st.xs,
+                       step=lambda st, idx: mh.step(st, generator, idx),
+                       coupled_step=lambda x, y, idx: coupled_mh_step(mh, x, y, generator, idx),
+                       met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps)
+        return PhaseInfo(res.tau, res.capped, lm.sweeps[:batch], lm.capped[:batch]), state
 
 
-class UCDGibbs(Estimator, _LocalModeInit):
+class UCDGibbs(_LocalModeInit, Estimator):
     """UCD-Gibbs (Qiu, Zhang, Wang 2020): lag-1 coupled block Gibbs sweeps.
 
     init : "uniform" (uniform states, v clamped in the positive phase), "data" (negative chains
         start at the data batch with uniform hidden units, as the reference code) or "local-mode"
         (the pi0 of UCD-MH-LMI). y0 : "independent" (default) or "same".
     coupling : "maximal" (joint maximal coupling of each block) or "crn" (coordinate-wise).
+    max_tries : cap on the maximal coupling's residual draws (hits counted per chain in
+        ``PhaseInfo.residual_capped``).
     """
     name = "ucd-gibbs"
 
@@ -319,14 +361,12 @@ class UCDGibbs(Estimator, _LocalModeInit):
         _check_caps(max_steps=max_steps, max_sweeps=max_sweeps, max_tries=max_tries)
         self.init, self.y0, self.coupling = init, y0, coupling
         self.max_steps, self.max_sweeps, self.max_tries = int(max_steps), int(max_sweeps), int(max_tries)
-        self.warm_start, self._warm = False, {}
-        self.residual_caps = 0   # rows whose maximal-coupling residual sampler hit max_tries
 
-    def _phase(self, model, v, clamp, generator, phase, sink):
+    def _phase(self, model, v, clamp, generator, phase, sink, state):
         batch = v.shape[0]
         n = 2 if self.y0 == "independent" else 1
         if self.init == "local-mode":
-            xs, _, lm, _ = self._pi0(model, v, clamp, generator, phase, n)
+            xs, _, lm, state = self._pi0(model, v, clamp, generator, phase, n, state)
             sweeps, scap = lm.sweeps[:batch], lm.capped[:batch]
         else:
             start_v = v.repeat(n, 1) if (clamp is True or self.init == "data") else None
@@ -334,20 +374,21 @@ class UCDGibbs(Estimator, _LocalModeInit):
             sweeps, scap = _no_local_search(batch, v.device)
         x0 = tuple(x[:batch] for x in xs)
         y0 = tuple(x[batch:] for x in xs) if n == 2 else x0
+        gibbs = Gibbs(model, 1.0, clamp)
+        residual = torch.zeros(batch, dtype=torch.long, device=v.device)
 
-        def coupled(x, y, idx):
-            x, y, capped = coupled_gibbs_step(model, x, y, generator, clamp, self.coupling,
-                                              self.max_tries)
-            self.residual_caps += capped
-            return x, y
+        def count(info, idx):
+            residual.index_add_(0, idx, info.residual_capped.long())
 
-        res = _coupled(sink, x0, y0, lambda s: s,
-                       step=lambda s, idx: gibbs_step(model, s, generator, 1.0, clamp),
-                       coupled_step=coupled, met=states_equal, max_steps=self.max_steps)
-        return PhaseInfo(res.tau, res.capped, sweeps, scap)
+        res = _coupled(sink, x0, y0, lambda st: st,
+                       step=lambda st, idx: gibbs.step(st, generator, idx),
+                       coupled_step=lambda x, y, idx: coupled_gibbs_step(gibbs, x, y, generator, idx,
+                                                                         self.coupling, self.max_tries),
+                       met=states_equal, max_steps=self.max_steps, on_info=count)
+        return PhaseInfo(res.tau, res.capped, sweeps, scap, residual), state
 
 
-class OfficialSingleChain(Estimator, _LocalModeInit):
+class OfficialSingleChain(_LocalModeInit, Estimator):
     """The authors' released behaviour (spec §2, known discrepancy): from X0 ~ pi0 (local mode +
     one sweep) run one MH chain until its first rejection and return that state. Equal to
     UCD-MH-LMI when the first proposal is rejected, **biased** otherwise; kept to show it."""
@@ -357,39 +398,38 @@ class OfficialSingleChain(Estimator, _LocalModeInit):
         super().__init__(marginalize)
         _check_caps(max_steps=max_steps, max_sweeps=max_sweeps)
         self.max_steps, self.max_sweeps = int(max_steps), int(max_sweeps)
-        self.warm_start, self._warm = False, {}
 
-    def _phase(self, model, v, clamp, generator, phase, sink):
-        batch, marg = v.shape[0], self.marginalize
-        xs, odd, lm, v_part = self._pi0(model, v, clamp, generator, phase, 1)
-        state = mh_init(model, xs, marg, odd)
-        out = [x.clone() for x in state.xs]
+    def _phase(self, model, v, clamp, generator, phase, sink, state):
+        batch = v.shape[0]
+        xs, odd, lm, state = self._pi0(model, v, clamp, generator, phase, 1, state)
+        mh = MH(model, clamp, self.marginalize, v if clamp is True else None)
+        s = mh.init(xs, odd)
+        out = [x.clone() for x in s.xs]
         tau = torch.full((batch,), self.max_steps, dtype=torch.long, device=v.device)
         idx = torch.arange(batch, device=v.device)
         for t in range(1, self.max_steps + 1):
-            prop, log_u = draw_proposal(model, state.xs, generator, clamp, marg)
-            vp = None if v_part is None else v_part[idx]
-            state, acc = mh_update(state, prop, proposal_energy(model, prop, marg, vp), log_u)
-            rej = ~acc
-            for o, x in zip(out, state.xs):
+            s, acc = mh.step(s, generator, idx)
+            rej = ~acc.accepted
+            for o, x in zip(out, s.xs):
                 o[idx[rej]] = x[rej]
             tau[idx[rej]] = t
-            idx, state = idx[acc], tree_take(state, acc)
+            idx, s = idx[acc.accepted], tree_take(s, acc.accepted)
             if idx.numel() == 0:
                 break
         capped = torch.zeros(batch, dtype=torch.bool, device=v.device)
         if idx.numel():
             capped[idx] = True
-            for o, x in zip(out, state.xs):
+            for o, x in zip(out, s.xs):
                 o[idx] = x
-        return _single(sink, out, PhaseInfo(tau, capped, lm.sweeps, lm.capped))
+        return _single(sink, out, PhaseInfo(tau, capped, lm.sweeps, lm.capped)), state
 
 
 class CD(Estimator):
     """CD-k for DBMs: positive phase by clamped Gibbs sweeps from uniform hidden units
     (``positive="gibbs"``, ``k_pos`` sweeps) or mean-field (``positive="mean-field"``,
-    ``k_pos`` iterations from 0.5); negative chains start at the positive-phase state and run k
-    sweeps. Biased for finite k."""
+    ``k_pos`` iterations of ``dbm.meanfield.mean_field`` from 0.5, then one draw from the
+    factorised posterior); negative chains start at the positive-phase sample and run k sweeps.
+    Biased for finite k."""
     name = "cd"
 
     def __init__(self, marginalize=False, k=1, positive="gibbs", k_pos=10):
@@ -398,69 +438,54 @@ class CD(Estimator):
             raise ValueError(f"positive must be 'gibbs' or 'mean-field', got {positive!r}")
         _check_caps(k=k, k_pos=k_pos)
         self.k, self.positive, self.k_pos = int(k), positive, int(k_pos)
-        self._pos_sample = None
 
     def _positive(self, model, v, generator):
-        batch = v.shape[0]
+        """-> (the states entering the positive statistics, a sample of them)."""
         if self.positive == "mean-field":
-            mus = [v] + [torch.full((batch, n), 0.5, dtype=v.dtype, device=v.device)
-                         for n in model.layer_sizes[1:]]
-            for _ in range(self.k_pos):
-                for parity in (0, 1):
-                    for l in model.layers(parity):
-                        if l > 0:
-                            mus[l] = torch.sigmoid(model.logits(mus, l))
+            mus = mean_field(model, v, self.k_pos)
             sample = [v] + [(torch.rand(m.shape, generator=generator, dtype=m.dtype, device=m.device)
                              < m).to(m.dtype) for m in mus[1:]]
             return tuple(mus), tuple(sample)
-        xs = model.random_state(batch, generator, v)
+        xs = model.random_state(v.shape[0], generator, v)
+        gibbs = Gibbs(model, 1.0, True)
         for _ in range(self.k_pos):
-            xs = gibbs_step(model, xs, generator, 1.0, True)
+            xs, _ = gibbs.step(xs, generator)
         return xs, xs
 
-    def _negative_start(self, model, v, generator):
-        return self._pos_sample
+    def _negative_start(self, model, sample, state, generator):
+        """CD: the positive-phase sample."""
+        return sample
 
-    def _phase(self, model, v, clamp, generator, phase, sink):
-        batch = v.shape[0]
-        ones = torch.ones(batch, dtype=torch.long, device=v.device)
-        if phase == "pos":
-            states, self._pos_sample = self._positive(model, v, generator)
-            sweeps = torch.full_like(ones, self.k_pos)
-            return _single(sink, states, PhaseInfo(ones, ones == 0, sweeps, ones == 0))
-        xs = self._negative_start(model, v, generator)
+    def _phases(self, model, v, state, generator, sinks):
+        ones = torch.ones(v.shape[0], dtype=torch.long, device=v.device)
+        states, sample = self._positive(model, v, generator)
+        pos = _single(sinks[0], states, PhaseInfo(ones, ones == 0, torch.full_like(ones, self.k_pos), ones == 0))
+        xs = self._negative_start(model, sample, state, generator)
+        gibbs = Gibbs(model, 1.0, None)
         for _ in range(self.k):
-            xs = gibbs_step(model, xs, generator, 1.0, None)
-        self._end_negative(xs)
-        return _single(sink, xs, PhaseInfo(ones, ones == 0, torch.full_like(ones, self.k), ones == 0))
+            xs, _ = gibbs.step(xs, generator)
+        neg = _single(sinks[1], xs, PhaseInfo(ones, ones == 0, torch.full_like(ones, self.k), ones == 0))
+        return (pos, neg), self._end_negative(state, xs)
 
-    def _end_negative(self, xs) -> None:
-        self._pos_sample = None
+    def _end_negative(self, state, xs) -> EstimatorState:
+        return state
 
 
 class PCD(CD):
-    """Persistent CD-k: the negative chains live in the estimator (``self.chains``), created
-    uniformly at random on the first call with one chain per batch row."""
+    """Persistent CD-k: the negative chains are ``EstimatorState.chains``, created uniformly at
+    random on the first call with one chain per batch row."""
     name = "pcd"
 
-    def __init__(self, marginalize=False, k=1, positive="gibbs", k_pos=10):
-        super().__init__(marginalize, k, positive, k_pos)
-        self.chains = None
+    def _negative_start(self, model, sample, state, generator):
+        if not state.chains:
+            return model.random_state(sample[0].shape[0], generator)
+        if state.chains[0].shape[0] != sample[0].shape[0]:
+            raise ValueError(f"PCD has {state.chains[0].shape[0]} persistent chains but the batch has "
+                             f"{sample[0].shape[0]} rows; keep the batch size fixed or start from est.init_state()")
+        return state.chains
 
-    def options(self) -> dict:
-        return {k: v for k, v in super().options().items() if k != "chains"}
-
-    def _negative_start(self, model, v, generator):
-        if self.chains is None:
-            self.chains = model.random_state(v.shape[0], generator)
-        if self.chains[0].shape[0] != v.shape[0]:
-            raise ValueError(f"PCD has {self.chains[0].shape[0]} persistent chains but the batch has "
-                             f"{v.shape[0]} rows; keep the batch size fixed or set est.chains = None")
-        return self.chains
-
-    def _end_negative(self, xs) -> None:
-        self.chains = xs
-        self._pos_sample = None
+    def _end_negative(self, state, xs) -> EstimatorState:
+        return state._replace(chains=tuple(xs))
 
 
 ESTIMATORS = {c.name: c for c in (CD, PCD, UCDGibbs, UCDMHLMI, OfficialSingleChain)}

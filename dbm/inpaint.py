@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from .model import DBM
-from .samplers import gibbs_step, local_mode
+from .samplers import Gibbs, local_mode
 from .validate import check_generator, check_visible
 
 __all__ = ["MASKS", "make_mask", "inpaint_local_search", "inpaint_gibbs", "missing_error"]
@@ -72,8 +72,9 @@ def inpaint_gibbs(model: DBM, v: Tensor, observed: Tensor, generator: torch.Gene
     vv, obs = v.repeat(n_samples, 1), observed.expand_as(v).repeat(n_samples, 1)
     xs, obs = _start(model, vv, obs, generator)
     xs, _ = local_mode(model, xs, clamp=obs)
+    kernel = Gibbs(model, 1.0, obs)
     for _ in range(sweeps):
-        xs = gibbs_step(model, xs, generator, clamp=obs)
+        xs, _ = kernel.step(xs, generator)
     return xs[0].reshape(n_samples, batch, -1)
 
 

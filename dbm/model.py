@@ -25,12 +25,18 @@ from torch.nn import functional as F
 
 from .validate import check_generator, check_state
 
-__all__ = ["DBM", "orthogonal_", "layer_parity"]
+__all__ = ["DBM", "orthogonal_", "random_bits"]
 
 
-def layer_parity(l: int) -> int:
-    """0 for the even block {v, h2, ...}, 1 for the odd block {h1, h3, ...}."""
-    return l % 2
+def random_bits(shape: tuple[int, int], generator: torch.Generator, dtype=torch.float32,
+                device=None) -> Tensor:
+    """Uniform {0, 1} entries of the given (B, n) shape, 64 per random draw (unpacked int64)."""
+    b, n = shape
+    words = torch.randint(-(1 << 63), (1 << 63) - 1, (b, (n + 63) // 64), generator=generator,
+                          dtype=torch.int64, device=device)
+    shifts = torch.arange(64, device=device, dtype=torch.int64)
+    bits = (words.unsqueeze(-1) >> shifts) & 1                                  # (b, words, 64)
+    return bits.reshape(b, -1)[:, :n].to(dtype)
 
 
 def orthogonal_(w: Tensor, generator: torch.Generator | None, gain: float = 1.0) -> Tensor:
@@ -204,12 +210,6 @@ class DBM(nn.Module):
                 f = f + a @ self.offsets[l]
         return f
 
-    def forward(self, s_pos: list[Tensor], s_neg: list[Tensor], batch: int) -> Tensor:
-        """The surrogate loss of summed statistics (``dbm.stats.surrogate_loss``); a forward pass
-        so that DistributedDataParallel can wrap the model and average gradients."""
-        from .stats import surrogate_loss
-        return surrogate_loss(self, s_pos, s_neg, batch)
-
     def extra_repr(self) -> str:
         return f"layer_sizes={self.layer_sizes}, centered={self.centered}"
 
@@ -218,7 +218,6 @@ class DBM(nn.Module):
 
     def random_state(self, batch: int, generator: torch.Generator, v: Tensor | None = None) -> tuple[Tensor, ...]:
         """A uniformly random state (B, n_l) per layer; ``v`` (B, n_0) replaces the visible layer."""
-        from .samplers import random_bits
         p0 = self.weights[0]
         return tuple(v if (l == 0 and v is not None) else
                      random_bits((batch, n), generator, p0.dtype, p0.device)

@@ -1,6 +1,7 @@
 """Tidy results: derived seeds, atomic writes, sidecar JSON with the full protocol."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["seed_hash", "cell_id", "atomic_write_text", "write_csv", "git_sha", "environment",
+__all__ = ["seed_hash", "cell_id", "atomic_path", "atomic_write_text", "write_csv", "git_sha", "environment",
            "write_sidecar", "device_name"]
 
 
@@ -28,19 +29,29 @@ def cell_id(args: dict) -> str:
     return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename (never a half-written file)."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """The one temp-file-and-rename writer: yields a temporary path in the same folder; the
+    caller writes it (any writer: text, safetensors, savefig, npz) and on success it is renamed
+    onto ``path``, so ``path`` is the old file or the whole new one, never a half-written file.
+    On error the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}-")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-", suffix=path.suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (``atomic_path``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def write_csv(df, path: str | Path) -> None:

@@ -1,13 +1,20 @@
 """MCMC kernels for a DBM (spec §1-2): block Gibbs sweeps at temperature T, the T = 0 local-mode
 search, and Metropolis-Hastings with the uniform independence proposal.
 
-Every kernel is split into drawing noise (``draw_*``) and a deterministic ``*_update`` that applies
-pre-drawn noise, so that a common-random-numbers coupling is ``update(x, u), update(y, u)``.
-Kernels run under ``no_grad``, return new tensors, and never loop over samples.
+Every kernel has one shape, ``step(state, generator, rows=None) -> (state, info)``, with its
+configuration (clamp, T, marginalize) bound once when the kernel is built (``Gibbs``, ``MH``),
+and caches private to it. ``rows`` (long (b,)) says which of the B chains the kernel was built
+for are in ``state`` (the coupled driver shrinks to the chains still running), so per-chain
+configuration such as a clamp mask follows them. Each step splits into drawing noise and a
+deterministic ``update`` that applies it, so a common-random-numbers coupling is
+``update(x, u), update(y, u)`` (``dbm.couplings``). Kernels run under ``no_grad``, return new
+tensors, and never loop over samples. The free functions ``gibbs_step``, ``mh_step`` and
+``local_mode`` build the kernel for one call.
 
 Sweep order (fixed for every chain): the even block {v, h2, ...} given the odd block, then the
 odd block {h1, h3, ...} given the even block. Ending on the odd block leaves the odd logits of the
-final state cached, so its energy costs no further matrix product (model eq. (1)).
+final state at hand (``SweepInfo.odd_logits``), so its energy costs no further matrix product
+(model eq. (1)).
 """
 from __future__ import annotations
 
@@ -18,12 +25,11 @@ import warnings
 import torch
 from torch import Tensor
 
-from .model import DBM
+from .model import DBM, random_bits
 
-__all__ = ["Clamp", "draw_uniforms", "block_update", "gibbs_update", "gibbs_step", "LocalModeInfo",
-           "local_mode", "MHState", "mh_init", "draw_proposal", "mh_update", "mh_step", "energy_fn",
-           "proposal_energy",
-           "free_layers", "sample_bits"]
+__all__ = ["Clamp", "draw_uniforms", "sample_bits", "random_bits", "free_layers", "energy_fn",
+           "SweepInfo", "Gibbs", "gibbs_step", "gibbs_update", "LocalModeInfo", "local_mode",
+           "MHState", "MHInfo", "MH", "mh_init", "mh_step"]
 
 Clamp = None | bool | Tensor  # None: all free; True: all of v fixed; (B, n_0) bool mask: True = fixed
 
@@ -55,17 +61,6 @@ def _clamped(l: int, new: Tensor, old: Tensor, clamp: Clamp) -> Tensor:
     return torch.where(clamp, old, new)
 
 
-def random_bits(shape: tuple[int, int], generator: torch.Generator, dtype=torch.float32,
-                device=None) -> Tensor:
-    """Uniform {0, 1} entries of the given (B, n) shape, 64 per random draw (unpacked int64)."""
-    b, n = shape
-    words = torch.randint(-(1 << 63), (1 << 63) - 1, (b, (n + 63) // 64), generator=generator,
-                          dtype=torch.int64, device=device)
-    shifts = torch.arange(64, device=device, dtype=torch.int64)
-    bits = (words.unsqueeze(-1) >> shifts) & 1                                  # (b, words, 64)
-    return bits.reshape(b, -1)[:, :n].to(dtype)
-
-
 def draw_uniforms(model: DBM, batch: int, generator: torch.Generator) -> tuple[Tensor, ...]:
     """Uniforms for one sweep: a (B, n_l) tensor per layer."""
     w = model.weights[0]
@@ -73,58 +68,93 @@ def draw_uniforms(model: DBM, batch: int, generator: torch.Generator) -> tuple[T
                  for n in model.layer_sizes)
 
 
-@torch.no_grad()
-def block_update(model: DBM, xs: Sequence[Tensor], parity: int, u: Sequence[Tensor] | None,
-                 T: float = 1.0, clamp: Clamp = None, v_part: Tensor | None = None,
-                 logits: dict[int, Tensor] | None = None) -> tuple[tuple[Tensor, ...], dict[int, Tensor]]:
-    """Resample the even (0) or odd (1) block given the other one.
-
-    Returns the new state and the logits {l: (B, n_l)} used for the block. ``v_part`` is the
-    cached b_1 + W_1 c_0 term of layer 1 when v is fully clamped (it does not change);
-    ``logits`` are the block's logits when the caller already has them.
-    """
-    xs = list(xs)
-    given, logits = logits or {}, {}
-    for l in model.layers(parity):
-        if l == 0 and clamp is True:
-            continue
-        if l in given:
-            logits[l] = a = given[l]
-            xs[l] = _clamped(l, sample_bits(a, None if u is None else u[l], T), xs[l], clamp)
-            continue
-        a = logits[l] = model.logits(xs, l, v_part)
-        xs[l] = _clamped(l, sample_bits(a, None if u is None else u[l], T), xs[l], clamp)
-    return tuple(xs), logits
+class SweepInfo(NamedTuple):
+    """odd_logits: {l: (B, n_l)} the odd block's logits used by the sweep's last half; they are the
+    odd logits of the new state given its even block, so its energy needs no further product."""
+    odd_logits: dict
 
 
-@torch.no_grad()
+class _Kernel:
+    """Configuration shared by the kernels: the model, the clamp of v, and (when all of v is
+    clamped and given as ``v``) the private cache of layer 1's visible term b_1 + W_1 c_0."""
+
+    def __init__(self, model: DBM, clamp: Clamp = None, v: Tensor | None = None):
+        self.model, self.clamp = model, clamp
+        self._v_part = (model.visible_term(v).detach()
+                        if clamp is True and v is not None and model.depth >= 1 else None)
+
+    def at(self, rows: Tensor | None) -> tuple[Clamp, Tensor | None]:
+        """(clamp, visible-term cache) of the chains ``rows`` (all chains when None)."""
+        if rows is None:
+            return self.clamp, self._v_part
+        clamp = self.clamp[rows] if isinstance(self.clamp, Tensor) else self.clamp
+        return clamp, None if self._v_part is None else self._v_part[rows]
+
+
+class Gibbs(_Kernel):
+    """Block Gibbs sweeps at temperature ``T`` (T = 0: the deterministic threshold move of the
+    local search) with v clamped as ``clamp`` says: None (free), True (all of v fixed; pass the
+    clamped ``v`` (B, n_0) to cache its visible term) or a (B, n_0) bool mask (True = fixed)."""
+
+    def __init__(self, model: DBM, T: float = 1.0, clamp: Clamp = None, v: Tensor | None = None):
+        super().__init__(model, clamp, v)
+        self.T = float(T)
+
+    @torch.no_grad()
+    def block(self, xs: Sequence[Tensor], parity: int, u: Sequence[Tensor] | None,
+              rows: Tensor | None = None, logits: dict[int, Tensor] | None = None
+              ) -> tuple[tuple[Tensor, ...], dict[int, Tensor]]:
+        """Resample the even (0) or odd (1) block given the other one with uniforms ``u`` (a (B, n_l)
+        tensor per layer; None when T = 0). Returns the new state and the block's logits
+        {l: (B, n_l)}; ``logits`` are the block's logits when the caller already has them
+        (``LocalModeInfo.logits``)."""
+        model, (clamp, v_part) = self.model, self.at(rows)
+        xs, given, used = list(xs), logits or {}, {}
+        for l in model.layers(parity):
+            if l == 0 and clamp is True:
+                continue
+            a = used[l] = given[l] if l in given else model.logits(xs, l, v_part)
+            xs[l] = _clamped(l, sample_bits(a, None if u is None else u[l], self.T), xs[l], clamp)
+        return tuple(xs), used
+
+    def update(self, xs: Sequence[Tensor], u: Sequence[Tensor] | None, rows: Tensor | None = None,
+               even_logits: dict[int, Tensor] | None = None) -> tuple[tuple[Tensor, ...], SweepInfo]:
+        """One sweep (even block, then odd block) with pre-drawn uniforms; deterministic given ``u``."""
+        xs, _ = self.block(xs, 0, u, rows, even_logits)
+        xs, odd = self.block(xs, 1, u, rows)
+        return xs, SweepInfo(odd)
+
+    def step(self, xs: Sequence[Tensor], generator: torch.Generator, rows: Tensor | None = None
+             ) -> tuple[tuple[Tensor, ...], SweepInfo]:
+        """One sweep drawing its own uniforms (none at T = 0)."""
+        u = draw_uniforms(self.model, xs[0].shape[0], generator) if self.T > 0 else None
+        return self.update(xs, u, rows)
+
+
 def gibbs_update(model: DBM, xs: Sequence[Tensor], u: Sequence[Tensor] | None, T: float = 1.0,
-                 clamp: Clamp = None) -> tuple[tuple[Tensor, ...], dict[int, Tensor]]:
-    """One block Gibbs sweep (even block, then odd block) with pre-drawn uniforms ``u``.
-
-    Returns (new state, odd-block logits of the new state). Deterministic given ``u``;
-    T = 0 ignores ``u`` and thresholds (the local-search move of spec §2).
-    """
-    xs, _ = block_update(model, xs, 0, u, T, clamp)
-    return block_update(model, xs, 1, u, T, clamp)
+                 clamp: Clamp = None) -> tuple[tuple[Tensor, ...], SweepInfo]:
+    """One block Gibbs sweep with pre-drawn uniforms ``u``: ``Gibbs(model, T, clamp).update``."""
+    return Gibbs(model, T, clamp).update(xs, u)
 
 
 def gibbs_step(model: DBM, xs: Sequence[Tensor], generator: torch.Generator, T: float = 1.0,
-               clamp: Clamp = None) -> tuple[Tensor, ...]:
-    """One block Gibbs sweep at temperature T, drawing its own uniforms."""
-    u = draw_uniforms(model, xs[0].shape[0], generator) if T > 0 else None
-    return gibbs_update(model, xs, u, T, clamp)[0]
+               clamp: Clamp = None) -> tuple[tuple[Tensor, ...], SweepInfo]:
+    """One block Gibbs sweep at temperature T: ``Gibbs(model, T, clamp).step``."""
+    return Gibbs(model, T, clamp).step(xs, generator)
 
 
 class LocalModeInfo(NamedTuple):
     """sweeps: (B,) long, T = 0 sweeps run including the one that changed nothing;
-    capped: (B,) bool, the search stopped at ``max_sweeps`` before reaching a fixed point."""
+    capped: (B,) bool, the search stopped at ``max_sweeps`` before reaching a fixed point;
+    logits: {l: (B, n_l)} the exact logits of the free even layers at the mode given its odd
+    block, which the next sweep can reuse (``Gibbs.update(even_logits=...)``); None for "dense"."""
     sweeps: Tensor
     capped: Tensor
+    logits: dict | None = None
 
 
 def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps: int = 1000,
-               method: str = "incremental", return_logits: bool = False):
+               method: str = "incremental") -> tuple[tuple[Tensor, ...], LocalModeInfo]:
     """Local-mode search (spec §2, UCD-MH-LMI step 1): T = 0 block sweeps until a sweep changes
     nothing. Each block update is the exact arg-min of E over that block, so E never increases.
 
@@ -132,18 +162,14 @@ def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps
         changes of the neighbouring layers (sparse products once few units flip); a chain leaves
         only after its logits are recomputed exactly and confirm a fixed point. "dense" recomputes
         the logits every sweep (the reference). Both return exact fixed points.
-    return_logits : also return the exact logits {l: (B, n_l)} of the free even layers at the
-        mode (given its odd block), which the next block update can reuse (incremental only).
 
-    Returns (mode, LocalModeInfo) or (mode, LocalModeInfo, even_logits).
+    Returns (mode, LocalModeInfo).
     """
     if method == "dense":
-        if return_logits:
-            raise ValueError("return_logits needs method='incremental'")
         return _local_mode_dense(model, xs, clamp, max_sweeps)
     if method == "incremental":
-        out = _local_mode_incremental(model, xs, clamp, max_sweeps)
-        return out if return_logits else out[:2]
+        mode, sweeps, capped, logits = _local_mode_incremental(model, xs, clamp, max_sweeps)
+        return mode, LocalModeInfo(sweeps, capped, logits)
     raise ValueError(f"unknown local-search method {method!r}; use 'incremental' or 'dense'")
 
 
@@ -157,15 +183,14 @@ def _local_mode_dense(model, xs, clamp, max_sweeps):
     sweeps = torch.full((batch,), max_sweeps, dtype=torch.long, device=xs[0].device)
     capped = torch.ones(batch, dtype=torch.bool, device=xs[0].device)
     idx = torch.arange(batch, device=xs[0].device)
-    cur, cm = list(xs), clamp
-    v_part = None
-    if clamp is True and model.depth >= 1:
-        v_part = model.visible_term(xs[0])
+    cur = list(xs)
+    kernel = Gibbs(model, 0.0, clamp, xs[0])
+    rows = None                                   # the original chains still searching
     for s in range(1, max_sweeps + 1):
         before = list(cur)
-        cur, _ = block_update(model, cur, 0, None, 0.0, cm, v_part)
+        cur, _ = kernel.block(cur, 0, None, rows)
         if s == 1:
-            cur, _ = block_update(model, cur, 1, None, 0.0, cm, v_part)
+            cur, _ = kernel.block(cur, 1, None, rows)
             layers = range(len(cur))
         else:
             layers = model.layers(0)
@@ -179,12 +204,11 @@ def _local_mode_dense(model, xs, clamp, max_sweeps):
             sweeps[idx[done]] = s
             capped[idx[done]] = False
             idx, cur = idx[changed], [x[changed] for x in cur]
-            cm = cm[changed] if isinstance(cm, Tensor) else cm
-            v_part = v_part[changed] if v_part is not None else None
+            rows = idx
         if idx.numel() == 0:
             break
         if s > 1:
-            cur, _ = block_update(model, cur, 1, None, 0.0, cm, v_part)
+            cur, _ = kernel.block(cur, 1, None, rows)
     if idx.numel():
         for l in range(len(out)):
             out[l].index_copy_(0, idx, cur[l])
@@ -306,7 +330,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps):
             out[l].index_copy_(0, idx, cur[l])
         for l in even:
             out_logits[l].index_copy_(0, idx, ex[l])
-    return tuple(out), LocalModeInfo(sweeps, capped), out_logits
+    return tuple(out), sweeps, capped, out_logits
 
 
 class MHState(NamedTuple):
@@ -315,46 +339,69 @@ class MHState(NamedTuple):
     energy: Tensor
 
 
-@torch.no_grad()
-def mh_init(model: DBM, xs: Sequence[Tensor], marginalize: bool = False,
-            odd_logits: dict[int, Tensor] | None = None) -> MHState:
-    """Wrap a state for MH; with ``marginalize`` the odd layers are zeroed (they are summed out)."""
-    xs = tuple(torch.zeros_like(x) if (marginalize and l % 2) else x for l, x in enumerate(xs))
-    return MHState(xs, energy_fn(model, marginalize)(xs, odd_logits))
-
-
-def draw_proposal(model: DBM, xs: Sequence[Tensor], generator: torch.Generator, clamp: Clamp = None,
-                  marginalize: bool = False) -> tuple[tuple[Tensor, ...], Tensor]:
-    """The uniform independence proposal x' over the free units, and log-uniforms (B,) for the
-    acceptance test. Fixed units (clamped v, summed-out odd layers) are copied from ``xs``."""
-    batch = xs[0].shape[0]
-    new = list(xs)
-    for l in free_layers(model, clamp, marginalize):
-        bits = random_bits(tuple(xs[l].shape), generator, xs[l].dtype, xs[l].device)
-        new[l] = _clamped(l, bits, xs[l], clamp)
-    log_u = torch.log(torch.rand(batch, generator=generator, dtype=xs[0].dtype, device=xs[0].device))
-    return tuple(new), log_u
+class MHInfo(NamedTuple):
+    """accepted: (B,) bool, the proposal was accepted."""
+    accepted: Tensor
 
 
 @torch.no_grad()
 def mh_update(state: MHState, proposal: Sequence[Tensor], proposal_energy: Tensor, log_u: Tensor
-              ) -> tuple[MHState, Tensor]:
-    """Accept x' where log u < E(x) - E(x'). Returns the new state and the acceptance mask (B,)."""
+              ) -> tuple[MHState, MHInfo]:
+    """Accept x' where log u < E(x) - E(x'): the deterministic half of an MH step."""
     accept = log_u < state.energy - proposal_energy
     a = accept.unsqueeze(-1)
     xs = tuple(torch.where(a, p, x) for p, x in zip(proposal, state.xs))
-    return MHState(xs, torch.where(accept, proposal_energy, state.energy)), accept
+    return MHState(xs, torch.where(accept, proposal_energy, state.energy)), MHInfo(accept)
 
 
-@torch.no_grad()
-def proposal_energy(model: DBM, prop: Sequence[Tensor], marginalize: bool = False,
-                    v_part: Tensor | None = None) -> Tensor:
-    """E(x') or F(x'_even), (B,); ``v_part`` is the cached visible term of a clamped v."""
-    return energy_fn(model, marginalize)(prop, model.block_logits(prop, 1, v_part))
+class MH(_Kernel):
+    """Metropolis-Hastings with the uniform independence proposal over the free units (spec §2,
+    UCD-MH-LMI step 2), targeting E(x), or F(x_even) with the odd layers summed out when
+    ``marginalize``. ``clamp`` and ``v`` as for ``Gibbs``."""
+
+    def __init__(self, model: DBM, clamp: Clamp = None, marginalize: bool = False, v: Tensor | None = None):
+        super().__init__(model, clamp, v)
+        self.marginalize = bool(marginalize)
+        self.energy_fn = energy_fn(model, self.marginalize)
+
+    @torch.no_grad()
+    def init(self, xs: Sequence[Tensor], odd_logits: dict[int, Tensor] | None = None) -> MHState:
+        """Wrap a state; with ``marginalize`` the odd layers are zeroed (they are summed out).
+        ``odd_logits``: the state's odd logits when at hand (``SweepInfo.odd_logits``)."""
+        xs = tuple(torch.zeros_like(x) if (self.marginalize and l % 2) else x for l, x in enumerate(xs))
+        return MHState(xs, self.energy_fn(xs, odd_logits))
+
+    def propose(self, xs: Sequence[Tensor], generator: torch.Generator, rows: Tensor | None = None
+                ) -> tuple[tuple[Tensor, ...], Tensor]:
+        """The proposal x' (fixed units copied from ``xs``) and log-uniforms (B,) for the test."""
+        clamp, _ = self.at(rows)
+        new = list(xs)
+        for l in free_layers(self.model, clamp, self.marginalize):
+            bits = random_bits(tuple(xs[l].shape), generator, xs[l].dtype, xs[l].device)
+            new[l] = _clamped(l, bits, xs[l], clamp)
+        log_u = torch.log(torch.rand(xs[0].shape[0], generator=generator, dtype=xs[0].dtype,
+                                     device=xs[0].device))
+        return tuple(new), log_u
+
+    @torch.no_grad()
+    def energy(self, xs: Sequence[Tensor], rows: Tensor | None = None) -> Tensor:
+        """E(x') or F(x'_even), (B,), using the cached visible term of a clamped v."""
+        _, v_part = self.at(rows)
+        return self.energy_fn(xs, self.model.block_logits(xs, 1, v_part))
+
+    def step(self, state: MHState, generator: torch.Generator, rows: Tensor | None = None
+             ) -> tuple[MHState, MHInfo]:
+        prop, log_u = self.propose(state.xs, generator, rows)
+        return mh_update(state, prop, self.energy(prop, rows), log_u)
+
+
+def mh_init(model: DBM, xs: Sequence[Tensor], marginalize: bool = False,
+            odd_logits: dict[int, Tensor] | None = None) -> MHState:
+    """``MH(model, marginalize=marginalize).init(xs, odd_logits)``."""
+    return MH(model, marginalize=marginalize).init(xs, odd_logits)
 
 
 def mh_step(model: DBM, state: MHState, generator: torch.Generator, clamp: Clamp = None,
-            marginalize: bool = False, v_part: Tensor | None = None) -> tuple[MHState, Tensor]:
-    """One MH step with the uniform independence proposal (spec §2, UCD-MH-LMI step 2)."""
-    prop, log_u = draw_proposal(model, state.xs, generator, clamp, marginalize)
-    return mh_update(state, prop, proposal_energy(model, prop, marginalize, v_part), log_u)
+            marginalize: bool = False) -> tuple[MHState, MHInfo]:
+    """One MH step: ``MH(model, clamp, marginalize).step``."""
+    return MH(model, clamp, marginalize).step(state, generator)

@@ -16,12 +16,11 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .model import DBM
 
-__all__ = ["centred_layers", "statistics", "per_state_statistics", "surrogate_loss",
-           "flat_parameters", "flat_gradient"]
+__all__ = ["centred_layers", "statistics", "per_state_statistics", "surrogate_loss", "SurrogateLoss"]
 
 
 @torch.no_grad()
@@ -65,9 +64,14 @@ def surrogate_loss(model: DBM, s_pos: list[Tensor], s_neg: list[Tensor], batch: 
     return loss / batch
 
 
-def flat_parameters(model: DBM) -> Tensor:
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
+class SurrogateLoss(nn.Module):
+    """``surrogate_loss`` as a module owning the model, so that DistributedDataParallel can wrap
+    it (``DistributedDataParallel(SurrogateLoss(model))``) and average the gradients over processes.
+    ``forward(s_pos, s_neg, batch)`` -> 0-d loss."""
 
+    def __init__(self, model: DBM):
+        super().__init__()
+        self.model = model
 
-def flat_gradient(model: DBM) -> Tensor:
-    return torch.cat([p.grad.flatten() for p in model.parameters()])
+    def forward(self, s_pos: list[Tensor], s_neg: list[Tensor], batch: int) -> Tensor:
+        return surrogate_loss(self.model, s_pos, s_neg, batch)

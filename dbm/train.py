@@ -1,9 +1,10 @@
 """Training a DBM end to end with any estimator (``python -m dbm train ...``).
 
-One update: draw a batch with replacement (as the authors do), ``loss, info = est.loss(...)``,
-backward, optimizer step, lr schedule lr / sqrt(1 + gamma t) (spec §3). The run folder, its
-atomic checkpoints (weights, optimizer, scheduler, step, every RNG state and the estimator's
-chains), ``--resume`` and the divergence stop are the run layer's (``dbm.run``): a resumed run
+One update: draw a batch with replacement (as the authors do),
+``loss, state, info = est.loss(model, v, state, generator)``, backward, optimizer step, lr
+schedule lr / sqrt(1 + gamma t) (spec §3). The run folder, its atomic checkpoints (weights,
+optimizer, scheduler, step, every RNG state and the ``EstimatorState``), ``--resume`` and the
+divergence stop are the run layer's (``dbm.run``): a resumed run
 reaches the same parameters as an uninterrupted one on CPU; NaN/inf stops the run with a message
 and keeps the last good checkpoint. The published ``model.safetensors`` is the newest
 checkpoint's weights (``load_model``).
@@ -20,14 +21,17 @@ import torch
 from . import exact
 from .config import check_config, check_device
 from .data import load_images
-from .encoding import encode_8bit, encode_binary
+from .encoding import ENCODINGS
+from .encoding import encode as encode_images
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError
-from .estimators import ESTIMATORS
-from .estimators import estimator as make_estimator
+from .estimators import Estimator, EstimatorState
+from .meanfield import mean_field
 from .model import DBM
+from .presets import PRESETS, build
 from .results import seed_hash
 from .run import RunTrainer, check_resume_config, check_writable, read_weights, require_finite
 from .samplers import draw_uniforms, gibbs_update, local_mode
+from .stats import SurrogateLoss
 from .validate import is_binary
 
 __all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images"]
@@ -40,8 +44,8 @@ class TrainConfig:
     encoding: str = "binary"                # or "8bit"
     stochastic_binarize: bool = False
     hidden: tuple = (784, 784)              # widths of h1..hL
-    estimator: str = "ucd-mh-lmi"
-    estimator_options: str = "{}"           # JSON, e.g. '{"marginalize": true}'
+    estimator: str = "ucd-mh-lmi"           # a preset of dbm.presets (python -m dbm estimators lists them)
+    estimator_options: dict = dataclasses.field(default_factory=dict)   # over the preset's, JSON on the command line, e.g. '{"marginalize": true}'
     optimizer: str = "sgd"                  # or "adam"
     lr: float = 1e-2
     gamma: float = 1e-3                     # lr_t = lr / sqrt(1 + gamma t)
@@ -59,8 +63,8 @@ class TrainConfig:
     out_dir: str = "runs/train"
     device: str = "cpu"                     # cpu or cuda
 
-    CHOICES = {"dataset": ("mnist", "fashion-mnist", "cifar10"), "encoding": ("binary", "8bit"),
-               "estimator": tuple(ESTIMATORS), "optimizer": ("sgd", "adam")}
+    CHOICES = {"dataset": ("mnist", "fashion-mnist", "cifar10"), "encoding": ENCODINGS,
+               "estimator": tuple(PRESETS), "optimizer": ("sgd", "adam")}
 
     def __post_init__(self):
         check_config(self, positive_int=("batch_size", "updates", "log_every", "ckpt_every"),
@@ -72,22 +76,27 @@ class TrainConfig:
         if not hidden or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in hidden):
             raise ConfigError(f"--hidden must be one or more positive layer widths like 500,500; got {self.hidden!r}")
         object.__setattr__(self, "hidden", hidden)
-        self.estimator_kwargs()
-        check_device(self.device)
-
-    def estimator_kwargs(self) -> dict:
-        """``estimator_options`` parsed; ConfigError if it is not a JSON object the estimator takes."""
-        try:
-            opts = json.loads(self.estimator_options)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"--estimator-options must be a JSON object, got {self.estimator_options!r} ({e})") from None
+        opts = self.estimator_options
+        if isinstance(opts, str):                      # JSON text (older checkpoints, hand-written configs)
+            try:
+                opts = json.loads(opts)
+            except ValueError as e:
+                raise ConfigError(f"--estimator-options must be a JSON object, got {opts!r} ({e})") from None
         if not isinstance(opts, dict):
             raise ConfigError(f"--estimator-options must be a JSON object, got {self.estimator_options!r}")
+        object.__setattr__(self, "estimator_options", dict(opts))
+        self.build_estimator()
+        if PRESETS[self.estimator].pretrain and not self.pretrain_updates:
+            raise ConfigError(f"--estimator {self.estimator} includes layer-wise pretraining: set --pretrain-updates > 0")
+        check_device(self.device)
+
+    def build_estimator(self) -> Estimator:
+        """The estimator of the preset with ``estimator_options`` over its options; ConfigError if
+        the estimator does not take them."""
         try:
-            make_estimator(self.estimator, **opts)
+            return build(self.estimator, **self.estimator_options)
         except (TypeError, ValueError) as e:
-            raise ConfigError(f"--estimator-options {self.estimator_options} for {self.estimator}: {e}") from None
-        return opts
+            raise ConfigError(f"--estimator-options {json.dumps(self.estimator_options)} for {self.estimator}: {e}") from None
 
 
 # settings a resumed run must share with its checkpoint (updates, logging, paths and device may change)
@@ -97,11 +106,9 @@ RESUME_MUST_MATCH = ("dataset", "encoding", "stochastic_binarize", "hidden", "es
 
 
 def encode(images: torch.Tensor, cfg: TrainConfig, generator=None) -> torch.Tensor:
-    if cfg.encoding == "binary":
-        return encode_binary(images, generator=generator if cfg.stochastic_binarize else None)
-    if cfg.encoding == "8bit":
-        return encode_8bit(images)
-    raise ValueError(f"encoding must be 'binary' or '8bit', got {cfg.encoding!r}")
+    """Images -> visible vectors in the config's encoding (``generator`` used when binarising
+    stochastically)."""
+    return encode_images(images, cfg.encoding, generator if cfg.stochastic_binarize else None)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> tuple[DBM, dict]:
@@ -161,14 +168,15 @@ class Trainer(RunTrainer):
         sizes = [self.data.shape[1], *cfg.hidden]
         self.model = DBM(sizes, generator=torch.Generator(device=dev).manual_seed(seed_hash("init", cfg.seed)),
                          device=dev)
-        self.est = make_estimator(cfg.estimator, **cfg.estimator_kwargs())
+        self.est = cfg.build_estimator()
+        self.est_state = self.est.init_state()
         params = self.model.parameters()
         self.opt = (torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd"
                     else torch.optim.Adam(params, lr=cfg.lr))
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda t: (1 + cfg.gamma * t) ** -0.5)
         self.data_gen = torch.Generator(device=dev).manual_seed(seed_hash("batches", cfg.seed, rank))
         self.chain_gen = torch.Generator(device=dev).manual_seed(seed_hash("chains", cfg.seed, rank))
-        self.forward = self.model          # dbm.distributed replaces it by a DDP wrapper
+        self.forward = SurrogateLoss(self.model)   # dbm.distributed wraps it in DistributedDataParallel
         self.tb = None
 
     @property
@@ -176,9 +184,6 @@ class Trainer(RunTrainer):
         return self.cfg.updates
 
     # ------------------------------------------------------------------ checkpoints
-    def estimator_state(self) -> dict:
-        return {k: v for k, v in vars(self.est).items() if k in ("chains", "_warm")}
-
     def checkpoint_tensors(self) -> dict:
         return dict(self.model.state_dict())
 
@@ -188,7 +193,7 @@ class Trainer(RunTrainer):
     def checkpoint_state(self) -> dict:
         return {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
-                "estimator": self.estimator_state()}
+                "estimator": self.est_state._asdict()}
 
     def restore(self, tensors: dict, state: dict) -> None:
         self.model.load_state_dict(tensors)
@@ -196,8 +201,7 @@ class Trainer(RunTrainer):
         self.sched.load_state_dict(state["sched"])
         self.data_gen.set_state(state["data_gen"])
         self.chain_gen.set_state(state["chain_gen"])
-        for k, v in state["estimator"].items():
-            setattr(self.est, k, v)
+        self.est_state = EstimatorState.from_dict(state["estimator"])
 
     # ------------------------------------------------------------------ training
     def batch(self) -> torch.Tensor:
@@ -207,7 +211,8 @@ class Trainer(RunTrainer):
 
     def update(self):
         """One training update; returns (loss, info)."""
-        loss, info = self.est.loss(self.model, self.batch(), self.chain_gen, forward=self.forward)
+        loss, self.est_state, info = self.est.loss(self.model, self.batch(), self.est_state, self.chain_gen,
+                                                   forward=self.forward)
         if not torch.isfinite(loss):
             raise DivergenceError(f"loss is {loss.item()} at update {self.step + 1}; "
                                   f"the last good checkpoint in {self.out} is kept")
@@ -263,12 +268,7 @@ class Trainer(RunTrainer):
         if self.eval_data is None:
             return {}
         m, v = self.model, self.eval_data
-        mus = [v] + [torch.full((v.shape[0], n), 0.5, device=v.device, dtype=v.dtype) for n in m.layer_sizes[1:]]
-        for _ in range(10):
-            for parity in (1, 0):
-                for l in m.layers(parity):
-                    if l > 0:
-                        mus[l] = torch.sigmoid(m.logits(mus, l))
+        mus = mean_field(m, v, 10)
         recon = torch.sigmoid(m.logits(mus, 0))
         out = {"recon_error": float((recon - v).abs().mean())}
         n_even = sum(m.layer_sizes[l] for l in m.layers(0) if l > 0)

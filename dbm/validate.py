@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["check_generator", "check_state", "check_visible", "check_clamp", "is_binary"]
+__all__ = ["check_generator", "check_state", "check_visible", "is_binary"]
 
 
 def is_binary(x: Tensor) -> bool:
@@ -52,20 +52,3 @@ def check_state(model, xs: Sequence[Tensor]) -> None:
     for l, (x, n) in enumerate(zip(xs, sizes)):
         if x.dim() != 2 or x.shape[1] != n or x.shape[0] != batch:
             raise ValueError(f"layer {l} must have shape ({batch}, {n}), got {tuple(x.shape)}")
-
-
-def check_clamp(model, clamp, batch: int):
-    """Normalise a clamp argument: None, "visible" / True (all of v fixed), or a bool mask over v
-    of shape (n_0,) or (B, n_0) with True where the unit is fixed. Returns None, True or a mask."""
-    if clamp is None or clamp is False:
-        return None
-    if clamp is True or (isinstance(clamp, str) and clamp == "visible"):
-        return True
-    if not isinstance(clamp, Tensor):
-        raise TypeError(f"clamp must be None, 'visible' or a bool tensor, got {type(clamp).__name__}")
-    n0 = model.layer_sizes[0]
-    if clamp.dtype != torch.bool:
-        raise TypeError("a clamp mask must be a bool tensor (True = fixed)")
-    if clamp.shape not in ((n0,), (batch, n0)):
-        raise ValueError(f"clamp mask must have shape ({n0},) or ({batch}, {n0}), got {tuple(clamp.shape)}")
-    return clamp.expand(batch, n0)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from pathlib import Path
 
 import dbm
 if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard library's dbm
@@ -26,18 +25,14 @@ if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard lib
 import pandas as pd
 import torch
 
-from dbm import exact
-from dbm.results import cell_id, seed_hash, write_csv, write_sidecar
+from dbm import exact, presets
+from dbm.cells import CellCache
+from dbm.results import seed_hash, write_csv, write_sidecar
 from reproduce.common import base_parser, finish, output_paths, progress
 
 NAME = "bias_study"
-ESTIMATORS = {                       # label: (name, options)
-    "cd-1": ("cd", {"k": 1}), "cd-10": ("cd", {"k": 10}), "pcd-1": ("pcd", {"k": 1}),
-    "ucd-gibbs": ("ucd-gibbs", {"max_steps": 10_000}),
-    "ucd-mh-lmi": ("ucd-mh-lmi", {"max_steps": 100_000}),
-    "ucd-mh-lmi-marg": ("ucd-mh-lmi", {"marginalize": True, "max_steps": 100_000}),
-    "official-single-chain": ("official-single-chain", {}),
-}
+ESTIMATORS = ("cd-1", "cd-10", "pcd-1", "ucd-gibbs", "ucd-mh-lmi", "ucd-mh-lmi-marg",
+              "official-single-chain")                                   # presets of dbm.presets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +40,9 @@ class Config:
     shapes: tuple = ("3-3-3", "4-4-4", "6-5-5", "8-7-7", "10-8-8")
     w_scales: tuple = ("0.5", "1.0", "2.0")
     weights: tuple = ("random", "trained")
-    estimators: tuple = tuple(ESTIMATORS)
+    estimators: tuple = ESTIMATORS
+    mh_max_steps: int = 100_000           # cap on UCD-MH-LMI's tau (hits counted)
+    gibbs_max_steps: int = 10_000         # cap on UCD-Gibbs's tau (hits counted)
     chains: int = 20_000
     pcd_burn_in: int = 50                 # calls on the fixed model before PCD is measured
     train_steps: int = 100                # exact-gradient steps for "trained" weights
@@ -79,15 +76,16 @@ def make_model(shape: str, scale: float, kind: str, cfg: Config):
 
 def run_cell(shape, scale, kind, label, cfg: Config) -> list[dict]:
     m, v2 = make_model(shape, float(scale), kind, cfg)
-    name, opts = ESTIMATORS[label]
+    name, opts = presets.resolve(label, **presets.caps(label, cfg.mh_max_steps, cfg.gibbs_max_steps))
     est = dbm.estimator(name, **opts)
     v = v2.repeat(cfg.chains // 2, 1)
     gen = torch.Generator().manual_seed(seed_hash(NAME, "chains", shape, scale, kind, label))
+    state = est.init_state()
     if name == "pcd":
         for _ in range(cfg.pcd_burn_in):
-            est.phases(m, v, gen)
+            _, _, state = est.phases(m, v, state, gen)
     t0 = time.perf_counter()
-    g, info = est.chain_estimates(m, v, gen)
+    g, _, info = est.chain_estimates(m, v, state, gen)
     wall = time.perf_counter() - t0
     g_star = exact.exact_gradient(m, v2)
     mean = g.mean(0)
@@ -147,15 +145,12 @@ def main(argv=None) -> int:
         cfg = args.config(QUICK)
         t0, rows = time.perf_counter(), []
         cells = [(s, w, k, e) for s in cfg.shapes for w in cfg.w_scales for k in cfg.weights for e in cfg.estimators]
-        cache = Path(args.work_dir) / NAME
+        cache = CellCache(args.work_dir, args.force)
+        shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("shapes", "w_scales", "weights",
+                                                                            "estimators", "device")}
         for shape, scale, kind, label in progress(cells, "bias study"):
-            path = cache / f"{cell_id(dict(dataclasses.asdict(cfg), s=shape, w=scale, k=kind, e=label))}.csv"
-            if path.exists() and not args.force:
-                rows.append(pd.read_csv(path))
-                continue
-            cell = pd.DataFrame(run_cell(shape, scale, kind, label, cfg))
-            write_csv(cell, path)
-            rows.append(cell)
+            inputs = dict(shared, shape=shape, w_scale=scale, weights=kind, estimator=label)
+            rows.append(cache.cell(NAME, inputs, lambda: pd.DataFrame(run_cell(shape, scale, kind, label, cfg))).rows)
         df = pd.concat(rows, ignore_index=True)
         write_csv(df, csv)
         write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, quick=args.quick,

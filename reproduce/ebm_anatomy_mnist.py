@@ -24,7 +24,6 @@ Outputs: results/ebm_anatomy_mnist.{csv,json,png} and results/ebm_anatomy_mnist_
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,11 +37,14 @@ import torch
 
 from dbm.data import load_images
 from dbm.ebm.chains import init_chains
-from dbm.ebm.train import EBMConfig, long_run, mnist32, train_or_resume
+from dbm.cells import CellCache, file_hash
+from dbm.ebm.train import EBMConfig, EBMTrainer, long_run, mnist32, train_or_resume
+from dbm.encoding import from_signed_padded
 from dbm.metrics.classifier import ClassifierConfig, load_or_train
 from dbm.metrics.fid import classifier_extractor, feature_stats
 from dbm.metrics.frechet import frechet_distance
-from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
+from dbm.results import seed_hash, write_csv, write_sidecar
+from reproduce import zoo
 from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
 
 NAME = "ebm_anatomy_mnist"
@@ -82,7 +84,7 @@ PROFILES = {
 }
 
 
-def ebm_config(cfg: Config, outcome: str, work: Path) -> EBMConfig:
+def ebm_config(cfg: Config, outcome: str, cache: CellCache) -> EBMConfig:
     over = dict(OUTCOMES[outcome])
     if outcome == "persistent":
         over.update(net=cfg.persistent_net, lr=cfg.lr_sgd, bank_size=cfg.bank_size)
@@ -91,14 +93,13 @@ def ebm_config(cfg: Config, outcome: str, work: Path) -> EBMConfig:
     base = EBMConfig(dataset="mnist", data_dir=cfg.data_dir, n_f=cfg.n_f, steps=cfg.steps, batch_size=cfg.batch_size,
                      data_epsilon=cfg.data_epsilon, updates=cfg.updates, train_limit=cfg.train_limit, seed=0,
                      ckpt_every=max(1, cfg.updates // 20), device=cfg.device, **over)
-    key = cell_id({k: v for k, v in dataclasses.asdict(base).items()
-                   if k not in ("out_dir", "device", "ckpt_every", "data_dir")})
-    return dataclasses.replace(base, out_dir=str(work / NAME / f"{outcome}-{key}"))
+    inputs = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("out_dir", "device", "ckpt_every", "data_dir")}
+    return dataclasses.replace(base, out_dir=str(cache.run_dir(f"{NAME}-train", inputs, weights=EBMTrainer.WEIGHTS)))
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """EBM images (B, 1, 32, 32) in [-1, 1] -> the classifier's (B, 1, 28, 28) in [0, 1]."""
-    return ((x[:, :, 2:30, 2:30].float().cpu() + 1) / 2).clamp(0, 1)
+    return from_signed_padded(x)
 
 
 def sample_rows(name: str, x: torch.Tensor, extractor, ref, energy) -> list[dict]:
@@ -109,9 +110,9 @@ def sample_rows(name: str, x: torch.Tensor, extractor, ref, energy) -> list[dict
 
 
 @torch.no_grad()
-def evaluate(trainer, cfg: Config, extractor, ref) -> tuple[pd.DataFrame, dict]:
+def evaluate(trainer, cfg: Config, outcome: str, extractor, ref) -> tuple[pd.DataFrame, dict]:
     ecfg, net = trainer.cfg, trainer.net.eval()
-    g = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval", ecfg.out_dir))
+    g = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval", outcome))
     x0 = init_chains("uniform", cfg.n_eval, (1, 32, 32), g)
     batches = [x0[i:i + 100] for i in range(0, cfg.n_eval, 100)]
     short = torch.cat([long_run(net, b, ecfg.steps, ecfg.eps, g)[0] for b in batches])
@@ -133,32 +134,29 @@ def evaluate(trainer, cfg: Config, extractor, ref) -> tuple[pd.DataFrame, dict]:
     return pd.concat([df, tr], ignore_index=True), images
 
 
-def run_cell(cfg: Config, outcome: str, work: Path, data, extractor, ref, force: bool):
-    ecfg = ebm_config(cfg, outcome, work)
+EVAL_FIELDS = ("n_eval", "long_run_steps", "classifier_epochs", "classifier_train_limit")
+
+
+def run_cell(cfg: Config, outcome: str, cache: CellCache, data, extractor, ref):
+    """Train (or reuse) one EBM and evaluate it (a cell keyed by the model's hash)."""
+    ecfg = ebm_config(cfg, outcome, cache)
     out = Path(ecfg.out_dir)
-    if force and out.exists():
-        shutil.rmtree(out)
     trainer = train_or_resume(ecfg, data)
-    ev = out / f"eval-{cell_id(dataclasses.asdict(cfg))}"
-    if (ev.with_suffix(".csv")).exists():
-        df, images = pd.read_csv(ev.with_suffix(".csv")), torch.load(ev.with_suffix(".pt"))
-    else:
-        df, images = evaluate(trainer, cfg, extractor, ref)
-        torch.save(images, ev.with_suffix(".pt"))
-        atomic_write_text(ev.with_suffix(".csv"), df.to_csv(index=False))
+    inputs = dict({k: getattr(cfg, k) for k in EVAL_FIELDS}, outcome=outcome, model=file_hash(out / EBMTrainer.WEIGHTS))
+    cell = cache.cell(NAME, inputs, lambda: evaluate(trainer, cfg, outcome, extractor, ref))
+    df, images = cell.rows, cell.arrays
     metrics = pd.read_csv(out / "metrics.csv")
     trace = metrics[metrics.metric.isin(["d_st", "r_t"])].assign(kind="trace", samples="training")
     df = pd.concat([df, trace], ignore_index=True)
     df["wall_time_s"] = float(metrics[metrics.metric == "wall_time_s"].value.max())
-    return df.assign(model=outcome, net=ecfg.net, run=out.name), images
+    return df.assign(model=outcome, net=ecfg.net, run=cell.meta["key"]), images
 
 
-def dbm_traces(work: Path) -> pd.DataFrame:
-    """d_st (= the logged surrogate loss) of fig25's budget DBM runs on MNIST, if they exist."""
-    from reproduce import fig25_end_to_end as fig25
+def dbm_traces(cache: CellCache) -> pd.DataFrame:
+    """d_st (= the logged surrogate loss) of the zoo's budget DBM runs on MNIST, if they exist."""
     frames = []
-    for method in fig25.Config().methods:
-        path = work / fig25.NAME / fig25.train_key(fig25.Config(), "mnist", method, 0) / "metrics.csv"
+    for method in zoo.METHODS:
+        path = zoo.run_path(cache, zoo.zoo_config(profile="budget"), "mnist", method, 0) / "metrics.csv"
         if path.exists():
             m = pd.read_csv(path)
             m = m[m.metric == "loss"].assign(metric="d_st", kind="dbm_trace", samples="training", model=f"dbm-{method}")
@@ -199,7 +197,8 @@ def main(argv=None) -> int:
     csv, js, png = output_paths(args, NAME)
     profile = "quick" if args.quick else args.profile
     cfg = args.config(PROFILES[profile], apply=True)
-    work = Path(args.work_dir)
+    cache = CellCache(args.work_dir, args.force)
+    work = cache.root
     if args.plot_only:
         df = pd.read_csv(csv)
     else:
@@ -215,17 +214,17 @@ def main(argv=None) -> int:
         frames, grids = [pd.DataFrame([{"model": "data", "samples": "held-out test images", "metric": "classifier_fd",
                                         "value": floor, "kind": "summary", "step": 0}])], {}
         for outcome in progress(cfg.outcomes, NAME):
-            df, images = run_cell(cfg, outcome, work, data, extractor, ref, args.force)
+            df, images = run_cell(cfg, outcome, cache, data, extractor, ref)
             frames.append(df)
             grids.update({f"{outcome}: {k}": to_unit(v) for k, v in images.items()})
-        frames.append(dbm_traces(work))
+        frames.append(dbm_traces(cache))
         df = pd.concat(frames, ignore_index=True)
         df["profile"], df["n_eval"] = profile, cfg.n_eval
         write_csv(df, csv)
         grids["data"] = test[:16]
         sample_grid(grids, csv.parent / f"{NAME}_samples.png")
         write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile, classifier=clf_record,
-                      outcomes={o: dataclasses.asdict(ebm_config(cfg, o, work)) for o in cfg.outcomes},
+                      outcomes={o: dataclasses.asdict(ebm_config(cfg, o, cache)) for o in cfg.outcomes},
                       reference="MNIST test images n_eval.. (classifier features, 8-bit classifier)")
     plot(df, png)
     s = df[df.kind == "summary"].pivot_table(index=["model", "samples"], columns="metric", values="value")

@@ -17,13 +17,11 @@ Traces: d_{s_t} and r_t every update.
     python -m reproduce.ebm_anatomy_toy [--quick | --profile budget | --profile paper]
 
 Outputs: results/ebm_anatomy_toy.{csv,json,png}; the density grids and samples behind the plot
-are kept in <work-dir>/ebm_anatomy_toy/<cell>/eval.npz.
+are the arrays of the evaluation cells in <work-dir>/ebm_anatomy_toy/ (column ``run``: the cell key).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,14 +30,14 @@ import dbm
 if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard library's dbm
     sys.exit("run this script from the repository root as: python -m reproduce.ebm_anatomy_toy")
 
-import numpy as np
 import pandas as pd
 import torch
 
 from dbm.ebm.chains import init_chains
 from dbm.ebm.toy import Toy2D, cell_probs_from_energy, cell_probs_from_log_density, cell_probs_from_samples, grid, kl, tv
-from dbm.ebm.train import EBMConfig, long_run, train_or_resume
-from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
+from dbm.cells import CellCache, file_hash
+from dbm.ebm.train import EBMConfig, EBMTrainer, long_run, train_or_resume
+from dbm.results import seed_hash, write_csv, write_sidecar
 from reproduce.common import base_parser, finish, output_paths, progress
 
 NAME = "ebm_anatomy_toy"
@@ -75,7 +73,7 @@ PROFILES = {
 }
 
 
-def ebm_config(cfg: Config, target: str, outcome: str, seed: int, work: Path, quick: bool) -> EBMConfig:
+def ebm_config(cfg: Config, target: str, outcome: str, seed: int, cache: CellCache, quick: bool) -> EBMConfig:
     t = TARGETS[target]
     over = dict(OUTCOMES[outcome])
     if quick:                                                 # keep the smoke test short
@@ -83,18 +81,18 @@ def ebm_config(cfg: Config, target: str, outcome: str, seed: int, work: Path, qu
     base = EBMConfig(dataset=target, toy_groups=t.groups, toy_radius=t.radius, toy_sd=t.sd, net="toy", n_f=cfg.n_f,
                      batch_size=cfg.batch_size, data_epsilon=cfg.data_epsilon, updates=cfg.updates,
                      seed=seed, ckpt_every=max(1, cfg.updates // 10), device=cfg.device, **over)
-    key = cell_id({k: v for k, v in dataclasses.asdict(base).items() if k not in ("out_dir", "device", "ckpt_every")})
-    return dataclasses.replace(base, out_dir=str(work / NAME / f"{target}-{outcome}-{seed}-{key}"))
+    inputs = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("out_dir", "device", "ckpt_every")}
+    return dataclasses.replace(base, out_dir=str(cache.run_dir(f"{NAME}-train", inputs, weights=EBMTrainer.WEIGHTS)))
 
 
 @torch.no_grad()
-def evaluate(trainer, cfg: Config, target: str) -> tuple[list[dict], dict]:
+def evaluate(trainer, cfg: Config, target: str, seed: int) -> tuple[pd.DataFrame, dict]:
     """Density errors on the grid; returns metric rows and arrays for the plot."""
     ecfg, net, truth = trainer.cfg, trainer.net.eval(), TARGETS[target]
     pts, _ = grid(cfg.grid_lim, cfg.grid_n)
     p = cell_probs_from_log_density(truth.log_density(pts))
     q = cell_probs_from_energy(net, pts.to(ecfg.device))
-    g = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval", ecfg.out_dir))
+    g = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval", target, ecfg.init, ecfg.optimizer, seed))
     start = "uniform" if ecfg.init == "persistent" else ecfg.init           # the bank starts from uniform noise
     x0 = init_chains(start, cfg.n_eval, (2,), g)
     short, _ = long_run(net, x0, ecfg.steps, ecfg.eps, g)
@@ -102,34 +100,32 @@ def evaluate(trainer, cfg: Config, target: str) -> tuple[list[dict], dict]:
     kde = lambda s: cell_probs_from_samples(s, pts, cfg.kde_bandwidth)   # noqa: E731
     rows = {"density_tv": tv(p, q), "density_kl": kl(p, q), "short_run_kde_tv": tv(p, kde(short)),
             "long_run_kde_tv": tv(p, kde(long)), "long_run_energy_drop": float(trace.energy.iloc[0] - trace.energy.iloc[-1])}
-    arrays = {"model": q.numpy(), "short": short.cpu().numpy()[:2000], "long": long.cpu().numpy()[:2000]}
+    arrays = {"model": q, "short": short[:2000], "long": long[:2000]}
     if trainer.bank is not None:
         rows["bank_kde_tv"] = tv(p, kde(trainer.bank.x))
-        arrays["bank"] = trainer.bank.x.cpu().numpy()[:2000]
-    return [{"metric": k, "value": v} for k, v in rows.items()], arrays
+        arrays["bank"] = trainer.bank.x[:2000]
+    return pd.DataFrame([{"metric": k, "value": v} for k, v in rows.items()]), arrays
 
 
-def run_cell(cfg: Config, target: str, outcome: str, seed: int, work: Path, quick: bool, force: bool) -> pd.DataFrame:
-    ecfg = ebm_config(cfg, target, outcome, seed, work, quick)
+EVAL_FIELDS = ("grid_lim", "grid_n", "kde_bandwidth", "n_eval", "long_run_steps")
+
+
+def run_cell(cfg: Config, target: str, outcome: str, seed: int, cache: CellCache, quick: bool) -> pd.DataFrame:
+    """Train (or reuse) one EBM and evaluate it (a cell keyed by the model's hash)."""
+    ecfg = ebm_config(cfg, target, outcome, seed, cache, quick)
     out = Path(ecfg.out_dir)
-    ev = out / f"eval-{cell_id(dataclasses.asdict(cfg))}.json"
-    if force and out.exists():
-        shutil.rmtree(out)
-    trainer = train_or_resume(ecfg)
-    if ev.exists():
-        rows = json.loads(ev.read_text())
-    else:
-        rows, arrays = evaluate(trainer, cfg, target)
-        np.savez(out / "eval.npz", **arrays)
-        atomic_write_text(ev, json.dumps(rows))
+    trainer = train_or_resume(ecfg, progress=False)
+    inputs = dict({k: getattr(cfg, k) for k in EVAL_FIELDS}, target=target, outcome=outcome, seed=seed,
+                  model=file_hash(out / EBMTrainer.WEIGHTS))
+    cell = cache.cell(NAME, inputs, lambda: evaluate(trainer, cfg, target, seed))
     metrics = pd.read_csv(out / "metrics.csv")
     trace = metrics[metrics.metric.isin(["d_st", "r_t"])].assign(kind="trace")
-    df = pd.concat([pd.DataFrame(rows).assign(kind="summary", step=ecfg.updates), trace], ignore_index=True)
+    df = pd.concat([cell.rows.assign(kind="summary", step=ecfg.updates), trace], ignore_index=True)
     df["wall_time_s"] = float(metrics[metrics.metric == "wall_time_s"].value.max())
-    return df.assign(target=target, outcome=outcome, seed=seed, run=out.name)
+    return df.assign(target=target, outcome=outcome, seed=seed, run=cell.meta["key"])
 
 
-def plot(df: pd.DataFrame, cfg: Config, work: Path, path: Path) -> None:
+def plot(df: pd.DataFrame, cfg: Config, cache: CellCache, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -137,7 +133,7 @@ def plot(df: pd.DataFrame, cfg: Config, work: Path, path: Path) -> None:
     fig, axes = plt.subplots(len(runs), 5, figsize=(20, 3.6 * len(runs)), squeeze=False)
     ext = [-cfg.grid_lim, cfg.grid_lim, -cfg.grid_lim, cfg.grid_lim]
     for i, (target, outcome, run) in enumerate(runs):
-        arr = np.load(work / NAME / run / "eval.npz")
+        arr = {k: v.numpy() for k, v in cache.load(NAME, run).arrays.items()}
         s = df[(df.run == run) & (df.kind == "summary")].set_index("metric").value
         pts, _ = grid(cfg.grid_lim, cfg.grid_n)
         truth = cell_probs_from_log_density(TARGETS[target].log_density(pts)).numpy()
@@ -168,13 +164,13 @@ def main(argv=None) -> int:
     csv, js, png = output_paths(args, NAME)
     profile = "quick" if args.quick else args.profile
     cfg = args.config(PROFILES[profile], apply=True)
-    work = Path(args.work_dir)
+    cache = CellCache(args.work_dir, args.force)
     if args.plot_only:
         df = pd.read_csv(csv)
     else:
         t0 = time.perf_counter()
         jobs = [(t, o, s) for t in cfg.targets for o in cfg.outcomes for s in range(cfg.seeds)]
-        frames = [run_cell(cfg, t, o, s, work, args.quick, args.force) for t, o, s in progress(jobs, NAME)]
+        frames = [run_cell(cfg, t, o, s, cache, args.quick) for t, o, s in progress(jobs, NAME)]
         df = pd.concat(frames, ignore_index=True)
         df["updates"], df["profile"] = cfg.updates, profile
         write_csv(df, csv)
@@ -185,7 +181,7 @@ def main(argv=None) -> int:
         write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile,
                       targets={t: dataclasses.asdict(TARGETS[t]) for t in cfg.targets},
                       outcomes=OUTCOMES, kde_tv_of_true_samples=floors)
-    plot(df, cfg, work, png)
+    plot(df, cfg, cache, png)
     s = df[df.kind == "summary"].pivot_table(index=["target", "outcome"], columns="metric", values="value")
     finish(s.reset_index(), [csv, js, png])
     return 0

@@ -24,7 +24,9 @@ if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard lib
 import pandas as pd
 import torch
 
-from dbm.results import cell_id, seed_hash, write_csv, write_sidecar
+from dbm import presets
+from dbm.cells import CellCache
+from dbm.results import atomic_path, seed_hash, write_csv, write_sidecar
 from reproduce.common import base_parser, finish, output_paths, progress
 
 NAME = "fig24_coupling_time"
@@ -53,17 +55,8 @@ QUICK = dict(widths_mh=(10, 20, 50, 100, 200), widths_gibbs=(10, 20, 50), depths
 
 
 def make_estimator(method: str, cfg: Config) -> dbm.Estimator:
-    """The four chain types of the figure."""
-    if method == "ucd-mh-lmi":
-        return dbm.estimator("ucd-mh-lmi", y0="same", max_steps=cfg.mh_max_steps, max_sweeps=cfg.max_sweeps)
-    if method == "mh-independent-y0":
-        return dbm.estimator("ucd-mh-lmi", y0="independent", max_steps=cfg.mh_max_steps,
-                             max_sweeps=cfg.max_sweeps)
-    if method in ("ucd-gibbs-uniform", "ucd-gibbs-lmi"):
-        return dbm.estimator("ucd-gibbs", init="uniform" if method.endswith("uniform") else "local-mode",
-                             y0="independent", coupling="maximal", max_steps=cfg.gibbs_max_steps,
-                             max_sweeps=cfg.max_sweeps)
-    raise ValueError(f"unknown method {method!r}")
+    """The chain type ``method`` (a preset of ``dbm.presets``) with this figure's caps."""
+    return presets.build(method, **presets.caps(method, cfg.mh_max_steps, cfg.gibbs_max_steps, cfg.max_sweeps))
 
 
 def random_dbm(width: int, depth: int, seed: int, cfg: Config) -> tuple[dbm.DBM, float]:
@@ -112,21 +105,16 @@ def cells(cfg: Config):
                     yield method, width, depth, seed
 
 
-def sweep(cfg: Config, work_dir: Path, force: bool) -> pd.DataFrame:
-    """Run every cell not yet cached in ``work_dir`` (DomainBed-style: file name = args hash)."""
+def sweep(cfg: Config, cache: CellCache) -> pd.DataFrame:
+    """Every cell, computed unless cached (key: the settings a cell reads, its coordinates)."""
     frames, todo = [], list(cells(cfg))
     shared = {k: v for k, v in dataclasses.asdict(cfg).items()
               if k not in ("widths_mh", "widths_gibbs", "depths", "seeds", "methods", "device")}
     bar = progress(todo, desc="fig24 cells")
     for method, width, depth, seed in bar:
-        path = work_dir / f"{cell_id(dict(shared, method=method, width=width, depth=depth, seed=seed))}.csv"
         bar.set_postfix(method=method, d=width, L=depth, refresh=False)
-        if path.exists() and not force:
-            frames.append(pd.read_csv(path))
-            continue
-        df = run_cell(method, width, depth, seed, cfg)
-        write_csv(df, path)
-        frames.append(df)
+        inputs = dict(shared, method=method, width=width, depth=depth, seed=seed)
+        frames.append(cache.cell(NAME, inputs, lambda: run_cell(method, width, depth, seed, cfg)).rows)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -185,10 +173,9 @@ def plot(df: pd.DataFrame, path: Path) -> None:
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(".tmp-" + path.name)
-    fig.savefig(tmp, dpi=120, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv=None) -> int:
@@ -200,7 +187,7 @@ def main(argv=None) -> int:
     else:
         cfg = args.config(QUICK)
         t0 = time.perf_counter()
-        df = sweep(cfg, Path(args.work_dir) / NAME, args.force)
+        df = sweep(cfg, CellCache(args.work_dir, args.force))
         write_csv(df, csv)
         table, slopes = summarise(df)
         write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, quick=args.quick,

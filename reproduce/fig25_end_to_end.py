@@ -16,7 +16,6 @@ Outputs: results/fig25_end_to_end.{csv,json,png} and results/fig25_samples_<data
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,11 +27,10 @@ if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard lib
 import pandas as pd
 import torch
 
-from dbm.data import load_images
+from dbm.cells import CellCache
 from dbm.metrics.ais import ais_log_partition, log_likelihood_bound
-from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
-from dbm.run import RunDir
-from dbm.train import TrainConfig, Trainer, encode
+from dbm.results import seed_hash, write_csv, write_sidecar
+from reproduce import zoo
 from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
 
 NAME = "fig25_end_to_end"
@@ -41,7 +39,7 @@ NAME = "fig25_end_to_end"
 @dataclasses.dataclass(frozen=True)
 class Config:
     datasets: tuple = ("mnist", "fashion-mnist")
-    methods: tuple = ("ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained")
+    methods: tuple = zoo.METHODS
     seeds: int = 2
     hidden: tuple = (500, 500)
     batch_size: int = 100
@@ -58,40 +56,16 @@ class Config:
     device: str = "cpu"
 
 
-PROFILES = {
-    "quick": dict(hidden=(64, 64), updates=60, train_limit=2000, seeds=1, pretrain_updates=100,
-                  ais_runs=32, ais_betas=300, test_n=500),
-    "budget": {},
-    "paper": dict(hidden=(784, 784), batch_size=1000, updates=1_000_000, pretrain_updates=20_000,
-                  gibbs_max_steps=100, ais_runs=100, ais_betas=20_000, test_n=10_000, seeds=3),
-}
-
-
-def estimator_options(method: str, cfg: Config) -> tuple[str, dict, int]:
-    if method == "ucd-mh-lmi":
-        return "ucd-mh-lmi", {}, 0
-    if method == "ucd-gibbs":
-        return "ucd-gibbs", {"max_steps": cfg.gibbs_max_steps}, 0
-    if method == "cd":
-        return "cd", {"k": 1}, 0
-    if method == "pcd":
-        return "pcd", {"k": 1}, 0
-    if method == "pcd-pretrained":
-        return "pcd", {"k": 1, "positive": "mean-field"}, cfg.pretrain_updates
-    raise ValueError(f"unknown method {method!r}")
+EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500), "budget": {},
+                 "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000, seeds=3)}
+PROFILES = {name: {**zoo.PROFILES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
+EVAL_FIELDS = ("ais_runs", "ais_betas", "test_n")
 
 
 def bernoulli_baseline(train: torch.Tensor, test: torch.Tensor) -> float:
     """Mean test log-likelihood of independent pixels fitted to the training set (+1 smoothing)."""
     p = (train.sum(0) + 1) / (train.shape[0] + 2)
     return float((test * p.log() + (1 - test) * (1 - p).log()).sum(-1).mean())
-
-
-def binary_data(ds: str, cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:
-    """The binarised training set (first ``train_limit`` images) and the first ``test_n`` test images."""
-    imgs = load_images(ds, "train", cfg.data_dir)
-    train = encode(imgs[:cfg.train_limit] if cfg.train_limit else imgs, TrainConfig())
-    return train, encode(load_images(ds, "test", cfg.data_dir)[:cfg.test_n], TrainConfig())
 
 
 def sample_stats(model, test: torch.Tensor, seed: int, device: str, n: int = 100) -> dict:
@@ -107,57 +81,31 @@ def sample_stats(model, test: torch.Tensor, seed: int, device: str, n: int = 100
             "sample_nn_distance": float(nearest.mean() / v.shape[1])}
 
 
-TRAIN_FIELDS = ("hidden", "batch_size", "updates", "lr", "gamma", "train_limit", "pretrain_updates",
-                "gibbs_max_steps")
-EVAL_FIELDS = ("ais_runs", "ais_betas", "test_n")
+def evaluate(trainer, curves: pd.DataFrame, dataset, method, seed, cfg: Config, test) -> pd.DataFrame:
+    """The test log-likelihood bound (AIS) and sample statistics of one trained model."""
+    wall = float(curves[curves.metric == "wall_time_s"].value.max())        # of the training itself
+    g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "ais", dataset, method, seed))
+    ais = ais_log_partition(trainer.model, g, runs=cfg.ais_runs, betas=cfg.ais_betas)
+    ll = float(log_likelihood_bound(trainer.model, test.to(cfg.device), ais.log_z).mean())
+    final = {"test_ll_bound": ll, "log_z": ais.log_z, "log_z_se": ais.log_z_se, "train_wall_s": wall,
+             **sample_stats(trainer.model, test, seed_hash(NAME, "stats", dataset, method, seed), cfg.device)}
+    return pd.DataFrame([{"metric": k, "value": v} for k, v in final.items()])
 
 
-def train_key(cfg: Config, dataset: str, method: str, seed: int) -> str:
-    """The cell's folder name: a hash of what its training depends on (not of paths or devices)."""
-    return cell_id(dict({k: getattr(cfg, k) for k in TRAIN_FIELDS}, dataset=dataset, method=method, seed=seed))
-
-
-def train_cell(dataset, method, seed, cfg: Config, work: Path, train, test, force: bool = False):
-    """Train (or resume, or reuse) one cell's DBM; returns the Trainer and its metric curves.
-    fig27 inpaints with these models."""
-    name, opts, pre = estimator_options(method, cfg)
-    tcfg = TrainConfig(dataset=dataset, hidden=tuple(cfg.hidden), estimator=name,
-                       estimator_options=json.dumps(opts), lr=cfg.lr, gamma=cfg.gamma,
-                       batch_size=cfg.batch_size, updates=cfg.updates, seed=seed,
-                       log_every=max(1, cfg.updates // 50), eval_every=max(1, cfg.updates // 10),
-                       ckpt_every=max(1, cfg.updates // 5), pretrain_updates=pre,
-                       out_dir=str(work / train_key(cfg, dataset, method, seed)),
-                       device=cfg.device)
-    if force:                                                # start this cell from scratch
-        for f in Path(tcfg.out_dir).glob("final-*.json"):
-            f.unlink()
-        RunDir(tcfg.out_dir, Trainer.WEIGHTS).clear()
-    t = Trainer(tcfg, data=train, eval_data=test[:1000])
-    t.resume()
-    return t, t.run(progress=False)
-
-
-def run_cell(dataset, method, seed, cfg: Config, work: Path, train, test, force: bool = False):
-    t, curves = train_cell(dataset, method, seed, cfg, work, train, test, force)
-    done = Path(t.cfg.out_dir) / f"final-{cell_id({k: getattr(cfg, k) for k in EVAL_FIELDS})}.json"
-    final = json.loads(done.read_text()) if done.exists() and not force else {}
-    if "test_ll_bound" not in final:
-        wall = float(curves[curves.metric == "wall_time_s"].value.max())   # of the training itself
-        g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "ais", dataset, method, seed))
-        ais = ais_log_partition(t.model, g, runs=cfg.ais_runs, betas=cfg.ais_betas)
-        ll = float(log_likelihood_bound(t.model, test.to(cfg.device), ais.log_z).mean())
-        final = {"test_ll_bound": ll, "log_z": ais.log_z, "log_z_se": ais.log_z_se, "train_wall_s": wall}
-    if "sample_diversity" not in final:                      # also fills caches written before it existed
-        final.update(sample_stats(t.model, test, seed_hash(NAME, "stats", dataset, method, seed), cfg.device))
-        atomic_write_text(done, json.dumps(final))
+def run_cell(cache: CellCache, dataset, method, seed, cfg: Config, train, test):
+    """One zoo model (trained here: fig25 owns the zoo) and its evaluation cell; tidy rows."""
+    trainer, curves = zoo.train(cache, zoo.zoo_config(cfg), dataset, method, seed, train, test, cfg.device, owned=True)
+    test = test[:cfg.test_n]
+    inputs = dict({k: getattr(cfg, k) for k in EVAL_FIELDS}, dataset=dataset, method=method, seed=seed,
+                  model=zoo.model_hash(trainer))
+    final = cache.cell(NAME, inputs, lambda: evaluate(trainer, curves, dataset, method, seed, cfg, test)).rows
     rows = curves[curves.metric.isin(["loss", "recon_error", "neg_tau_mean", "neg_sweeps_mean",
                                       "pos_sweeps_mean", "neg_tau_capped", "pos_tau_capped"])].copy()
-    rows = pd.concat([rows, pd.DataFrame([{"step": cfg.updates, "metric": k, "value": v}
-                                          for k, v in final.items()])], ignore_index=True)
+    rows = pd.concat([rows, final.assign(step=cfg.updates)], ignore_index=True)
     rows.insert(0, "seed", seed)
     rows.insert(0, "method", method)
     rows.insert(0, "dataset", dataset)
-    return rows, t
+    return rows, trainer
 
 
 def plot(df: pd.DataFrame, path: Path) -> None:
@@ -204,14 +152,14 @@ def main(argv=None) -> int:
     else:
         profile = "quick" if args.quick else args.profile
         cfg = args.config(PROFILES[profile], apply=True)
-        work = Path(args.work_dir) / NAME
+        cache = CellCache(args.work_dir, args.force)
         t0, frames = time.perf_counter(), []
         for ds in cfg.datasets:
-            train, test = binary_data(ds, cfg)
-            base = bernoulli_baseline(train, test)
+            train, test = zoo.binary_data(ds, cfg.data_dir, cfg.train_limit, max(cfg.test_n, zoo.HELD_OUT))
+            base = bernoulli_baseline(train, test[:cfg.test_n])
             samples = {}
             for method, seed in progress([(m, s) for m in cfg.methods for s in range(cfg.seeds)], f"fig25 {ds}"):
-                rows, trainer = run_cell(ds, method, seed, cfg, work, train, test, args.force)
+                rows, trainer = run_cell(cache, ds, method, seed, cfg, train, test)
                 rows = pd.concat([rows, pd.DataFrame([{"dataset": ds, "method": method, "seed": seed,
                                                        "step": cfg.updates, "metric": "bernoulli_baseline_ll",
                                                        "value": base}])], ignore_index=True)

@@ -35,9 +35,10 @@ from dbm.data import DataError
 from dbm.metrics import fid as F
 from dbm.metrics.classifier import ClassifierConfig, load_or_train, to_images
 from dbm.metrics.frechet import frechet_distance
-from dbm.results import cell_id, seed_hash, write_csv, write_sidecar
+from dbm.cells import CellCache
+from dbm.results import seed_hash, write_csv, write_sidecar
 from dbm.train import TrainConfig, Trainer, sample_images
-from reproduce import fig25_end_to_end as fig25
+from reproduce import zoo
 from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
 
 NAME = "fig26_fid"
@@ -46,7 +47,7 @@ NAME = "fig26_fid"
 @dataclasses.dataclass(frozen=True)
 class Config:
     datasets: tuple = ("mnist", "fashion-mnist", "cifar10")
-    dbm_methods: tuple = ("ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained")   # fig25's models
+    dbm_methods: tuple = zoo.METHODS                  # the zoo's (fig25's) models
     sample_kinds: tuple = ("mode", "random")          # local mode / one sweep after it (authors' sample())
     gans: tuple = ("wgan-gp", "wgan")
     gan_steps: int = 500                              # generator steps (5 critic steps each)
@@ -92,25 +93,25 @@ def extractors(cfg: Config, ds: str, clf) -> tuple[dict, dict]:
     return ext, missing
 
 
-def dbm_models(ds: str, cfg: Config, profile: str, work: Path, seed: int):
-    """(name, model) of every DBM of this data set: fig25's cells, or the 8-bit CIFAR-10 model."""
+def dbm_models(ds: str, cfg: Config, profile: str, cache: CellCache, seed: int):
+    """(name, model) of every DBM of this data set: the zoo's (fig25's) models of the profile, or
+    the 8-bit CIFAR-10 model (a training cell of this script)."""
     if ds == "cifar10":
-        key = cell_id(dict(h=cfg.cifar_hidden, u=cfg.cifar_updates, b=cfg.cifar_batch, s=seed))
+        out = cache.run_dir("fig26-cifar-dbm", dict(hidden=cfg.cifar_hidden, updates=cfg.cifar_updates,
+                                                    batch=cfg.cifar_batch, seed=seed))
         tcfg = TrainConfig(dataset=ds, encoding="8bit", hidden=(cfg.cifar_hidden,) * 2, batch_size=cfg.cifar_batch,
                            updates=cfg.cifar_updates, seed=seed, data_dir=cfg.data_dir, device=cfg.device,
                            log_every=max(1, cfg.cifar_updates // 50), eval_every=0,
-                           ckpt_every=max(1, cfg.cifar_updates // 5),
-                           out_dir=str(work / NAME / f"dbm-{key}"))
+                           ckpt_every=max(1, cfg.cifar_updates // 5), out_dir=str(out))
         t = Trainer(tcfg)
         t.resume()
         t.run(progress=False)
         yield "dbm-ucd-mh-lmi", t.model
         return
-    cfg25 = dataclasses.replace(fig25.Config(), **{**fig25.PROFILES[profile], "data_dir": cfg.data_dir,
-                                                    "device": cfg.device})
-    train, test = fig25.binary_data(ds, cfg25)
+    zcfg = zoo.zoo_config(profile=profile)
+    train, test = zoo.binary_data(ds, cfg.data_dir, zcfg.train_limit, zoo.HELD_OUT)
     for method in cfg.dbm_methods:
-        t, _ = fig25.train_cell(ds, method, seed, cfg25, work / fig25.NAME, train, test)
+        t, _ = zoo.train(cache, zcfg, ds, method, seed, train, test, cfg.device)
         yield f"dbm-{method}", t.model
 
 
@@ -120,19 +121,21 @@ def dbm_sampler(model, ds: str, kind: str, generator: torch.Generator):
     return draw
 
 
-def gan_model(ds: str, kind: str, cfg: Config, work: Path, seed: int) -> GANTrainer:
-    key = cell_id(dict(ds=ds, k=kind, n=cfg.gan_steps, w=cfg.gan_width, s=seed))
+def gan_model(ds: str, kind: str, cfg: Config, cache: CellCache, seed: int) -> GANTrainer:
+    out = cache.run_dir("fig26-gan", dict(dataset=ds, kind=kind, steps=cfg.gan_steps, width=cfg.gan_width, seed=seed),
+                        weights=GANTrainer.WEIGHTS)
     gcfg = GANConfig(dataset=ds, kind=kind, encoding=ENCODING[ds], steps=cfg.gan_steps, seed=seed, width=cfg.gan_width,
                      batch_size=64 if ds == "cifar10" else 50, data_dir=cfg.data_dir, device=cfg.device,
                      log_every=max(1, cfg.gan_steps // 100), ckpt_every=max(1, cfg.gan_steps // 5),
-                     out_dir=str(work / NAME / f"gan-{key}"))
+                     out_dir=str(out))
     t = GANTrainer(gcfg)
     t.resume()
     t.run(progress=False)
     return t
 
 
-def evaluate_dataset(ds: str, cfg: Config, profile: str, work: Path, grids: dict) -> tuple[list[dict], dict]:
+def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids: dict) -> tuple[list[dict], dict]:
+    work = cache.root
     enc = ENCODING[ds]
     clf, record = load_or_train(ClassifierConfig(dataset=ds, encoding=enc, epochs=cfg.classifier_epochs,
                                                  train_limit=cfg.classifier_train_limit),
@@ -162,9 +165,8 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, work: Path, grids: dict
     train_imgs = images_for(ds, enc, cfg.data_dir)
     add("data (train split)", "data", 0, "training images", train_imgs[:cfg.n_gen], "none")
     for seed in range(cfg.seeds):
-        for name, model in dbm_models(ds, cfg, profile, work, seed):
-            upd = cfg.cifar_updates if ds == "cifar10" else dataclasses.replace(
-                fig25.Config(), **fig25.PROFILES[profile]).updates
+        for name, model in dbm_models(ds, cfg, profile, cache, seed):
+            upd = cfg.cifar_updates if ds == "cifar10" else zoo.zoo_config(profile=profile).updates
             for kind in cfg.sample_kinds:
                 g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, name, kind, seed))
                 add(name, "dbm", seed, kind, dbm_sampler(model, ds, kind, g), f"{upd} updates")
@@ -172,7 +174,7 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, work: Path, grids: dict
                 g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "grid", ds, name))
                 grids[ds][name] = dbm_sampler(model, ds, "mode", g)(16)
         for kind in cfg.gans:
-            t = gan_model(ds, kind, cfg, work, seed)
+            t = gan_model(ds, kind, cfg, cache, seed)
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, kind, seed))
             add(kind, "gan", seed, "generator output", lambda b: t.sample(b, g), f"{cfg.gan_steps} generator steps")
             if seed == 0:
@@ -218,12 +220,12 @@ def main(argv=None) -> int:
     else:
         profile = "quick" if args.quick else args.profile
         cfg = args.config(PROFILES[profile], apply=True)
-        work, t0, rows, records = Path(args.work_dir), time.perf_counter(), [], {}
+        cache, t0, rows, records = CellCache(args.work_dir, args.force), time.perf_counter(), [], {}
         grids = {ds: {} for ds in cfg.datasets}
         csv.parent.mkdir(parents=True, exist_ok=True)
         for ds in progress(cfg.datasets, "fig26"):
             try:
-                r, records[ds] = evaluate_dataset(ds, cfg, profile, work, grids)
+                r, records[ds] = evaluate_dataset(ds, cfg, profile, cache, grids)
             except DataError as e:
                 problems.append(str(e))
                 rows.append(dict(dataset=ds, model="all", metric="all", value=float("nan"), missing_reason=str(e)))

@@ -18,7 +18,6 @@ Outputs: results/fig27_inpainting.{csv,json,png} and results/fig27_grid_<dataset
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,8 +32,9 @@ import torch
 from dbm.data import load_labels
 from dbm.inpaint import inpaint_gibbs, inpaint_local_search, make_mask, missing_error
 from dbm.metrics.classifier import ClassifierConfig, accuracy, load_or_train, to_images
-from dbm.results import atomic_write_text, cell_id, seed_hash, write_csv, write_sidecar
-from reproduce import fig25_end_to_end as fig25
+from dbm.cells import CellCache
+from dbm.results import seed_hash, write_csv, write_sidecar
+from reproduce import zoo
 from reproduce.common import base_parser, finish, output_paths, progress
 
 NAME = "fig27_inpainting"
@@ -43,7 +43,7 @@ NAME = "fig27_inpainting"
 @dataclasses.dataclass(frozen=True)
 class Config:
     datasets: tuple = ("mnist", "fashion-mnist")
-    methods: tuple = ("ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained")   # fig25 models
+    methods: tuple = zoo.METHODS                      # the zoo's (fig25's) models
     masks: tuple = ("left", "right", "top", "bottom", "center", "random-0.25", "random-0.5", "random-0.75")
     test_n: int = 1000
     gibbs_samples: int = 5
@@ -104,15 +104,16 @@ def evaluate(model, clf, v, labels, mask: str, cfg: Config, seed: int, ds: str) 
     return rows
 
 
-def run_cell(ds, method, mask, cfg: Config, work: Path, model, clf, v, labels, force: bool) -> pd.DataFrame:
-    done = work / f"{cell_id(dict(dataclasses.asdict(cfg), dataset=ds, method=method, mask=mask))}.json"
-    if done.exists() and not force:
-        rows = json.loads(done.read_text())
-    else:
-        rows = evaluate(model, clf, v, labels, mask, cfg, seed_hash(NAME, ds, method, mask), ds)
-        done.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(done, json.dumps(rows))
-    df = pd.DataFrame(rows)
+CELL_FIELDS = ("test_n", "gibbs_samples", "gibbs_sweeps", "max_sweeps")
+
+
+def run_cell(cache: CellCache, ds, method, mask, cfg: Config, model, model_id: str, clf, clf_id: str, v, labels
+             ) -> pd.DataFrame:
+    """One (data set, model, mask) evaluation; its key includes the model's and classifier's hashes."""
+    inputs = dict({k: getattr(cfg, k) for k in CELL_FIELDS}, dataset=ds, method=method, mask=mask,
+                  model=model_id, classifier=clf_id)
+    df = cache.cell(NAME, inputs, lambda: pd.DataFrame(
+        evaluate(model, clf, v, labels, mask, cfg, seed_hash(NAME, ds, method, mask), ds))).rows
     df.insert(0, "mask", mask)
     df.insert(0, "method", method)
     df.insert(0, "dataset", ds)
@@ -188,33 +189,33 @@ def main(argv=None) -> int:
     else:
         profile = "quick" if args.quick else args.profile
         cfg = args.config(PROFILES[profile], apply=True)
-        cfg25 = dataclasses.replace(fig25.Config(), **{**fig25.PROFILES[profile], "data_dir": cfg.data_dir,
-                                                        "device": cfg.device})
-        work = Path(args.work_dir)
+        zcfg = zoo.zoo_config(profile=profile)
+        cache = CellCache(args.work_dir, args.force)
+        work = cache.root
         t0, frames, classifiers = time.perf_counter(), [], {}
         out.mkdir(parents=True, exist_ok=True)
         for ds in cfg.datasets:
             ccfg = ClassifierConfig(dataset=ds, epochs=cfg.classifier_epochs, train_limit=cfg.classifier_train_limit)
             clf, record = load_or_train(ccfg, work / "classifiers", cfg.data_dir, cfg.device)
             classifiers[ds] = record
-            train, test = fig25.binary_data(ds, dataclasses.replace(cfg25, test_n=max(cfg.test_n, cfg25.test_n)))
+            train, test = zoo.binary_data(ds, cfg.data_dir, zcfg.train_limit, max(cfg.test_n, zoo.HELD_OUT))
             v = test[:cfg.test_n]
             labels = load_labels(ds, "test", cfg.data_dir)[:cfg.test_n]
             m, se = _mean_se(accuracy(clf, to_images(v, ds, "binary"), labels))
             frames.append(pd.DataFrame([{"dataset": ds, "method": "none", "mask": "none", "completion": "original",
                                          "metric": "accuracy", "value": m, "se": se}]))
             for method in progress(cfg.methods, f"fig27 {ds}"):
-                trainer, _ = fig25.train_cell(ds, method, 0, cfg25, work / fig25.NAME, train, test[:cfg25.test_n])
-                model = trainer.model.eval()
+                trainer, _ = zoo.train(cache, zcfg, ds, method, 0, train, test, cfg.device)
+                model, model_id = trainer.model.eval(), zoo.model_hash(trainer)
                 for mask in cfg.masks:
-                    frames.append(run_cell(ds, method, mask, cfg, work / NAME, model, clf, v, labels, args.force))
+                    frames.append(run_cell(cache, ds, method, mask, cfg, model, model_id, clf, ccfg.key(), v, labels))
                 grid(model, v, cfg, out / f"fig27_grid_{ds}_{method}.png", seed_hash(NAME, "grid", ds))
         df = pd.concat(frames, ignore_index=True)
         df["n_test"] = cfg.test_n
         df["fig25_profile"] = profile
         write_csv(df, csv)
         write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile, classifiers=classifiers,
-                      dbm_models=dataclasses.asdict(cfg25), sample_kind="clamped local mode / clamped Gibbs",
+                      dbm_models=dataclasses.asdict(zcfg), sample_kind="clamped local mode / clamped Gibbs",
                       gibbs_best="oracle: the sample with the lowest missing-pixel error")
     plot(df, png)
     finish(summarise(df), [csv, js, png])

@@ -52,11 +52,11 @@ def test_each_chain_of_coupled_step_has_single_chain_law(kind, gen):
     x = tuple(t.float() for t in bits[kx].split(sizes, -1))
     y = tuple(t.float() for t in bits[ky].split(sizes, -1))
     if kind == "mh":
-        sx, sy = couplings.coupled_mh_step(m, samplers.mh_init(m, x), samplers.mh_init(m, y), gen)
+        (sx, sy), _ = couplings.coupled_mh_step(samplers.MH(m), samplers.mh_init(m, x), samplers.mh_init(m, y), gen)
         x2, y2 = sx.xs, sy.xs
     else:
-        x2, y2, capped = couplings.coupled_gibbs_step(m, x, y, gen, coupling=kind.split("-")[1])
-        assert capped == 0
+        (x2, y2), info = couplings.coupled_gibbs_step(samplers.Gibbs(m), x, y, gen, coupling=kind.split("-")[1])
+        assert not info.residual_capped.any()
     chi2_gof(joint_index(x2), probs)
     chi2_gof(joint_index(y2), probs)
 
@@ -68,12 +68,12 @@ def test_met_chains_stay_met(kind, gen):
     if kind == "mh":
         s = samplers.mh_init(m, x)
         for _ in range(5):
-            a, b = couplings.coupled_mh_step(m, s, s, gen)
+            (a, b), _ = couplings.coupled_mh_step(samplers.MH(m), s, s, gen)
             assert torch.equal(couplings.states_equal(a.xs, b.xs), torch.ones(2000, dtype=torch.bool))
             s = a
     else:
         for _ in range(5):
-            a, b, _ = couplings.coupled_gibbs_step(m, x, x, gen, coupling=kind)
+            (a, b), _ = couplings.coupled_gibbs_step(samplers.Gibbs(m), x, x, gen, coupling=kind)
             assert couplings.states_equal(a, b).all()
             x = a
 
@@ -81,7 +81,7 @@ def test_met_chains_stay_met(kind, gen):
 def test_coupled_mh_meets_only_when_both_accept(gen):
     m = random_dbm([4, 3, 3], seed=22)
     x, y = samplers.mh_init(m, m.random_state(5000, gen)), samplers.mh_init(m, m.random_state(5000, gen))
-    prop, log_u = samplers.draw_proposal(m, x.xs, gen)
+    prop, log_u = samplers.MH(m).propose(x.xs, gen)
     e = m.energy(prop).detach()
     x2, y2, ax, ay = couplings.coupled_mh_update(x, y, prop, e, log_u)
     met = couplings.states_equal(x2.xs, y2.xs)
@@ -94,8 +94,8 @@ def test_driver_caps_are_counted(gen):
     x0 = samplers.mh_init(m, m.random_state(500, gen))
     y0 = samplers.mh_init(m, m.random_state(500, gen))
     res = driver.run_coupled(
-        x0, y0, step=lambda s, idx: samplers.mh_step(m, s, gen)[0],
-        coupled_step=lambda a, b, idx: couplings.coupled_mh_step(m, a, b, gen),
+        x0, y0, step=lambda s, idx: samplers.mh_step(m, s, gen),
+        coupled_step=lambda a, b, idx: couplings.coupled_mh_step(samplers.MH(m), a, b, gen),
         met=lambda a, b: couplings.states_equal(a.xs, b.xs), max_steps=2)
     assert res.capped.any() and (res.tau[res.capped] == 2).all()
     assert (res.tau >= 1).all() and res.tau.max() <= 2

@@ -42,7 +42,7 @@ def test_ddp_two_processes_agree(tmp_path):
     refs = [Trainer(TrainConfig(**CFG, out_dir=str(tmp_path / f"ref{r}")), data=toy_data(), rank=r, world=2)
             for r in range(2)]
     for t in refs:
-        loss, _ = t.est.loss(t.model, t.batch(), t.chain_gen)
+        loss, _, _ = t.est.loss(t.model, t.batch(), t.est_state, t.chain_gen)
         loss.backward()
     for k, g in enumerate(g0):
         mean = (list(refs[0].model.parameters())[k].grad + list(refs[1].model.parameters())[k].grad) / 2

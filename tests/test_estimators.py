@@ -37,9 +37,9 @@ def check(sizes, name, opts, seed, n=N, warm_calls=1):
     m = random_dbm(sizes, seed=seed)
     v = data_batch(sizes[0], n, seed)
     est = dbm.estimator(name, **opts, **({"max_steps": 100_000} if name.startswith("ucd") else {}))
-    gen = torch.Generator().manual_seed(seed)
+    gen, state = torch.Generator().manual_seed(seed), est.init_state()
     for _ in range(warm_calls):
-        g, info = est.chain_estimates(m, v, gen)
+        g, state, info = est.chain_estimates(m, v, state, gen)
     capped = int(info.pos.capped.sum() + info.neg.capped.sum())
     assert capped == 0, f"{capped} chains hit the cap (the estimate would be truncated)"
     return z_scores(g, exact.exact_gradient(m, v[:2])), info
@@ -73,8 +73,8 @@ def test_surrogate_gradient_equals_mean_of_chain_estimates():
     m = random_dbm([4, 3, 2], seed=7)
     v = data_batch(4, 64)
     for name, opts in [("ucd-mh-lmi", {}), ("ucd-gibbs", {"marginalize": True}), ("pcd", {})]:
-        g, _ = dbm.estimator(name, **opts).chain_estimates(m, v, torch.Generator().manual_seed(3))
-        loss, info = dbm.estimator(name, **opts).loss(m, v, torch.Generator().manual_seed(3))
+        g, _, _ = dbm.estimator(name, **opts).chain_estimates(m, v, None, torch.Generator().manual_seed(3))
+        loss, _, info = dbm.estimator(name, **opts).loss(m, v, None, torch.Generator().manual_seed(3))
         m.zero_grad()
         loss.backward()
         grad = torch.cat([p.grad.flatten() for p in m.parameters()]).double()
@@ -86,8 +86,8 @@ def test_loss_value_is_mean_energy_difference_without_corrections():
     m = random_dbm([6, 5, 4], seed=8)
     v = data_batch(6, 32)
     est = dbm.estimator("cd", k=2)
-    pos, neg = est.phases(m, v, torch.Generator().manual_seed(0))
-    loss, info = dbm.estimator("cd", k=2).loss(m, v, torch.Generator().manual_seed(0))
+    pos, neg, _ = est.phases(m, v, None, torch.Generator().manual_seed(0))
+    loss, _, info = dbm.estimator("cd", k=2).loss(m, v, None, torch.Generator().manual_seed(0))
     expected = (m.energy(pos.xs) - m.energy(neg.xs)).mean()
     torch.testing.assert_close(loss, expected)
     s = info.summary()                                  # the d_st diagnostic of the EBM-anatomy paper
@@ -100,7 +100,7 @@ def test_caps_are_counted_and_summarised():
     m = random_dbm([4, 3, 2], seed=9, w_scale=2.0)
     v = data_batch(4, 2000)
     est = dbm.estimator("ucd-mh-lmi", max_steps=2, max_sweeps=1)
-    _, info = est.loss(m, v, torch.Generator().manual_seed(0))
+    _, _, info = est.loss(m, v, None, torch.Generator().manual_seed(0))
     s = info.summary()
     assert s["neg_tau_capped"] > 0 and s["neg_sweeps_capped"] > 0 and s["neg_tau_max"] == 2
     assert 0 < s["neg_p_tau1"] < 1
@@ -109,12 +109,13 @@ def test_caps_are_counted_and_summarised():
 def test_pcd_keeps_chains_and_rejects_batch_change(gen):
     m = random_dbm([4, 3, 2], seed=9)
     est = dbm.estimator("pcd", k=3)
-    est.loss(m, data_batch(4, 10), gen)
-    first = est.chains
-    est.loss(m, data_batch(4, 10), gen)
-    assert est.chains is not first and est.chains[0].shape == (10, 4)
+    _, state, _ = est.loss(m, data_batch(4, 10), est.init_state(), gen)
+    first = state.chains
+    _, state, _ = est.loss(m, data_batch(4, 10), state, gen)
+    assert state.chains is not first and state.chains[0].shape == (10, 4)
+    assert est.init_state().chains == ()                # the estimator itself holds no chains
     with pytest.raises(ValueError, match="persistent chains"):
-        est.loss(m, data_batch(4, 12), gen)
+        est.loss(m, data_batch(4, 12), state, gen)
 
 
 def test_library_never_touches_global_rng(gen):
@@ -122,7 +123,7 @@ def test_library_never_touches_global_rng(gen):
     m = dbm.DBM([6, 5, 4], generator=torch.Generator().manual_seed(0))
     v = data_batch(6, 20)
     for name in dbm.ESTIMATORS:
-        loss, _ = dbm.estimator(name).loss(m, v, gen)
+        loss, _, _ = dbm.estimator(name).loss(m, v, None, gen)
         loss.backward()
     dbm.samplers.local_mode(m, m.random_state(8, gen))
     exact.sample_exact(random_dbm([3, 3, 3], 0), 10, gen)
@@ -139,9 +140,9 @@ def test_unbiased_heavier_models(sizes, w, name, opts):
     m = random_dbm(sizes, seed=200, w_scale=w)
     v = data_batch(sizes[0], 200_000, 200)
     est = dbm.estimator(name, **opts, max_steps=1_000_000)
-    gen = torch.Generator().manual_seed(200)
+    gen, state = torch.Generator().manual_seed(200), est.init_state()
     for _ in range(2 if opts.get("warm_start") else 1):
-        g, info = est.chain_estimates(m, v, gen)
+        g, state, info = est.chain_estimates(m, v, state, gen)
     assert int(info.pos.capped.sum() + info.neg.capped.sum()) == 0
     z = z_scores(g, exact.exact_gradient(m, v[:2]))
     assert z.abs().max() < z_threshold(z.numel())

@@ -104,11 +104,11 @@ def test_bad_input_raises_clear_errors(gen):
     m = dbm.DBM([4, 3, 2])
     est = dbm.estimator("ucd-mh-lmi")
     with pytest.raises(ValueError, match="shape"):
-        est.loss(m, torch.zeros(5, 3), gen)
+        est.loss(m, torch.zeros(5, 3), None, gen)
     with pytest.raises(ValueError, match="binary"):
-        est.loss(m, torch.full((5, 4), 0.5), gen)
+        est.loss(m, torch.full((5, 4), 0.5), None, gen)
     with pytest.raises(TypeError, match="Generator"):
-        est.loss(m, torch.zeros(5, 4), 0)
+        est.loss(m, torch.zeros(5, 4), None, 0)
     with pytest.raises(ValueError, match="generator is on"):
         dbm.validate.check_generator(gen, torch.device("meta"))
     with pytest.raises(ValueError, match="layer_sizes"):
@@ -118,7 +118,7 @@ def test_bad_input_raises_clear_errors(gen):
     with torch.no_grad():
         m.weights[1][0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        est.loss(m, torch.zeros(5, 4), gen)
+        est.loss(m, torch.zeros(5, 4), None, gen)
     with pytest.raises(ValueError, match="unknown estimator"):
         dbm.estimator("cd-100")
     with pytest.raises(ValueError, match="lie in"):

@@ -279,14 +279,26 @@ def test_estimators_stay_within_caps_and_memory_on_sharp_models(gen, name, opts,
     m = random_dbm([30, 20, 16], seed=3, w_scale=scale)
     v = (torch.rand(40, 30, generator=gen) < 0.5).float()
     est = dbm.estimator(name, max_sweeps=20, **opts) if name.startswith(("ucd", "off")) else dbm.estimator(name, **opts)
-    loss, info = est.loss(m, v, gen)
+    loss, _, info = est.loss(m, v, None, gen)
     assert torch.isfinite(loss)
     for ph in (info.pos, info.neg):
         assert int(ph.tau.max()) <= opts.get("max_steps", 1) and int(ph.capped.sum()) <= 40
         assert int(ph.sweeps.max()) <= 20 or name in ("cd", "pcd")
-    (pos, _), (neg, _) = est._run(m, v, gen, "stats")              # the memory bound, deterministic
+    (pos, neg), _, _ = est._run(m, v, None, gen, "stats")          # the memory bound, deterministic
     for sink in (pos, neg):
         assert sink.peak_rows <= sink.flush_rows + 40
+
+
+def test_maximal_coupling_residual_caps_reach_the_logs(gen):
+    """max_tries = 1 leaves most rows that miss the first stage capped: they are counted per chain
+    in PhaseInfo.residual_capped and reach the logged summary, never dropped."""
+    m = random_dbm([8, 6, 4], seed=4, w_scale=0.3)
+    v = (torch.rand(2000, 8, generator=gen) < 0.5).float()
+    _, _, info = dbm.estimator("ucd-gibbs", max_tries=1, max_steps=50).loss(m, v, None, gen)
+    s = info.summary()
+    assert info.neg.residual_capped.shape == (2000,) and int(info.neg.residual_capped.sum()) > 0
+    assert s["neg_residual_capped"] == float(info.neg.residual_capped.sum())
+    assert "neg_residual_capped" not in dbm.estimator("ucd-mh-lmi").loss(m, v[:10], None, gen)[2].summary()
 
 
 def test_accumulator_reduces_exactly_like_one_batched_evaluation(gen):
@@ -325,7 +337,7 @@ def test_coupled_driver_memory_does_not_grow_with_meeting_times(tmp_path):
         "    [w.mul_(50.0) for w in m.weights]\n"
         "v = (torch.rand(100, 784, generator=g) < 0.2).float()\n"
         "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "loss, info = dbm.estimator('ucd-mh-lmi', y0='independent', max_steps=1000).loss(m, v, g)\n"
+        "loss, _, info = dbm.estimator('ucd-mh-lmi', y0='independent', max_steps=1000).loss(m, v, None, g)\n"
         "grow = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - r0) / 1024\n"
         "print(int(info.neg.capped.sum()), bool(torch.isfinite(loss)), grow)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -25,7 +25,7 @@ def test_gibbs_sweep_leaves_law_invariant(sizes, T, gen):
             p.div_(T)                                     # exp(-E/T) is the model with theta/T
     bits, probs = exact.joint_table(target)
     xs, _ = table_sample(bits, probs, sizes, N, gen)
-    out = samplers.gibbs_step(m, xs, gen, T=T)
+    out, _ = samplers.gibbs_step(m, xs, gen, T=T)
     chi2_gof(joint_index(out), probs)
 
 
@@ -36,7 +36,7 @@ def test_clamped_gibbs_sweep_leaves_posterior_invariant(gen):
     for vbits in ([1, 0, 1], [0, 0, 0]):
         keep = (bits[:, :3] == torch.tensor(vbits, dtype=bits.dtype)).all(-1).double()
         xs, post = table_sample(bits, probs, sizes, N, gen, keep)
-        out = samplers.gibbs_step(m, xs, gen, clamp=True)
+        out, _ = samplers.gibbs_step(m, xs, gen, clamp=True)
         assert torch.equal(out[0], xs[0])
         chi2_gof(joint_index(out), post)
 
@@ -48,7 +48,7 @@ def test_partially_clamped_gibbs_sweep(gen):
     mask = torch.tensor([True, False, True, False])
     keep = ((bits[:, 0] == 1) & (bits[:, 2] == 0)).double()
     xs, cond = table_sample(bits, probs, sizes, N, gen, keep)
-    out = samplers.gibbs_step(m, xs, gen, clamp=mask.expand(N, 4))
+    out, _ = samplers.gibbs_step(m, xs, gen, clamp=mask.expand(N, 4))
     assert torch.equal(out[0][:, mask], xs[0][:, mask])
     chi2_gof(joint_index(out), cond)
 
@@ -62,8 +62,8 @@ def test_mh_step_leaves_law_invariant(clamp, gen):
     xs, target = table_sample(bits, probs, sizes, N, gen, keep)
     state = samplers.mh_init(m, xs)
     for _ in range(2):
-        state, acc = samplers.mh_step(m, state, gen, clamp=clamp)
-    assert 0.05 < acc.float().mean() < 0.95
+        state, info = samplers.mh_step(m, state, gen, clamp=clamp)
+    assert 0.05 < info.accepted.float().mean() < 0.95
     torch.testing.assert_close(state.energy, m.energy(state.xs).detach())
     chi2_gof(joint_index(state.xs), target)
 
@@ -96,7 +96,7 @@ def test_local_mode_is_fixed_point_and_lowers_energy(sizes, clamp, method, gen):
     e0, e1 = m.energy(xs).detach(), m.energy(mode).detach()
     assert (e1 <= e0 + 1e-4).all()
     for parity in (0, 1):
-        again, _ = samplers.block_update(m, mode, parity, None, T=0.0, clamp=clamp)
+        again, _ = samplers.Gibbs(m, 0.0, clamp).block(mode, parity, None)
         for a, b in zip(again, mode):
             assert torch.equal(a, b)
     if clamp is not None:
@@ -127,7 +127,7 @@ def test_incremental_local_mode_equals_dense_reference(sizes, clamp, gen):
     same = torch.stack([(x == y).all(-1) for x, y in zip(a, b)]).all(0)
     assert same.float().mean() >= 0.99 and (ia.sweeps[same] == ib.sweeps[same]).all()
     for parity in (0, 1):
-        again, _ = samplers.block_update(m, a, parity, None, T=0.0, clamp=clamp)
+        again, _ = samplers.Gibbs(m, 0.0, clamp).block(a, parity, None)
         assert all(torch.equal(p, q) for p, q in zip(again, a))
 
 

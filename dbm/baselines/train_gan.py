@@ -17,6 +17,7 @@ import torch
 
 from ..config import check_config, check_device
 from ..data import load_images
+from ..encoding import model_view
 from ..errors import DataError, DivergenceError
 from ..results import seed_hash
 from ..run import RunTrainer, check_writable, read_weights
@@ -67,13 +68,7 @@ RESUME_MUST_MATCH = ("dataset", "kind", "encoding", "width", "batch_size", "n_cr
 def images_for(dataset: str, encoding: str, data_dir=None, limit: int = 0, split: str = "train") -> torch.Tensor:
     """(N, C, H, W) float images in [0, 1] in the DBM's encoding."""
     x = load_images(dataset, split, data_dir)
-    x = x[:limit] if limit else x
-    x = (x.unsqueeze(1) if x.ndim == 3 else x).float() / 255
-    if encoding == "binary":
-        return (x > 0.5).float()
-    if encoding == "8bit":
-        return x
-    raise ValueError(f"encoding must be 'binary' or '8bit', got {encoding!r}")
+    return model_view(x[:limit] if limit else x, encoding)
 
 
 class GANTrainer(RunTrainer):

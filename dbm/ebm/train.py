@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..config import check_config, check_device
+from ..encoding import to_signed_padded
 from ..errors import ConfigError, DataError, DivergenceError
 from ..results import seed_hash
 from ..run import RunTrainer, check_writable, read_weights, require_finite
@@ -92,9 +93,7 @@ def mnist32(name: str = "mnist", split: str = "train", data_dir=None, limit: int
     background (-1) on each side."""
     from ..data import load_images
     x = load_images(name, split, data_dir)
-    x = x[:limit] if limit else x
-    x = x.float().div(255).mul(2).sub(1).unsqueeze(1)                            # (N, 1, 28, 28)
-    return torch.nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)                   # (N, 1, 32, 32)
+    return to_signed_padded(x[:limit] if limit else x)
 
 
 def _shape(cfg: EBMConfig) -> tuple[int, ...]:

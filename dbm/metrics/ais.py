@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from ..model import DBM
-from ..samplers import block_update, draw_uniforms
+from ..meanfield import mean_field
+from ..samplers import Gibbs, draw_uniforms
 from ..validate import check_generator
 
 __all__ = ["AISResult", "ais_log_partition", "mean_field", "log_likelihood_bound"]
@@ -68,28 +69,15 @@ def ais_log_partition(model: DBM, generator: torch.Generator, runs: int = 100,
     for beta in betas[1:]:
         log_w += _free_energy_beta(m, xs, prev) - _free_energy_beta(m, xs, beta)
         if beta > 0:                                  # T_beta: odd | even, then even | odd
-            u = draw_uniforms(m, runs, generator)
-            xs, _ = block_update(m, xs, 1, u, 1.0 / beta)
-            xs, _ = block_update(m, xs, 0, u, 1.0 / beta)
+            u, kernel = draw_uniforms(m, runs, generator), Gibbs(m, 1.0 / beta)
+            xs, _ = kernel.block(xs, 1, u)
+            xs, _ = kernel.block(xs, 0, u)
         prev = beta
     log_z0 = math.log(2.0) * sum(model.layer_sizes)
     lme = torch.logsumexp(log_w, 0) - math.log(runs)
     w = torch.exp(log_w - log_w.max())
     rel_se = float(w.std() / w.mean()) / math.sqrt(runs)
     return AISResult(float(log_z0 + lme), rel_se, log_w.cpu(), len(betas))
-
-
-@torch.no_grad()
-def mean_field(model: DBM, v: Tensor, iters: int = 30) -> list[Tensor]:
-    """Mean-field posterior means mu_l of q(h | v) = prod Bernoulli(mu_l), (B, n_l) per layer."""
-    mus = [v] + [torch.full((v.shape[0], n), 0.5, dtype=v.dtype, device=v.device)
-                 for n in model.layer_sizes[1:]]
-    for _ in range(iters):
-        for parity in (1, 0):
-            for l in model.layers(parity):
-                if l > 0:
-                    mus[l] = torch.sigmoid(model.logits(mus, l))
-    return mus
 
 
 @torch.no_grad()

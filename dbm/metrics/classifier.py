@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from ..data import DataError, load_images, load_labels
 from ..nninit import seeded
-from ..encoding import decode_8bit, encode_8bit, encode_binary
-from ..results import seed_hash
+from ..encoding import decode, model_view
+from ..results import atomic_path, seed_hash
 
 __all__ = ["ClassifierConfig", "SmallCNN", "to_images", "train_classifier", "load_or_train", "accuracy"]
 
@@ -74,16 +74,7 @@ def to_images(v: Tensor, dataset: str, encoding: str) -> Tensor:
     want = n if encoding == "binary" else 8 * n
     if v.ndim != 2 or v.shape[1] != want:
         raise ValueError(f"{dataset} {encoding} visible vectors must have shape (B, {want}), got {tuple(v.shape)}")
-    x = v.float() if encoding == "binary" else decode_8bit(v)
-    return x.reshape(-1, *shape)                        # CIFAR pixels are channel-major (C, H, W)
-
-
-def _encode(images: Tensor, encoding: str) -> Tensor:
-    if encoding == "binary":
-        return encode_binary(images)
-    if encoding == "8bit":
-        return encode_8bit(images)
-    raise ValueError(f"encoding must be 'binary' or '8bit', got {encoding!r}")
+    return decode(v, encoding, shape)                   # CIFAR pixels are channel-major (C, H, W)
 
 
 def train_classifier(cfg: ClassifierConfig, data_dir=None, device: str = "cpu") -> tuple[SmallCNN, dict]:
@@ -93,7 +84,7 @@ def train_classifier(cfg: ClassifierConfig, data_dir=None, device: str = "cpu") 
     y = load_labels(cfg.dataset, "train", data_dir)
     if cfg.train_limit:
         x, y = x[:cfg.train_limit], y[:cfg.train_limit]
-    x = to_images(_encode(x, cfg.encoding), cfg.dataset, cfg.encoding)
+    x = model_view(x, cfg.encoding)
     net = SmallCNN(SHAPES[cfg.dataset], g).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     t0 = time.perf_counter()
@@ -106,7 +97,7 @@ def train_classifier(cfg: ClassifierConfig, data_dir=None, device: str = "cpu") 
             loss.backward()
             opt.step()
     net.eval()
-    xt = to_images(_encode(load_images(cfg.dataset, "test", data_dir), cfg.encoding), cfg.dataset, cfg.encoding)
+    xt = model_view(load_images(cfg.dataset, "test", data_dir), cfg.encoding)
     acc = float(accuracy(net, xt, load_labels(cfg.dataset, "test", data_dir)).mean())
     return net, {"config": dataclasses.asdict(cfg), "test_accuracy": acc, "train_wall_s": time.perf_counter() - t0,
                  "torch": torch.__version__}
@@ -145,9 +136,7 @@ def load_or_train(cfg: ClassifierConfig, cache_dir: str | os.PathLike = "runs/cl
         net.eval()
         return net.to(device), record
     net, record = train_classifier(cfg, data_dir, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp-" + path.name)
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
-              metadata={"record": json.dumps(record)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
+                  metadata={"record": json.dumps(record)})
     return net, record

@@ -72,14 +72,9 @@ def accumulate(features: Callable[[Tensor], Tensor], batches: Iterable[Tensor]) 
 def save_stats(path, stats: Stats, manifest: dict) -> None:
     """``.npz`` with mu, sigma, n and the manifest as JSON (written to a temporary name, renamed)."""
     import json
-    import os
-    from pathlib import Path
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".tmp-" + path.name)
-    with open(tmp, "wb") as f:
+    from ..results import atomic_path
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, mu=stats.mu, sigma=stats.sigma, n=stats.n, manifest=json.dumps(manifest, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def load_stats(path, manifest: dict | None = None) -> Stats | None:
