@@ -83,11 +83,14 @@ def _field_help(cls) -> dict[str, str]:
     """The comment after each field in the class source: its explanation for --help."""
     import inspect
     import re
-    try:
-        src = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", src, re.M)}
+    out = {}
+    for klass in reversed(cls.__mro__[:-1]):         # inherited fields keep their explanation
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        out.update({m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^#\n]*#\s*(.*)$", src, re.M)})
+    return out
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls, skip=()) -> None:

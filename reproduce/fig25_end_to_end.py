@@ -37,18 +37,11 @@ NAME = "fig25_end_to_end"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(zoo.ZooConfig):
+    """The zoo's training settings (inherited) and this figure's evaluation."""
     datasets: tuple = ("mnist", "fashion-mnist")
     methods: tuple = zoo.METHODS
     seeds: int = 2
-    hidden: tuple = (500, 500)
-    batch_size: int = 100
-    updates: int = 2000
-    lr: float = 1e-2
-    gamma: float = 1e-3
-    train_limit: int = 0
-    pretrain_updates: int = 2000
-    gibbs_max_steps: int = 10
     ais_runs: int = 100
     ais_betas: int = 3000
     test_n: int = 2000
