@@ -285,7 +285,8 @@ class _LocalModeInit:
     warm_start = False
 
     def _pi0(self, model, v, clamp, generator, phase, n_copies, state):
-        """-> (X0 (and Y0) stacked, their odd logits, LocalModeInfo, the new state)."""
+        """-> (X0 (and Y0) stacked, their odd logits, LocalModeInfo, the new state, the T = 1 kernel
+        (its visible-term cache serves the phase's MH kernel))."""
         batch = v.shape[0]
         field = f"warm_{phase}"
         prev = getattr(state, field) if self.warm_start else ()
@@ -298,8 +299,9 @@ class _LocalModeInit:
         if self.warm_start:
             state = state._replace(**{field: xs})
         u = draw_uniforms(model, xs[0].shape[0], generator)
-        xs, sweep = Gibbs(model, 1.0, clamp, vv).update(xs, u, even_logits=lm.logits)
-        return xs, sweep.odd_logits, lm, state
+        gibbs = Gibbs(model, 1.0, clamp, vv)
+        xs, sweep = gibbs.update(xs, u, even_logits=lm.logits)
+        return xs, sweep.odd_logits, lm, state, gibbs
 
 
 class UCDMHLMI(_LocalModeInit, Estimator):
@@ -325,8 +327,8 @@ class UCDMHLMI(_LocalModeInit, Estimator):
     def _phase(self, model, v, clamp, generator, phase, sink, state):
         batch = v.shape[0]
         n_copies = 2 if self.y0 == "independent" else 1
-        xs, odd, lm, state = self._pi0(model, v, clamp, generator, phase, n_copies, state)
-        mh = MH(model, clamp, self.marginalize, v if clamp is True else None)
+        xs, odd, lm, state, gibbs = self._pi0(model, v, clamp, generator, phase, n_copies, state)
+        mh = MH(model, clamp, self.marginalize, like=gibbs)
         s = mh.init(xs, odd)
         x0 = tree_take(s, slice(0, batch))
         y0 = tree_take(s, slice(batch, 2 * batch)) if n_copies == 2 else x0
@@ -366,7 +368,7 @@ class UCDGibbs(_LocalModeInit, Estimator):
         batch = v.shape[0]
         n = 2 if self.y0 == "independent" else 1
         if self.init == "local-mode":
-            xs, _, lm, state = self._pi0(model, v, clamp, generator, phase, n, state)
+            xs, _, lm, state, _ = self._pi0(model, v, clamp, generator, phase, n, state)
             sweeps, scap = lm.sweeps[:batch], lm.capped[:batch]
         else:
             start_v = v.repeat(n, 1) if (clamp is True or self.init == "data") else None
@@ -401,8 +403,8 @@ class OfficialSingleChain(_LocalModeInit, Estimator):
 
     def _phase(self, model, v, clamp, generator, phase, sink, state):
         batch = v.shape[0]
-        xs, odd, lm, state = self._pi0(model, v, clamp, generator, phase, 1, state)
-        mh = MH(model, clamp, self.marginalize, v if clamp is True else None)
+        xs, odd, lm, state, gibbs = self._pi0(model, v, clamp, generator, phase, 1, state)
+        mh = MH(model, clamp, self.marginalize, like=gibbs)
         s = mh.init(xs, odd)
         out = [x.clone() for x in s.xs]
         tau = torch.full((batch,), self.max_steps, dtype=torch.long, device=v.device)

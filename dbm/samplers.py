@@ -78,10 +78,13 @@ class _Kernel:
     """Configuration shared by the kernels: the model, the clamp of v, and (when all of v is
     clamped and given as ``v``) the private cache of layer 1's visible term b_1 + W_1 c_0."""
 
-    def __init__(self, model: DBM, clamp: Clamp = None, v: Tensor | None = None):
+    def __init__(self, model: DBM, clamp: Clamp = None, v: Tensor | None = None, like: "_Kernel | None" = None):
         self.model, self.clamp = model, clamp
-        self._v_part = (model.visible_term(v).detach()
-                        if clamp is True and v is not None and model.depth >= 1 else None)
+        if like is not None:                          # same model and clamped v: share the cache
+            self._v_part = like._v_part
+        else:
+            self._v_part = (model.visible_term(v).detach()
+                            if clamp is True and v is not None and model.depth >= 1 else None)
 
     def at(self, rows: Tensor | None) -> tuple[Clamp, Tensor | None]:
         """(clamp, visible-term cache) of the chains ``rows`` (all chains when None)."""
@@ -357,10 +360,12 @@ def mh_update(state: MHState, proposal: Sequence[Tensor], proposal_energy: Tenso
 class MH(_Kernel):
     """Metropolis-Hastings with the uniform independence proposal over the free units (spec §2,
     UCD-MH-LMI step 2), targeting E(x), or F(x_even) with the odd layers summed out when
-    ``marginalize``. ``clamp`` and ``v`` as for ``Gibbs``."""
+    ``marginalize``. ``clamp`` and ``v`` as for ``Gibbs``; ``like``: a kernel bound to the same
+    clamped v (its first rows), whose visible-term cache is reused instead of recomputed."""
 
-    def __init__(self, model: DBM, clamp: Clamp = None, marginalize: bool = False, v: Tensor | None = None):
-        super().__init__(model, clamp, v)
+    def __init__(self, model: DBM, clamp: Clamp = None, marginalize: bool = False, v: Tensor | None = None,
+                 like: _Kernel | None = None):
+        super().__init__(model, clamp, v, like)
         self.marginalize = bool(marginalize)
         self.energy_fn = energy_fn(model, self.marginalize)
 
