@@ -26,9 +26,8 @@ import pandas as pd
 import torch
 
 from dbm import exact, presets
-from dbm.cells import CellCache
-from dbm.results import seed_hash, write_csv, write_sidecar
-from reproduce.common import base_parser, finish, output_paths, progress
+from dbm.results import seed_hash
+from reproduce.common import Computed, Run, progress, script_main
 
 NAME = "bias_study"
 ESTIMATORS = ("cd-1", "cd-10", "pcd-1", "ucd-gibbs", "ucd-mh-lmi", "ucd-mh-lmi-marg",
@@ -106,7 +105,7 @@ def run_cell(shape, scale, kind, label, cfg: Config) -> list[dict]:
     return [{**base, "metric": k, "value": val} for k, val in metrics.items()]
 
 
-def plot(df: pd.DataFrame, path) -> None:
+def plot(df: pd.DataFrame, path, run: Run | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -135,29 +134,24 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     return w[["rel_bias", "rel_se", "max_abs_z", "mse_per_chain", "p_correction_neg", "cost_sweeps"]].reset_index()
 
 
+PROFILES = {"full": {}, "quick": QUICK}
+
+
+def compute(run: Run) -> Computed:
+    cfg, rows = run.cfg, []
+    cells = [(s, w, k, e) for s in cfg.shapes for w in cfg.w_scales for k in cfg.weights for e in cfg.estimators]
+    shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("shapes", "w_scales", "weights",
+                                                                        "estimators", "device")}
+    for shape, scale, kind, label in progress(cells, "bias study"):
+        inputs = dict(shared, shape=shape, w_scale=scale, weights=kind, estimator=label)
+        rows.append(run.cache.cell(NAME, inputs, lambda: pd.DataFrame(run_cell(shape, scale, kind, label, cfg))).rows)
+    df = pd.concat(rows, ignore_index=True)
+    return Computed(df, dict(summary=summarise(df).to_dict("records")))
+
+
 def main(argv=None) -> int:
-    p = base_parser(__doc__, Config)
-    args = p.parse_args(argv)
-    csv, js, png = output_paths(args, NAME)
-    if args.plot_only:
-        df = pd.read_csv(csv)
-    else:
-        cfg = args.config(QUICK)
-        t0, rows = time.perf_counter(), []
-        cells = [(s, w, k, e) for s in cfg.shapes for w in cfg.w_scales for k in cfg.weights for e in cfg.estimators]
-        cache = CellCache(args.work_dir, args.force)
-        shared = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("shapes", "w_scales", "weights",
-                                                                            "estimators", "device")}
-        for shape, scale, kind, label in progress(cells, "bias study"):
-            inputs = dict(shared, shape=shape, w_scale=scale, weights=kind, estimator=label)
-            rows.append(cache.cell(NAME, inputs, lambda: pd.DataFrame(run_cell(shape, scale, kind, label, cfg))).rows)
-        df = pd.concat(rows, ignore_index=True)
-        write_csv(df, csv)
-        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, quick=args.quick,
-                      summary=summarise(df).to_dict("records"))
-    plot(df, png)
-    finish(summarise(df), [csv, js, png])
-    return 0
+    return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
+                       plot=plot, summary=summarise, default_profile="full")
 
 
 if __name__ == "__main__":

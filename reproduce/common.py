@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import time
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import pandas as pd
 from tqdm.auto import tqdm
 
+from dbm.cells import CellCache
 from dbm.config import add_config_args, config_from_args
+from dbm.results import write_csv, write_sidecar
 
-__all__ = ["base_parser", "output_paths", "progress", "finish", "sample_grid"]
+__all__ = ["base_parser", "output_paths", "progress", "finish", "sample_grid", "Run", "Computed", "script_main",
+           "summary_pivot"]
 
 
 def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
@@ -22,7 +28,9 @@ def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--plot-only", action="store_true", help="redraw the plot from the CSV")
     p.add_argument("--force", action="store_true", help="recompute cached cells")
-    p.add_argument("--out-dir", default="results", help="where the CSV, JSON and PNG go")
+    p.add_argument("--out-dir", default=None,
+                   help="where the CSV, JSON and PNG go (default results/, and results/quick/ for --quick so a "
+                        "smoke run never overwrites the committed results)")
     p.add_argument("--work-dir", default="runs", help="cache of finished cells")
     add_config_args(p, config_cls, skip=("device",))
 
@@ -46,6 +54,65 @@ def output_paths(args, name: str) -> tuple[Path, Path, Path]:
     """results/<name>.csv, .json and .png under --out-dir."""
     out = Path(args.out_dir)
     return out / f"{name}.csv", out / f"{name}.json", out / f"{name}.png"
+
+
+class Run(NamedTuple):
+    """What a script's ``compute`` and ``plot`` see: the resolved config, the cell cache, the
+    profile name, where outputs go and the parsed arguments."""
+    cfg: object
+    cache: CellCache
+    profile: str
+    out: Path
+    args: argparse.Namespace
+
+
+class Computed(NamedTuple):
+    """What a script's ``compute`` returns: the tidy table, extra sidecar fields, and problems
+    (missing data or weights) that make the script exit 1 after writing what it could."""
+    df: pd.DataFrame
+    sidecar: dict = {}
+    problems: tuple = ()
+
+
+def script_main(argv, *, doc: str, name: str, config_cls, profiles: dict, compute: Callable[[Run], Computed],
+                plot: Callable, summary: Callable, default_profile: str = "budget") -> int:
+    """The life of every reproduction script: parse the flags, resolve the profile (``--quick``
+    is the ``quick`` profile), compute the table through the cell cache (or read it back with
+    ``--plot-only``), write CSV and sidecar JSON atomically, draw ``plot(df, png, run)``, print
+    ``summary(df)`` (a table or a tuple of tables) and the files written."""
+    p = base_parser(doc, config_cls)
+    p.add_argument("--profile", choices=sorted(profiles), default=default_profile,
+                   help="settings to run (--quick is the same as --profile quick)")
+    args = p.parse_args(argv)
+    profile = "quick" if args.quick else args.profile
+    if args.out_dir is None:
+        args.out_dir = "results/quick" if profile == "quick" else "results"
+    run = Run(args.config(profiles[profile], apply=True), CellCache(args.work_dir, args.force), profile,
+              Path(args.out_dir), args)
+    csv, js, png = output_paths(args, name)
+    problems: tuple = ()
+    if args.plot_only:
+        df = pd.read_csv(csv)
+    else:
+        t0 = time.perf_counter()
+        run.out.mkdir(parents=True, exist_ok=True)
+        df, extra, problems = compute(run)
+        write_csv(df, csv)
+        write_sidecar(js, run.cfg, time.perf_counter() - t0, run.cfg.device, profile=profile, **extra)
+    plot(df, png, run)
+    tables = summary(df)
+    finish(*(tables if isinstance(tables, tuple) else (tables,)), [csv, js, png])
+    if problems:
+        print("\nincomplete:\n- " + "\n- ".join(sorted(set(problems))), file=sys.stderr)
+        return 1
+    return 0
+
+
+def summary_pivot(*index: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """``summary`` for tables with a ``kind`` column: the summary rows, one column per metric."""
+    def summarise(df: pd.DataFrame) -> pd.DataFrame:
+        return df[df.kind == "summary"].pivot_table(index=list(index), columns="metric", values="value").reset_index()
+    return summarise
 
 
 def progress(items, desc: str):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import dbm
@@ -43,9 +42,9 @@ from dbm.encoding import from_signed_padded
 from dbm.metrics.classifier import ClassifierConfig, load_or_train
 from dbm.metrics.fid import classifier_extractor, feature_stats
 from dbm.metrics.frechet import frechet_distance
-from dbm.results import seed_hash, write_csv, write_sidecar
+from dbm.results import seed_hash
 from reproduce import zoo
-from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
+from reproduce.common import Computed, Run, progress, sample_grid, script_main, summary_pivot
 
 NAME = "ebm_anatomy_mnist"
 OUTCOMES = {
@@ -164,7 +163,7 @@ def dbm_traces(cache: CellCache) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def plot(df: pd.DataFrame, path: Path) -> None:
+def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -190,46 +189,38 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def compute(run: Run) -> Computed:
+    cfg, cache = run.cfg, run.cache
+    clf, clf_record = load_or_train(ClassifierConfig("mnist", "8bit", epochs=cfg.classifier_epochs,
+                                                     train_limit=cfg.classifier_train_limit),
+                                    cache.root / "classifiers", cfg.data_dir, cfg.device)
+    extractor = classifier_extractor(clf, cfg.device)
+    test = load_images("mnist", "test", cfg.data_dir).float().div(255).unsqueeze(1)      # (N, 1, 28, 28)
+    ref = feature_stats(extractor, test[cfg.n_eval:])
+    floor = frechet_distance(feature_stats(extractor, test[:cfg.n_eval]), ref)
+    data = mnist32("mnist", "train", cfg.data_dir, cfg.train_limit)
+    frames, grids = [pd.DataFrame([{"model": "data", "samples": "held-out test images", "metric": "classifier_fd",
+                                    "value": floor, "kind": "summary", "step": 0}])], {}
+    for outcome in progress(cfg.outcomes, NAME):
+        df, images = run_cell(cfg, outcome, cache, data, extractor, ref)
+        frames.append(df)
+        grids.update({f"{outcome}: {k}": to_unit(v) for k, v in images.items()})
+    frames.append(dbm_traces(cache))
+    df = pd.concat(frames, ignore_index=True)
+    df["profile"], df["n_eval"] = run.profile, cfg.n_eval
+    grids["data"] = test[:16]
+    sample_grid(grids, run.out / f"{NAME}_samples.png")
+    return Computed(df, dict(classifier=clf_record,
+                             outcomes={o: dataclasses.asdict(ebm_config(cfg, o, cache)) for o in cfg.outcomes},
+                             reference="MNIST test images n_eval.. (classifier features, 8-bit classifier)"))
+
+
+summarise = summary_pivot("model", "samples")
+
+
 def main(argv=None) -> int:
-    p = base_parser(__doc__, Config)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
-    args = p.parse_args(argv)
-    csv, js, png = output_paths(args, NAME)
-    profile = "quick" if args.quick else args.profile
-    cfg = args.config(PROFILES[profile], apply=True)
-    cache = CellCache(args.work_dir, args.force)
-    work = cache.root
-    if args.plot_only:
-        df = pd.read_csv(csv)
-    else:
-        t0 = time.perf_counter()
-        clf, clf_record = load_or_train(ClassifierConfig("mnist", "8bit", epochs=cfg.classifier_epochs,
-                                                         train_limit=cfg.classifier_train_limit),
-                                        work / "classifiers", cfg.data_dir, cfg.device)
-        extractor = classifier_extractor(clf, cfg.device)
-        test = load_images("mnist", "test", cfg.data_dir).float().div(255).unsqueeze(1)      # (N, 1, 28, 28)
-        ref = feature_stats(extractor, test[cfg.n_eval:])
-        floor = frechet_distance(feature_stats(extractor, test[:cfg.n_eval]), ref)
-        data = mnist32("mnist", "train", cfg.data_dir, cfg.train_limit)
-        frames, grids = [pd.DataFrame([{"model": "data", "samples": "held-out test images", "metric": "classifier_fd",
-                                        "value": floor, "kind": "summary", "step": 0}])], {}
-        for outcome in progress(cfg.outcomes, NAME):
-            df, images = run_cell(cfg, outcome, cache, data, extractor, ref)
-            frames.append(df)
-            grids.update({f"{outcome}: {k}": to_unit(v) for k, v in images.items()})
-        frames.append(dbm_traces(cache))
-        df = pd.concat(frames, ignore_index=True)
-        df["profile"], df["n_eval"] = profile, cfg.n_eval
-        write_csv(df, csv)
-        grids["data"] = test[:16]
-        sample_grid(grids, csv.parent / f"{NAME}_samples.png")
-        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile, classifier=clf_record,
-                      outcomes={o: dataclasses.asdict(ebm_config(cfg, o, cache)) for o in cfg.outcomes},
-                      reference="MNIST test images n_eval.. (classifier features, 8-bit classifier)")
-    plot(df, png)
-    s = df[df.kind == "summary"].pivot_table(index=["model", "samples"], columns="metric", values="value")
-    finish(s.reset_index(), [csv, js, png])
-    return 0
+    return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
+                       plot=plot, summary=summarise)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import dbm
@@ -37,8 +36,8 @@ from dbm.ebm.chains import init_chains
 from dbm.ebm.toy import Toy2D, cell_probs_from_energy, cell_probs_from_log_density, cell_probs_from_samples, grid, kl, tv
 from dbm.cells import CellCache, file_hash
 from dbm.ebm.train import EBMConfig, EBMTrainer, long_run, train_or_resume
-from dbm.results import seed_hash, write_csv, write_sidecar
-from reproduce.common import base_parser, finish, output_paths, progress
+from dbm.results import seed_hash
+from reproduce.common import Computed, Run, progress, script_main, summary_pivot
 
 NAME = "ebm_anatomy_toy"
 TARGETS = {"gmm": Toy2D("gmm", 8, 1.0, 0.15), "rings": Toy2D("rings", 2, 1.0, 0.1)}
@@ -125,7 +124,8 @@ def run_cell(cfg: Config, target: str, outcome: str, seed: int, cache: CellCache
     return df.assign(target=target, outcome=outcome, seed=seed, run=cell.meta["key"])
 
 
-def plot(df: pd.DataFrame, cfg: Config, cache: CellCache, path: Path) -> None:
+def plot(df: pd.DataFrame, path: Path, run: Run) -> None:
+    cfg, cache = run.cfg, run.cache
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -157,34 +157,26 @@ def plot(df: pd.DataFrame, cfg: Config, cache: CellCache, path: Path) -> None:
     plt.close(fig)
 
 
+def compute(run: Run) -> Computed:
+    cfg = run.cfg
+    quick = run.profile == "quick"
+    jobs = [(t, o, s) for t in cfg.targets for o in cfg.outcomes for s in range(cfg.seeds)]
+    df = pd.concat([run_cell(cfg, t, o, s, run.cache, quick) for t, o, s in progress(jobs, NAME)], ignore_index=True)
+    df["updates"], df["profile"] = cfg.updates, run.profile
+    pts, _ = grid(cfg.grid_lim, cfg.grid_n)
+    floors = {t: tv(cell_probs_from_log_density(TARGETS[t].log_density(pts)),
+                    cell_probs_from_samples(TARGETS[t].sample(cfg.n_eval, torch.Generator().manual_seed(0)), pts,
+                                            cfg.kde_bandwidth)) for t in cfg.targets}
+    return Computed(df, dict(targets={t: dataclasses.asdict(TARGETS[t]) for t in cfg.targets}, outcomes=OUTCOMES,
+                             kde_tv_of_true_samples=floors))
+
+
+summarise = summary_pivot("target", "outcome")
+
+
 def main(argv=None) -> int:
-    p = base_parser(__doc__, Config)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
-    args = p.parse_args(argv)
-    csv, js, png = output_paths(args, NAME)
-    profile = "quick" if args.quick else args.profile
-    cfg = args.config(PROFILES[profile], apply=True)
-    cache = CellCache(args.work_dir, args.force)
-    if args.plot_only:
-        df = pd.read_csv(csv)
-    else:
-        t0 = time.perf_counter()
-        jobs = [(t, o, s) for t in cfg.targets for o in cfg.outcomes for s in range(cfg.seeds)]
-        frames = [run_cell(cfg, t, o, s, cache, args.quick) for t, o, s in progress(jobs, NAME)]
-        df = pd.concat(frames, ignore_index=True)
-        df["updates"], df["profile"] = cfg.updates, profile
-        write_csv(df, csv)
-        pts, _ = grid(cfg.grid_lim, cfg.grid_n)
-        floors = {t: tv(cell_probs_from_log_density(TARGETS[t].log_density(pts)),
-                        cell_probs_from_samples(TARGETS[t].sample(cfg.n_eval, torch.Generator().manual_seed(0)), pts,
-                                                cfg.kde_bandwidth)) for t in cfg.targets}
-        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile,
-                      targets={t: dataclasses.asdict(TARGETS[t]) for t in cfg.targets},
-                      outcomes=OUTCOMES, kde_tv_of_true_samples=floors)
-    plot(df, cfg, cache, png)
-    s = df[df.kind == "summary"].pivot_table(index=["target", "outcome"], columns="metric", values="value")
-    finish(s.reset_index(), [csv, js, png])
-    return 0
+    return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
+                       plot=plot, summary=summarise)
 
 
 if __name__ == "__main__":

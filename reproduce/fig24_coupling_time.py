@@ -26,8 +26,8 @@ import torch
 
 from dbm import presets
 from dbm.cells import CellCache
-from dbm.results import atomic_path, seed_hash, write_csv, write_sidecar
-from reproduce.common import base_parser, finish, output_paths, progress
+from dbm.results import atomic_path, seed_hash
+from reproduce.common import Computed, Run, progress, script_main
 
 NAME = "fig24_coupling_time"
 
@@ -137,7 +137,7 @@ def summarise(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, pd.DataFrame(slopes)
 
 
-def plot(df: pd.DataFrame, path: Path) -> None:
+def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     """tau and T against width (log-log), a line per method, band = range over model seeds."""
     import matplotlib
     matplotlib.use("Agg")
@@ -178,25 +178,18 @@ def plot(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> int:
-    p = base_parser(__doc__, Config)
-    args = p.parse_args(argv)
-    csv, js, png = output_paths(args, NAME)
-    if args.plot_only:
-        df = pd.read_csv(csv)
-    else:
-        cfg = args.config(QUICK)
-        t0 = time.perf_counter()
-        df = sweep(cfg, CellCache(args.work_dir, args.force))
-        write_csv(df, csv)
-        table, slopes = summarise(df)
-        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, quick=args.quick,
-                      summary=table.to_dict("records"), T_loglog_slopes=slopes.to_dict("records"),
-                      outputs=[str(csv), str(png)])
-    plot(df, png)
+PROFILES = {"full": {}, "quick": QUICK}
+
+
+def compute(run: Run) -> Computed:
+    df = sweep(run.cfg, run.cache)
     table, slopes = summarise(df)
-    finish(table, slopes, [csv, js, png])
-    return 0
+    return Computed(df, dict(summary=table.to_dict("records"), T_loglog_slopes=slopes.to_dict("records")))
+
+
+def main(argv=None) -> int:
+    return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
+                       plot=plot, summary=summarise, default_profile="full")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import dbm
@@ -29,9 +28,9 @@ import torch
 
 from dbm.cells import CellCache
 from dbm.metrics.ais import ais_log_partition, log_likelihood_bound
-from dbm.results import seed_hash, write_csv, write_sidecar
+from dbm.results import seed_hash
 from reproduce import zoo
-from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
+from reproduce.common import Computed, Run, progress, sample_grid, script_main
 
 NAME = "fig25_end_to_end"
 
@@ -101,7 +100,7 @@ def run_cell(cache: CellCache, dataset, method, seed, cfg: Config, train, test):
     return rows, trainer
 
 
-def plot(df: pd.DataFrame, path: Path) -> None:
+def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -134,45 +133,33 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index()
 
 
+def compute(run: Run) -> Computed:
+    cfg, frames = run.cfg, []
+    for ds in cfg.datasets:
+        train, test = zoo.binary_data(ds, cfg.data_dir, cfg.train_limit, max(cfg.test_n, zoo.HELD_OUT))
+        base = bernoulli_baseline(train, test[:cfg.test_n])
+        samples = {}
+        for method, seed in progress([(m, s) for m in cfg.methods for s in range(cfg.seeds)], f"fig25 {ds}"):
+            rows, trainer = run_cell(run.cache, ds, method, seed, cfg, train, test)
+            rows = pd.concat([rows, pd.DataFrame([{"dataset": ds, "method": method, "seed": seed,
+                                                   "step": cfg.updates, "metric": "bernoulli_baseline_ll",
+                                                   "value": base}])], ignore_index=True)
+            frames.append(rows)
+            if seed == 0:
+                g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "samples", ds))
+                samples[method] = dbm.train.sample_images(trainer.model, 16, g)["mode"]
+        sample_grid({m: v.reshape(-1, 1, 28, 28) for m, v in samples.items()}, run.out / f"fig25_samples_{ds}.png")
+    df = pd.concat(frames, ignore_index=True)
+    for k in ("hidden", "batch_size", "updates", "lr"):
+        df[k] = str(getattr(cfg, k))
+    return Computed(df, dict(summary=summarise(df).to_dict("records"), sample_kind="local mode (authors' 'mode')",
+                             fails_definition="test_ll_bound < bernoulli_baseline_ll",
+                             methods_order_in_sample_grid=list(cfg.methods)))
+
+
 def main(argv=None) -> int:
-    p = base_parser(__doc__, Config)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
-    args = p.parse_args(argv)
-    csv, js, png = output_paths(args, NAME)
-    out = csv.parent
-    if args.plot_only:
-        df = pd.read_csv(csv)
-    else:
-        profile = "quick" if args.quick else args.profile
-        cfg = args.config(PROFILES[profile], apply=True)
-        cache = CellCache(args.work_dir, args.force)
-        t0, frames = time.perf_counter(), []
-        for ds in cfg.datasets:
-            train, test = zoo.binary_data(ds, cfg.data_dir, cfg.train_limit, max(cfg.test_n, zoo.HELD_OUT))
-            base = bernoulli_baseline(train, test[:cfg.test_n])
-            samples = {}
-            for method, seed in progress([(m, s) for m in cfg.methods for s in range(cfg.seeds)], f"fig25 {ds}"):
-                rows, trainer = run_cell(cache, ds, method, seed, cfg, train, test)
-                rows = pd.concat([rows, pd.DataFrame([{"dataset": ds, "method": method, "seed": seed,
-                                                       "step": cfg.updates, "metric": "bernoulli_baseline_ll",
-                                                       "value": base}])], ignore_index=True)
-                frames.append(rows)
-                if seed == 0:
-                    g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "samples", ds))
-                    samples[method] = dbm.train.sample_images(trainer.model, 16, g)["mode"]
-            out.mkdir(parents=True, exist_ok=True)
-            sample_grid({m: v.reshape(-1, 1, 28, 28) for m, v in samples.items()}, out / f"fig25_samples_{ds}.png")
-        df = pd.concat(frames, ignore_index=True)
-        for k in ("hidden", "batch_size", "updates", "lr"):
-            df[k] = str(getattr(cfg, k))
-        write_csv(df, csv)
-        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile,
-                      summary=summarise(df).to_dict("records"), sample_kind="local mode (authors' 'mode')",
-                      fails_definition="test_ll_bound < bernoulli_baseline_ll",
-                      methods_order_in_sample_grid=list(cfg.methods))
-    plot(df, png)
-    finish(summarise(df), [csv, js, png])
-    return 0
+    return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
+                       plot=plot, summary=summarise)
 
 
 if __name__ == "__main__":

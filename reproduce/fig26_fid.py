@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import dbm
@@ -36,10 +35,10 @@ from dbm.metrics import fid as F
 from dbm.metrics.classifier import ClassifierConfig, load_or_train, to_images
 from dbm.metrics.frechet import frechet_distance
 from dbm.cells import CellCache
-from dbm.results import seed_hash, write_csv, write_sidecar
+from dbm.results import seed_hash
 from dbm.train import TrainConfig, Trainer, sample_images
 from reproduce import zoo
-from reproduce.common import base_parser, finish, output_paths, progress, sample_grid
+from reproduce.common import Computed, Run, progress, sample_grid, script_main
 
 NAME = "fig26_fid"
 
@@ -183,7 +182,7 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
     return rows, {"classifier": record, "missing": missing}
 
 
-def plot(df: pd.DataFrame, path: Path) -> None:
+def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -209,41 +208,27 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index()
 
 
+def compute(run: Run) -> Computed:
+    cfg, rows, records, problems = run.cfg, [], {}, []
+    grids = {ds: {} for ds in cfg.datasets}
+    for ds in progress(cfg.datasets, "fig26"):
+        try:
+            r, records[ds] = evaluate_dataset(ds, cfg, run.profile, run.cache, grids)
+        except DataError as e:
+            problems.append(str(e))
+            rows.append(dict(dataset=ds, model="all", metric="all", value=float("nan"), missing_reason=str(e)))
+            continue
+        rows += r
+        problems += list(records[ds]["missing"].values())
+        sample_grid(grids[ds], run.out / f"fig26_samples_{ds}.png")
+    df = pd.DataFrame(rows)
+    df["profile"] = run.profile
+    return Computed(df, dict(per_dataset=records, problems=sorted(set(problems))), tuple(problems))
+
+
 def main(argv=None) -> int:
-    p = base_parser(__doc__, Config)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
-    args = p.parse_args(argv)
-    csv, js, png = output_paths(args, NAME)
-    problems = []
-    if args.plot_only:
-        df = pd.read_csv(csv)
-    else:
-        profile = "quick" if args.quick else args.profile
-        cfg = args.config(PROFILES[profile], apply=True)
-        cache, t0, rows, records = CellCache(args.work_dir, args.force), time.perf_counter(), [], {}
-        grids = {ds: {} for ds in cfg.datasets}
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        for ds in progress(cfg.datasets, "fig26"):
-            try:
-                r, records[ds] = evaluate_dataset(ds, cfg, profile, cache, grids)
-            except DataError as e:
-                problems.append(str(e))
-                rows.append(dict(dataset=ds, model="all", metric="all", value=float("nan"), missing_reason=str(e)))
-                continue
-            rows += r
-            problems += list(records[ds]["missing"].values())
-            sample_grid(grids[ds], csv.parent / f"fig26_samples_{ds}.png")
-        df = pd.DataFrame(rows)
-        df["profile"] = profile
-        write_csv(df, csv)
-        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile, per_dataset=records,
-                      problems=sorted(set(problems)))
-    plot(df, png)
-    finish(summarise(df), [csv, js, png])
-    if problems:
-        print("\nincomplete:\n- " + "\n- ".join(sorted(set(problems))), file=sys.stderr)
-        return 1
-    return 0
+    return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
+                       plot=plot, summary=summarise)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
 
 import dbm
@@ -33,9 +32,9 @@ from dbm.data import load_labels
 from dbm.inpaint import inpaint_gibbs, inpaint_local_search, make_mask, missing_error
 from dbm.metrics.classifier import ClassifierConfig, accuracy, load_or_train, to_images
 from dbm.cells import CellCache
-from dbm.results import seed_hash, write_csv, write_sidecar
+from dbm.results import seed_hash
 from reproduce import zoo
-from reproduce.common import base_parser, finish, output_paths, progress
+from reproduce.common import Computed, Run, progress, script_main
 
 NAME = "fig27_inpainting"
 
@@ -149,7 +148,7 @@ def grid(model, v, cfg: Config, path: Path, seed: int) -> None:
     plt.close(fig)
 
 
-def plot(df: pd.DataFrame, path: Path) -> None:
+def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -177,49 +176,36 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     return t.reset_index()
 
 
+def compute(run: Run) -> Computed:
+    cfg, cache, frames, classifiers = run.cfg, run.cache, [], {}
+    zcfg = zoo.zoo_config(profile=run.profile)
+    for ds in cfg.datasets:
+        ccfg = ClassifierConfig(dataset=ds, epochs=cfg.classifier_epochs, train_limit=cfg.classifier_train_limit)
+        clf, record = load_or_train(ccfg, cache.root / "classifiers", cfg.data_dir, cfg.device)
+        classifiers[ds] = record
+        train, test = zoo.binary_data(ds, cfg.data_dir, zcfg.train_limit, max(cfg.test_n, zoo.HELD_OUT))
+        v = test[:cfg.test_n]
+        labels = load_labels(ds, "test", cfg.data_dir)[:cfg.test_n]
+        m, se = _mean_se(accuracy(clf, to_images(v, ds, "binary"), labels))
+        frames.append(pd.DataFrame([{"dataset": ds, "method": "none", "mask": "none", "completion": "original",
+                                     "metric": "accuracy", "value": m, "se": se}]))
+        for method in progress(cfg.methods, f"fig27 {ds}"):
+            trainer, _ = zoo.train(cache, zcfg, ds, method, 0, train, test, cfg.device)
+            model, model_id = trainer.model.eval(), zoo.model_hash(trainer)
+            for mask in cfg.masks:
+                frames.append(run_cell(cache, ds, method, mask, cfg, model, model_id, clf, ccfg.key(), v, labels))
+            grid(model, v, cfg, run.out / f"fig27_grid_{ds}_{method}.png", seed_hash(NAME, "grid", ds))
+    df = pd.concat(frames, ignore_index=True)
+    df["n_test"] = cfg.test_n
+    df["fig25_profile"] = run.profile
+    return Computed(df, dict(classifiers=classifiers, dbm_models=dataclasses.asdict(zcfg),
+                             sample_kind="clamped local mode / clamped Gibbs",
+                             gibbs_best="oracle: the sample with the lowest missing-pixel error"))
+
+
 def main(argv=None) -> int:
-    p = base_parser(__doc__, Config)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="budget",
-                   help="also picks the fig25 profile whose models are inpainted")
-    args = p.parse_args(argv)
-    csv, js, png = output_paths(args, NAME)
-    out = csv.parent
-    if args.plot_only:
-        df = pd.read_csv(csv)
-    else:
-        profile = "quick" if args.quick else args.profile
-        cfg = args.config(PROFILES[profile], apply=True)
-        zcfg = zoo.zoo_config(profile=profile)
-        cache = CellCache(args.work_dir, args.force)
-        work = cache.root
-        t0, frames, classifiers = time.perf_counter(), [], {}
-        out.mkdir(parents=True, exist_ok=True)
-        for ds in cfg.datasets:
-            ccfg = ClassifierConfig(dataset=ds, epochs=cfg.classifier_epochs, train_limit=cfg.classifier_train_limit)
-            clf, record = load_or_train(ccfg, work / "classifiers", cfg.data_dir, cfg.device)
-            classifiers[ds] = record
-            train, test = zoo.binary_data(ds, cfg.data_dir, zcfg.train_limit, max(cfg.test_n, zoo.HELD_OUT))
-            v = test[:cfg.test_n]
-            labels = load_labels(ds, "test", cfg.data_dir)[:cfg.test_n]
-            m, se = _mean_se(accuracy(clf, to_images(v, ds, "binary"), labels))
-            frames.append(pd.DataFrame([{"dataset": ds, "method": "none", "mask": "none", "completion": "original",
-                                         "metric": "accuracy", "value": m, "se": se}]))
-            for method in progress(cfg.methods, f"fig27 {ds}"):
-                trainer, _ = zoo.train(cache, zcfg, ds, method, 0, train, test, cfg.device)
-                model, model_id = trainer.model.eval(), zoo.model_hash(trainer)
-                for mask in cfg.masks:
-                    frames.append(run_cell(cache, ds, method, mask, cfg, model, model_id, clf, ccfg.key(), v, labels))
-                grid(model, v, cfg, out / f"fig27_grid_{ds}_{method}.png", seed_hash(NAME, "grid", ds))
-        df = pd.concat(frames, ignore_index=True)
-        df["n_test"] = cfg.test_n
-        df["fig25_profile"] = profile
-        write_csv(df, csv)
-        write_sidecar(js, cfg, time.perf_counter() - t0, cfg.device, profile=profile, classifiers=classifiers,
-                      dbm_models=dataclasses.asdict(zcfg), sample_kind="clamped local mode / clamped Gibbs",
-                      gibbs_best="oracle: the sample with the lowest missing-pixel error")
-    plot(df, png)
-    finish(summarise(df), [csv, js, png])
-    return 0
+    return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
+                       plot=plot, summary=summarise)
 
 
 if __name__ == "__main__":

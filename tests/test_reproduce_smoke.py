@@ -73,7 +73,7 @@ def test_bias_study_quick(tmp_path):
     df = pd.read_csv(out / "bias_study.csv")
     assert set(df.estimator) == {"cd-1", "ucd-mh-lmi"} and df.value.map(math.isfinite).all()
     assert {"rel_bias", "rel_se", "max_abs_z", "p_correction_neg", "cost_sweeps"} <= set(df.metric)
-    assert (out / "bias_study.png").exists() and json.loads((out / "bias_study.json").read_text())["quick"]
+    assert (out / "bias_study.png").exists() and json.loads((out / "bias_study.json").read_text())["profile"] == "quick"
 
 
 def test_fig27_quick_on_synthetic_idx(tmp_path):

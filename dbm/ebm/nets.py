@@ -16,7 +16,6 @@ Weights follow PyTorch's default initialisation (as in the authors' code: unifor
 """
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor, nn
@@ -104,10 +103,5 @@ def make_net(name: str, shape: tuple[int, ...], n_f: int, generator: torch.Gener
         build = (lambda: _vanilla(shape[0], n_f)) if name == "vanilla" else (lambda: _nonlocal(shape[0], 32, n_f))
     else:
         raise ValueError(f"unknown net {name!r}; choose from {NET_NAMES}")
-    body = seeded(build, generator)
-    for m in body.modules():                                          # PyTorch's default init, seeded
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
-            bound = 1 / math.sqrt(m.weight[0].numel())
-            nn.init.uniform_(m.bias, -bound, bound, generator=generator)
+    body = seeded(build, generator, init="torch-default")            # PyTorch's default init, seeded
     return EnergyNet(body, shape, temperature)
