@@ -27,6 +27,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=results/bench.json
 	$(PY) -m benchmarks.to_csv results/bench.json results/bench.csv
+	$(PY) -m benchmarks.plot_scaling results/bench.csv results/bench_scaling.png
 
 reproduce-fig24: $(STAMP)
 	$(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)

@@ -17,7 +17,7 @@ def tidy(record: dict) -> pd.DataFrame:
         info, st = b["extra_info"], b["stats"]
         base = {"name": b["name"], "step": info.get("step"), "flops_kind": info.get("flops_kind", "executed"),
                 "device": info.get("device"),
-                "shape": info.get("shape"), "batch": info.get("batch"),
+                "shape": info.get("shape"), "batch": info.get("batch"), "width": info.get("width"),
                 "threads": info.get("threads"), "machine": record["machine_info"].get("cpu", {}).get("brand_raw"),
                 "datetime": record.get("datetime")}
         gflops = info["flops"] / st["median"] / 1e9 if info.get("flops") else float("nan")

@@ -23,7 +23,7 @@ from .couplings import coupled_gibbs_step, coupled_mh_step, states_equal
 from .driver import CoupledResult, run_coupled, tree_cat, tree_take
 from .meanfield import mean_field
 from .model import DBM
-from .samplers import MH, Gibbs, draw_uniforms, local_mode
+from .samplers import MH, Gibbs, draw_uniforms
 from .stats import per_state_statistics, statistics, surrogate_loss
 from .validate import check_generator, check_visible
 
@@ -247,7 +247,8 @@ class Estimator:
         s_pos, s_neg = pos.result(), neg.result()
         loss = (forward or (lambda *a: surrogate_loss(model, *a)))(s_pos, s_neg, v.shape[0])
         with torch.no_grad():                    # 0-d tensors: no host sync unless summary() is called
-            e_pos, e_neg = (-sum((p * s).sum() for p, s in zip(model.parameters(), st)) / v.shape[0]
+            e_pos, e_neg = (-sum(torch.dot(p.reshape(-1), s.reshape(-1)) for p, s in zip(model.parameters(), st))
+                            / v.shape[0]
                             for st in (s_pos, s_neg))
         return loss, state, EstimatorInfo(pos_info, neg_info, (e_pos, e_neg))
 
@@ -295,11 +296,11 @@ class _LocalModeInit:
             xs = (vv if vv is not None else prev[0],) + tuple(prev[1:])
         else:
             xs = model.random_state(batch * n_copies, generator, vv)
-        xs, lm = local_mode(model, xs, clamp, self.max_sweeps)
+        gibbs = Gibbs(model, 1.0, clamp, vv)
+        xs, lm = gibbs.local_mode(xs, self.max_sweeps)
         if self.warm_start:
             state = state._replace(**{field: xs})
         u = draw_uniforms(model, xs[0].shape[0], generator)
-        gibbs = Gibbs(model, 1.0, clamp, vv)
         xs, sweep = gibbs.update(xs, u, even_logits=lm.logits)
         return xs, sweep.odd_logits, lm, state, gibbs
 

@@ -131,10 +131,14 @@ class DBM(nn.Module):
         return range(parity, len(self.layer_sizes), 2)
 
     def check_finite(self) -> None:
-        """Raise ValueError if any parameter is NaN or infinite."""
-        for name, p in self.named_parameters():
-            if not bool(torch.isfinite(p).all()):
-                raise ValueError(f"parameter {name} has NaN or infinite entries")
+        """Raise ValueError if any parameter is NaN or infinite (one host sync: the float64 sum of
+        finite float32 entries is finite, a NaN or inf makes it non-finite)."""
+        params = list(self.named_parameters())
+        with torch.no_grad():
+            ok = torch.stack([p.sum(dtype=torch.float64) for _, p in params]).isfinite()
+        if not bool(ok.all()):
+            bad = [name for (name, p), good in zip(params, ok.tolist()) if not good]
+            raise ValueError(f"parameter {bad[0]} has NaN or infinite entries")
 
     def set_offsets(self, offsets: Sequence[Tensor]) -> None:
         """Change the centering offsets mu -> mu' keeping the represented distribution.
@@ -173,6 +177,16 @@ class DBM(nn.Module):
         if l < self.depth:
             a = a + self.centred(xs, l + 1) @ self.weights[l]
         return a
+
+    def weight_t(self, l: int) -> Tensor:
+        """W_l^T as a contiguous detached copy, (n_{l-1}, n_l), cached until W_l changes (its
+        version counter moves with every in-place update, e.g. an optimiser step)."""
+        w = self.weights[l - 1]
+        key = (w.data_ptr(), w._version)
+        cache = self.__dict__.setdefault("_weight_t", {})
+        if l not in cache or cache[l][0] != key:
+            cache[l] = (key, w.detach().T.contiguous())
+        return cache[l][1]
 
     def visible_term(self, v: Tensor) -> Tensor:
         """b_1 + W_1 c_0: the part of layer 1's logits that a clamped v fixes, (B, n_1)."""

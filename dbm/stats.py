@@ -60,7 +60,7 @@ def surrogate_loss(model: DBM, s_pos: list[Tensor], s_neg: list[Tensor], batch: 
     """-(1/B) <theta, S^+ - S^->: gradient = (1/B) sum (grad E(x^+) - grad E(x^-))."""
     loss = 0.0
     for p, sp, sn in zip(model.parameters(), s_pos, s_neg):
-        loss = loss - (p * (sp - sn)).sum()
+        loss = loss - torch.dot(p.reshape(-1), (sp - sn).reshape(-1))
     return loss / batch
 
 

@@ -12,3 +12,24 @@ def test_tidy_rows_and_fraction_of_peak():
     assert v["gflops"] == 100.0 and v["fraction_of_peak"] == 0.5 and v["median_s"] == 0.5
     assert set(df.columns) >= {"step", "device", "batch", "metric", "value", "machine", "flops_kind"}
     assert "| gibbs_sweep | cpu | s | 10 | 0.5 [0.4, 0.7] | 100 | 0.50 | executed |" in markdown(df)
+
+
+def test_scaling_exponents_are_recovered_and_plotted(tmp_path):
+    """Rows with time = c d^2.3 and T = d^0.34 give back those exponents; the PNG is written."""
+    import pytest
+    from benchmarks.plot_scaling import STEP, plot
+    bench = []
+    for batch in (100, 1000):
+        for d in (100, 200, 500, 1000, 2000):
+            info = {"step": STEP, "device": "cpu", "shape": f"{d}x3", "batch": batch, "width": d,
+                    "flops": 8.0 * batch * d * d, "peak_gflops": 100.0, "threads": 2,
+                    "pos_sweeps_mean": d ** 0.34, "neg_sweeps_mean": d ** 0.34}
+            t = 1e-7 * batch * d ** 2.3
+            bench.append({"name": "x", "stats": {"median": t, "min": t, "max": t, "iqr": 0.0, "rounds": 3},
+                          "extra_info": info})
+    df = tidy({"machine_info": {"cpu": {"brand_raw": "test cpu"}}, "datetime": "2026-01-01", "benchmarks": bench})
+    fits = plot(df, tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0 and len(fits) == 2
+    assert fits.time_exponent.tolist() == pytest.approx([2.3, 2.3])
+    assert fits.sweeps_exponent.tolist() == pytest.approx([0.34, 0.34])
+    assert fits.flops_exponent.tolist() == pytest.approx([2.0, 2.0])

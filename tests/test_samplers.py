@@ -137,3 +137,36 @@ def test_random_bits_are_uniform_and_independent(gen):
     assert set(b.unique().tolist()) == {0.0, 1.0}
     for start in (0, 30, 62, 66):
         chi2_gof(exact.state_index(b[:, start:start + 4]), torch.full((16,), 1 / 16, dtype=torch.float64))
+
+
+def test_threshold_and_sample_bits_equal_the_comparisons(gen):
+    """The float-arithmetic forms give exactly (a >= 0) and (u < sigmoid(a / T)), ties included."""
+    a = torch.randn(200, 50, generator=gen) * 3
+    a[0, :4] = torch.tensor([0.0, -0.0, 1e-45, -1e-45])
+    assert torch.equal(samplers.threshold(a), (a >= 0).float())
+    u = torch.rand(200, 50, generator=gen)
+    u[1] = torch.sigmoid(a[1])                                  # u == p: not below p
+    for T in (1.0, 0.5):
+        assert torch.equal(samplers.sample_bits(a, u, T), (u < torch.sigmoid(a / T)).float())
+
+
+def test_local_mode_recovers_from_drifting_kept_logits(gen, monkeypatch):
+    """Kept logits that drift (noise injected into every incremental product) fail the batched
+    exact check; those chains resume from exact logits and still end at exact fixed points."""
+    m = dbm.DBM([60, 50, 40], init="gaussian", sigma=0.3, generator=torch.Generator().manual_seed(8))
+    xs = m.random_state(200, gen)
+    product = samplers._delta_product
+    noise = torch.Generator().manual_seed(9)
+
+    def drifting(delta, w):
+        out = product(delta, w)
+        return out + 0.05 * torch.randn(out.shape, generator=noise)
+    monkeypatch.setattr(samplers, "_delta_product", drifting)
+    mode, info = samplers.local_mode(m, xs)
+    assert not info.capped.any()
+    for parity in (0, 1):
+        again, _ = samplers.Gibbs(m, 0.0).block(mode, parity, None)
+        assert all(torch.equal(p, q) for p, q in zip(again, mode))
+    logits = m.block_logits(mode, 0)
+    for l, a in info.logits.items():                            # the returned even logits are exact
+        assert torch.allclose(a, logits[l].detach(), atol=1e-5)
