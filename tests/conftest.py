@@ -67,3 +67,13 @@ def write_cifar(folder, n=4, corrupt=False):
         batch = {"data": g.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": [i % 10 for i in range(n)]}
         raw = pickle.dumps(batch)
         (folder / name).write_bytes(raw[:20] if corrupt and name == "test_batch" else raw)
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device on this machine (the CUDA path runs where one is)"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Each device the machine has: "cpu" always, "cuda" when present (skipped otherwise)."""
+    return request.param
