@@ -59,15 +59,27 @@ def write_csv(df, path: str | Path) -> None:
 
 
 def git_sha(root: str | Path | None = None) -> str:
+    """The commit of the code, "<sha>" for a clean tree; with uncommitted changes to tracked files
+    "<sha>-dirty-<12 hex of the SHA-256 of ``git diff HEAD``>", so a result never passes for the
+    commit's and two dirty runs of the same edit share the tag. "unknown" outside git."""
     root = Path(root or Path(__file__).resolve().parents[1])
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (sha or "unknown") + ("-dirty" if dirty else "")
+        diff = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, timeout=30).stdout
+        if not diff:
+            return sha or "unknown"
+        return f"{sha or 'unknown'}-dirty-{hashlib.sha256(diff).hexdigest()[:12]}"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def device_name(device: str | torch.device) -> str:
@@ -82,10 +94,12 @@ def environment(device: str | torch.device = "cpu") -> dict:
     """Versions, device and host facts for a sidecar."""
     import numpy
     import pandas
+    sha = git_sha()
     return {"python": sys.version.split()[0], "torch": torch.__version__,
             "numpy": numpy.__version__, "pandas": pandas.__version__,
+            **{k: _version(k) for k in ("torchvision", "pytorch-fid", "scipy")},
             "platform": platform.platform(), "device": str(device),
-            "device_name": device_name(device), "git_sha": git_sha()}
+            "device_name": device_name(device), "git_sha": sha, "clean_tree": "-dirty" not in sha}
 
 
 def write_sidecar(path: str | Path, config, wall_time_s: float, device: str, **extra) -> dict:

@@ -27,7 +27,7 @@ import torch
 
 from dbm import exact, presets
 from dbm.results import seed_hash
-from reproduce.common import Computed, Run, progress, script_main
+from reproduce.common import Computed, Run, method_palette, progress, save_figure, script_main
 
 NAME = "bias_study"
 ESTIMATORS = ("cd-1", "cd-10", "pcd-1", "ucd-gibbs", "ucd-mh-lmi", "ucd-mh-lmi-marg",
@@ -113,20 +113,21 @@ def plot(df: pd.DataFrame, path, run: Run | None = None) -> None:
     w = df.pivot_table(index=["shape", "units", "w_scale", "weights", "estimator"], columns="metric",
                        values="value").reset_index()
     fig, ax = plt.subplots(1, 3, figsize=(17, 4.8))
-    sns.scatterplot(w, x="cost_sweeps", y="rel_bias", hue="estimator", style="weights", size="units", ax=ax[0])
+    pal = method_palette(w.estimator)
+    sns.scatterplot(w, x="cost_sweeps", y="rel_bias", hue="estimator", style="weights", size="units", ax=ax[0],
+                    palette=pal)
     ax[0].set(xscale="log", yscale="log", title="relative bias |mean g - g*| / |g*| against cost",
               xlabel="sweeps + coupled steps per chain")
     ax[0].legend(fontsize=7)
     mh = w[w.estimator.str.startswith("ucd-mh-lmi")]
     sns.lineplot(mh, x="units", y="p_correction_neg", hue="w_scale", style="estimator", marker="o", ax=ax[1])
     ax[1].set(yscale="log", title="UCD-MH-LMI: P(tau > 1), negative phase", xlabel="units in the DBM")
-    sns.lineplot(w, x="units", y="max_abs_z", hue="estimator", marker="o", ax=ax[2], errorbar=None)
+    sns.lineplot(w, x="units", y="max_abs_z", hue="estimator", marker="o", ax=ax[2], errorbar=None, palette=pal)
     ax[2].axhline(4.0, color="k", ls="--", lw=0.8)
     ax[2].set(yscale="log", title="max |z| over parameters (dashed: 4)", xlabel="units in the DBM")
     ax[2].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    save_figure(fig, path, run, chains=int(df.chains.max()))
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:

@@ -15,8 +15,48 @@ from dbm.cells import CellCache
 from dbm.config import add_config_args, config_from_args
 from dbm.results import write_csv, write_sidecar
 
-__all__ = ["base_parser", "output_paths", "progress", "finish", "sample_grid", "Run", "Computed", "script_main",
+__all__ = ["METHOD_COLORS", "method_palette", "save_figure", "base_parser", "output_paths", "progress", "finish", "sample_grid", "Run", "Computed", "script_main",
            "summary_pivot"]
+
+
+# One colour per method in every figure (Okabe-Ito colour-blind palette; variants of a method
+# share its colour).
+METHOD_COLORS = {
+    "ucd-mh-lmi": "#0072B2", "ucd-mh-lmi-marg": "#56B4E9", "official-single-chain": "#332288",
+    "ucd-gibbs": "#E69F00", "ucd-gibbs-uniform": "#E69F00", "ucd-gibbs-lmi": "#995500",
+    "cd": "#009E73", "cd-1": "#009E73", "cd-10": "#117733", "pcd": "#D55E00", "pcd-1": "#D55E00",
+    "pcd-pretrained": "#CC79A7", "mh-independent-y0": "#999999",
+    "wgan": "#882255", "wgan-gp": "#AA4499", "data": "#000000",
+}
+
+
+def method_palette(names) -> dict:
+    """{name: colour} for seaborn's ``palette=``: the fixed colour of each known method, grey
+    shades for others."""
+    extra = iter(["#5A5A5A", "#8C8C8C", "#B4B4B4", "#3C3C3C"] * 8)
+    return {n: METHOD_COLORS.get(str(n).lower(), None) or next(extra) for n in dict.fromkeys(names)}
+
+
+def save_figure(fig, path: Path, run: "Run | None" = None, dpi: int = 110, **facts) -> None:
+    """Write ``fig`` atomically with a provenance footer (script profile, ``facts`` such as
+    updates and seeds, the commit) and, for the quick profile, a "QUICK (smoke-test settings)"
+    stamp across it; then close it."""
+    import matplotlib.pyplot as plt
+    from dbm.results import atomic_path, git_sha
+    profile = run.profile if run is not None else facts.pop("profile", None)
+    parts = ([f"profile {profile}"] if profile else []) + [f"{k.replace('_', ' ')} {v}" for k, v in facts.items()]
+    sha = git_sha()
+    parts.append(f"commit {sha[:10]}" + (" (uncommitted changes)" if "-dirty" in sha else ""))
+    import textwrap
+    width = max(40, int(fig.get_figwidth() * 17))                 # characters per line at fontsize 6.5
+    footer = "\n".join(textwrap.wrap(" | ".join(parts), width))
+    fig.text(0.005, 0.003, footer, fontsize=6.5, color="0.35", ha="left", va="bottom")
+    if profile == "quick":
+        fig.text(0.5, 0.5, "QUICK (smoke-test settings)", fontsize=min(28, 3.5 * fig.get_figwidth()), color="red", alpha=0.25,
+                 ha="center", va="center", rotation=20)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    plt.close(fig)
 
 
 def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
@@ -131,18 +171,21 @@ def finish(*tables_and_paths) -> None:
                 print("wrote:", *map(str, item))
 
 
-def sample_grid(samples: dict, path: Path, per_row: int = 16) -> None:
-    """One labelled row per entry: ``samples[name]`` is (n, C, H, W) in [0, 1]; the first ``per_row``."""
+def sample_grid(samples: dict, path: Path, per_row: int = 16, title: str | None = None,
+                run: Run | None = None) -> None:
+    """One labelled row per entry: ``samples[name]`` is (n, C, H, W) in [0, 1]; the first ``per_row``.
+    ``title`` says what the images are (e.g. "local modes, not MCMC samples")."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
-    fig, axes = plt.subplots(len(samples), 1, figsize=(12, 1.1 * len(samples)), squeeze=False)
+    fig, axes = plt.subplots(len(samples), 1, figsize=(12, 1.1 * len(samples) + 0.6), squeeze=False)
     for ax, (name, x) in zip(axes[:, 0], samples.items()):
         ax.imshow(make_grid(x[:per_row].float().cpu(), nrow=per_row, padding=1, pad_value=0.5).permute(1, 2, 0))
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    save_figure(fig, path, run)

@@ -44,7 +44,7 @@ from dbm.metrics.fid import classifier_extractor, feature_stats
 from dbm.metrics.frechet import frechet_distance
 from dbm.results import seed_hash
 from reproduce import zoo
-from reproduce.common import Computed, Run, progress, sample_grid, script_main, summary_pivot
+from reproduce.common import Computed, Run, progress, sample_grid, save_figure, script_main, summary_pivot
 
 NAME = "ebm_anatomy_mnist"
 OUTCOMES = {
@@ -172,21 +172,20 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
         for ax, metric in zip(axes[:2], ("d_st", "r_t")):
             t = d[d.metric == metric]
             ax.plot(t.step, t.value, lw=0.7, label=model)
-            ax.set(title=f"EBM {metric} per update", xlabel="update")
+            ax.set(title=f"EBM {metric} per update (symlog)", xlabel="training update", yscale="symlog")
     axes[0].axhline(0, color="k", lw=0.5)
     for model, d in df[df.kind == "long_run_trace"].groupby("model"):
         axes[2].plot(d.step, d.value, label=model)
-    axes[2].set(title="mean energy U along long-run chains", xlabel="Langevin step")
+    axes[2].set(title="mean energy U along long-run chains", xlabel="Langevin step", ylabel="U")
     for model, d in df[df.kind == "dbm_trace"].groupby("model"):
         axes[3].plot(d.step, d.value, lw=0.7, label=model)
     axes[3].axhline(0, color="k", lw=0.5)
-    axes[3].set(title="DBM d_st (fig25 runs, MNIST)", xlabel="update")
+    axes[3].set(title="DBM d_st (fig25 runs, MNIST; symlog)", xlabel="training update", yscale="symlog")
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    save_figure(fig, path, run, dpi=100)
 
 
 def compute(run: Run) -> Computed:
@@ -209,7 +208,7 @@ def compute(run: Run) -> Computed:
     df = pd.concat(frames, ignore_index=True)
     df["profile"], df["n_eval"] = run.profile, cfg.n_eval
     grids["data"] = test[:16]
-    sample_grid(grids, run.out / f"{NAME}_samples.png")
+    sample_grid(grids, run.out / f"{NAME}_samples.png", run=run)
     return Computed(df, dict(classifier=clf_record,
                              outcomes={o: dataclasses.asdict(ebm_config(cfg, o, cache)) for o in cfg.outcomes},
                              reference="MNIST test images n_eval.. (classifier features, 8-bit classifier)"))

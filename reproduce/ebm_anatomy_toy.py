@@ -37,7 +37,7 @@ from dbm.ebm.toy import Toy2D, cell_probs_from_energy, cell_probs_from_log_densi
 from dbm.cells import CellCache, file_hash
 from dbm.ebm.train import EBMConfig, EBMTrainer, long_run, train_or_resume
 from dbm.results import seed_hash
-from reproduce.common import Computed, Run, progress, script_main, summary_pivot
+from reproduce.common import Computed, Run, progress, save_figure, script_main, summary_pivot
 
 NAME = "ebm_anatomy_toy"
 TARGETS = {"gmm": Toy2D("gmm", 8, 1.0, 0.15), "rings": Toy2D("rings", 2, 1.0, 0.1)}
@@ -132,9 +132,9 @@ def plot(df: pd.DataFrame, path: Path, run: Run) -> None:
     runs = df[["target", "outcome", "run"]].drop_duplicates().values.tolist()
     fig, axes = plt.subplots(len(runs), 5, figsize=(20, 3.6 * len(runs)), squeeze=False)
     ext = [-cfg.grid_lim, cfg.grid_lim, -cfg.grid_lim, cfg.grid_lim]
-    for i, (target, outcome, run) in enumerate(runs):
-        arr = {k: v.numpy() for k, v in cache.load(NAME, run).arrays.items()}
-        s = df[(df.run == run) & (df.kind == "summary")].set_index("metric").value
+    for i, (target, outcome, cell_key) in enumerate(runs):
+        arr = {k: v.numpy() for k, v in cache.load(NAME, cell_key).arrays.items()}
+        s = df[(df.run == cell_key) & (df.kind == "summary")].set_index("metric").value
         pts, _ = grid(cfg.grid_lim, cfg.grid_n)
         truth = cell_probs_from_log_density(TARGETS[target].log_density(pts)).numpy()
         for j, (title, img) in enumerate((("truth", truth), (f"learned exp(-U), TV {s.density_tv:.2f}", arr["model"]))):
@@ -145,16 +145,17 @@ def plot(df: pd.DataFrame, path: Path, run: Run) -> None:
             axes[i, j].scatter(pts_s[:, 0], pts_s[:, 1], s=1, alpha=0.4)
             axes[i, j].set(xlim=ext[:2], ylim=ext[2:])
             axes[i, j].set_title(f"{label} samples, KDE TV {s[key + '_run_kde_tv']:.2f}", fontsize=9)
-        tr = df[(df.run == run) & (df.kind == "trace")]
+        tr = df[(df.run == cell_key) & (df.kind == "trace")]
         ax = axes[i, 4]
         for metric, color in (("d_st", "C0"), ("r_t", "C1")):
             t = tr[tr.metric == metric]
             (ax if metric == "d_st" else ax.twinx()).plot(t.step, t.value, color=color, lw=0.6, label=metric)
         ax.axhline(0, color="k", lw=0.5)
-        ax.set_title("d_st (blue, left) and r_t (orange, right)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        ax.set_yscale("symlog")
+        ax.set_xlabel("training update")
+        ax.set_title("d_st (blue, left, symlog) and r_t (orange, right)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    save_figure(fig, path, run, dpi=90, updates=int(df.updates.max()) if "updates" in df else "?")
 
 
 def compute(run: Run) -> Computed:

@@ -26,8 +26,8 @@ import torch
 
 from dbm import presets
 from dbm.cells import CellCache
-from dbm.results import atomic_path, seed_hash
-from reproduce.common import Computed, Run, progress, script_main
+from dbm.results import seed_hash
+from reproduce.common import Computed, Run, method_palette, progress, save_figure, script_main
 
 NAME = "fig24_coupling_time"
 
@@ -142,11 +142,10 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
     chains = df[df.chain >= 0]
     depths = sorted(chains.depth.unique())
     methods = list(dict.fromkeys(chains.method))
-    colors = dict(zip(methods, sns.color_palette("colorblind", len(methods))))
+    colors = method_palette(methods)
     fig, axes = plt.subplots(2, len(depths), figsize=(5.5 * len(depths), 8), squeeze=False)
     for j, depth in enumerate(depths):
         for i, metric in enumerate(["tau", "sweeps"]):
@@ -172,10 +171,10 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
                                              else "T of the local-mode initialisation"))
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    save_figure(fig, path, run, dpi=120, chains_per_model=int(chains.groupby(["method", "width", "model_seed"])
+                                                                  .chain.nunique().max()),
+                model_seeds=int(chains.model_seed.nunique()), bands="range over model seeds")
 
 
 PROFILES = {"full": {}, "quick": QUICK}

@@ -30,7 +30,7 @@ from dbm.cells import CellCache
 from dbm.metrics.ais import ais_log_partition, log_likelihood_bound
 from dbm.results import seed_hash
 from reproduce import zoo
-from reproduce.common import Computed, Run, progress, sample_grid, script_main
+from reproduce.common import Computed, Run, method_palette, progress, sample_grid, save_figure, script_main
 
 NAME = "fig25_end_to_end"
 
@@ -109,20 +109,23 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     fig, axes = plt.subplots(2, len(datasets), figsize=(6 * len(datasets), 8), squeeze=False)
     for j, ds in enumerate(datasets):
         d = df[df.dataset == ds]
+        pal = method_palette(d.method)
         sns.lineplot(d[d.metric == "recon_error"], x="step", y="value", hue="method", ax=axes[0, j],
-                     errorbar=("pi", 100))
-        axes[0, j].set(title=f"{ds}: held-out reconstruction error", ylabel="mean |v - p(v | h)|")
+                     errorbar=("pi", 100), palette=pal)
+        axes[0, j].set(title=f"{ds}: held-out reconstruction error", ylabel="mean |v - p(v | h)|",
+                       xlabel="training update")
         fin = d[d.metric == "test_ll_bound"]
-        sns.barplot(fin, x="method", y="value", ax=axes[1, j], errorbar=("pi", 100))
+        sns.barplot(fin, x="method", y="value", hue="method", ax=axes[1, j], errorbar=("pi", 100), palette=pal,
+                    legend=False)
         base = d[d.metric == "bernoulli_baseline_ll"].value
         if len(base):
             axes[1, j].axhline(base.iloc[0], color="k", ls="--", label="independent-pixel baseline")
             axes[1, j].legend()
-        axes[1, j].set(title=f"{ds}: test log-likelihood lower bound (AIS)", ylabel="nats")
+        axes[1, j].set(title=f"{ds}: test log-likelihood lower bound (AIS)", ylabel="nats per image", xlabel="")
         axes[1, j].tick_params(axis="x", rotation=20)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    seeds = df.groupby(["dataset", "method"]).seed.nunique().max() if "seed" in df else "?"
+    save_figure(fig, path, run, updates=df.step.max(), seeds=seeds, bars="min-max over seeds")
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -148,7 +151,9 @@ def compute(run: Run) -> Computed:
             if seed == 0:
                 g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "samples", ds))
                 samples[method] = dbm.train.sample_images(trainer.model, 16, g)["mode"]
-        sample_grid({m: v.reshape(-1, 1, 28, 28) for m, v in samples.items()}, run.out / f"fig25_samples_{ds}.png")
+        sample_grid({m: v.reshape(-1, 1, 28, 28) for m, v in samples.items()}, run.out / f"fig25_samples_{ds}.png",
+                    title=f"{ds}: local modes (T = 0 fixed points from uniform noise, seed 0), not MCMC samples",
+                    run=run)
     df = pd.concat(frames, ignore_index=True)
     for k in ("hidden", "batch_size", "updates", "lr"):
         df[k] = str(getattr(cfg, k))

@@ -38,7 +38,7 @@ from dbm.cells import CellCache
 from dbm.results import seed_hash
 from dbm.train import TrainConfig, Trainer, sample_images
 from reproduce import zoo
-from reproduce.common import Computed, Run, progress, sample_grid, script_main
+from reproduce.common import Computed, Run, progress, sample_grid, save_figure, script_main
 
 NAME = "fig26_fid"
 
@@ -198,9 +198,9 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
             sns.barplot(x, x="model", y="value", hue="sample_kind", ax=axes[i, j], errorbar=("pi", 100))
             axes[i, j].set(title=f"{ds}: {x.extractor.iloc[0] if len(x) else m}", ylabel=m)
             axes[i, j].tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+            axes[i, j].set_xlabel("")
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    save_figure(fig, path, run, bars="min-max over seeds where there are several")
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -220,7 +220,8 @@ def compute(run: Run) -> Computed:
             continue
         rows += r
         problems += list(records[ds]["missing"].values())
-        sample_grid(grids[ds], run.out / f"fig26_samples_{ds}.png")
+        sample_grid(grids[ds], run.out / f"fig26_samples_{ds}.png", run=run,
+                    title=f"{ds}: DBM rows are local modes (not MCMC samples); GAN rows are generator samples")
     df = pd.DataFrame(rows)
     df["profile"] = run.profile
     return Computed(df, dict(per_dataset=records, problems=sorted(set(problems))), tuple(problems))

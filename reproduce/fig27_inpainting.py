@@ -34,7 +34,7 @@ from dbm.metrics.classifier import ClassifierConfig, accuracy, load_or_train, to
 from dbm.cells import CellCache
 from dbm.results import seed_hash
 from reproduce import zoo
-from reproduce.common import Computed, Run, progress, script_main
+from reproduce.common import Computed, Run, method_palette, progress, save_figure, script_main
 
 NAME = "fig27_inpainting"
 
@@ -158,16 +158,18 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     for j, ds in enumerate(datasets):
         d = df[(df.dataset == ds) & (df.completion == "local-search")]
         for i, metric in enumerate(("missing_error", "accuracy")):
-            sns.barplot(d[d.metric == metric], x="mask", y="value", hue="method", ax=axes[i, j], errorbar=None)
-            axes[i, j].set(title=f"{ds}: clamped local search, {metric.replace('_', ' ')}", ylabel=metric)
+            sns.barplot(d[d.metric == metric], x="mask", y="value", hue="method", ax=axes[i, j], errorbar=None,
+                        palette=method_palette(d.method))
+            label = {"missing_error": "missing-pixel error (fraction of hidden pixels wrong)",
+                     "accuracy": "classifier accuracy on the completions"}[metric]
+            axes[i, j].set(title=f"{ds}: clamped local search", ylabel=label, xlabel="mask")
             axes[i, j].tick_params(axis="x", rotation=30)
         ref = df[(df.dataset == ds) & (df.completion == "original") & (df.metric == "accuracy")].value
         if len(ref):
             axes[1, j].axhline(ref.iloc[0], color="k", ls="--", label="original images")
             axes[1, j].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    save_figure(fig, path, run, test_images=int(df.n_test.max()) if "n_test" in df else "?")
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:

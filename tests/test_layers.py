@@ -183,3 +183,23 @@ def test_library_import_graph_has_no_circle():
         if not state.get(m):
             visit(m, [])
     assert "dbm.samplers" not in graph["dbm.model"] and "dbm.stats" not in graph["dbm.model"]
+
+
+def test_git_sha_names_uncommitted_changes_by_their_diff(tmp_path):
+    import re
+    import subprocess
+    from dbm.results import environment, git_sha
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "f.py").write_text("a = 1\n")
+    git("add", "f.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    sha = git("rev-parse", "HEAD").stdout.strip()
+    assert git_sha(tmp_path) == sha
+    (tmp_path / "f.py").write_text("a = 2\n")
+    dirty = git_sha(tmp_path)
+    assert re.fullmatch(sha + r"-dirty-[0-9a-f]{12}", dirty) and git_sha(tmp_path) == dirty
+    (tmp_path / "f.py").write_text("a = 3\n")
+    assert git_sha(tmp_path) != dirty
+    env = environment("cpu")
+    assert {"torchvision", "pytorch-fid", "scipy", "clean_tree"} <= set(env) and env["torchvision"]
