@@ -1,12 +1,29 @@
-"""The README's API examples run as written."""
+"""The README's and the docs' code examples run as written."""
 import re
+
+import pytest
 
 from conftest import ROOT
 
+PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))]
 
-def test_readme_example_runs():
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) >= 2, "the README lost an API example (DBM and EBM)"
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})
+
+def python_blocks(page: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), flags=re.S)
+
+
+def test_readme_and_docs_keep_their_examples():
+    assert python_blocks("README.md"), "the README lost its API example"
+    assert sum(len(python_blocks(p)) for p in PAGES) >= 2, "the DBM and EBM API examples are gone"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_examples_run(page):
+    for block in python_blocks(page):
+        exec(compile(block, page, "exec"), {})
+
+
+def test_readme_links_resolve():
+    for page in PAGES:
+        for target in re.findall(r"\]\(([^)#]+\.md)\)", (ROOT / page).read_text()):
+            assert (ROOT / page).parent.joinpath(target).resolve().is_file(), f"{page} links to missing {target}"
