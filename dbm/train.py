@@ -11,8 +11,10 @@ checkpoint's weights (``load_model``).
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import warnings
 import math
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from .results import seed_hash
 from .run import RunTrainer, check_resume_config, check_writable, read_weights, require_finite
 from .samplers import draw_uniforms, gibbs_update, local_mode
 from .stats import SurrogateLoss
+
+COUPLED = ("ucd-mh-lmi", "ucd-gibbs")     # estimators whose minibatch gradient has correction terms
 from .validate import is_binary
 
 __all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images"]
@@ -57,6 +61,8 @@ class TrainConfig:
     eval_every: int = 100
     ckpt_every: int = 100
     sample_every: int = 0                   # 0: only at the end
+    correction_window: int = 100            # updates in the running share of minibatches with a correction
+    correction_warn_below: float = 0.5      # warn when that share falls below (docs/training.md says why)
     tensorboard: bool = False               # also write the logged metrics to <out_dir>/tb (pip install tensorboard)
     pretrain_updates: int = 0               # greedy layer-wise RBM updates per layer (0: none)
     pretrain_lr: float = 0.05
@@ -67,9 +73,10 @@ class TrainConfig:
                "estimator": tuple(PRESETS), "optimizer": ("sgd", "adam")}
 
     def __post_init__(self):
-        check_config(self, positive_int=("batch_size", "updates", "log_every", "ckpt_every"),
+        check_config(self, positive_int=("batch_size", "updates", "log_every", "ckpt_every", "correction_window"),
                      nonneg_int=("train_limit", "eval_every", "sample_every", "pretrain_updates"),
-                     positive=("lr", "pretrain_lr"), nonneg=("gamma",), choices=self.CHOICES)
+                     positive=("lr", "pretrain_lr"), nonneg=("gamma",), fraction=("correction_warn_below",),
+                     choices=self.CHOICES)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"--seed must be an integer, got {self.seed!r}")
         hidden = tuple(self.hidden) if isinstance(self.hidden, (tuple, list)) else ()
@@ -170,6 +177,8 @@ class Trainer(RunTrainer):
                          device=dev)
         self.est = cfg.build_estimator()
         self.est_state = self.est.init_state()
+        self.corrections: collections.deque = collections.deque(maxlen=cfg.correction_window)
+        self.correction_warned = False
         params = self.model.parameters()
         self.opt = (torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd"
                     else torch.optim.Adam(params, lr=cfg.lr))
@@ -193,7 +202,8 @@ class Trainer(RunTrainer):
     def checkpoint_state(self) -> dict:
         return {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
-                "estimator": self.est_state._asdict()}
+                "estimator": self.est_state._asdict(),
+                "corrections": [bool(c) for c in self.corrections], "correction_warned": self.correction_warned}
 
     def restore(self, tensors: dict, state: dict) -> None:
         self.model.load_state_dict(tensors)
@@ -202,6 +212,8 @@ class Trainer(RunTrainer):
         self.data_gen.set_state(state["data_gen"])
         self.chain_gen.set_state(state["chain_gen"])
         self.est_state = EstimatorState.from_dict(state["estimator"])
+        self.corrections.extend(state.get("corrections", []))
+        self.correction_warned = bool(state.get("correction_warned", False))
 
     # ------------------------------------------------------------------ training
     def batch(self) -> torch.Tensor:
@@ -222,7 +234,27 @@ class Trainer(RunTrainer):
         self.sched.step()
         self.step += 1
         require_finite(self.model.named_parameters(), self.step, self.out)
+        if self.est.name in COUPLED:              # 0-d tensor: no host sync until it is logged
+            self.corrections.append((info.pos.tau > 1).any() | (info.neg.tau > 1).any())
         return loss, info
+
+    def correction_share(self) -> float | None:
+        """Share of the last ``correction_window`` minibatches in which any chain of either phase
+        had a correction (tau > 1); None for estimators without coupled chains. Below
+        ``correction_warn_below`` most updates use only the uncorrected pi0 term, the regime where
+        the unbiased estimator behaves like a biased one (docs/training.md); a warning says so once
+        the window is full."""
+        if self.est.name not in COUPLED or not self.corrections:
+            return None
+        share = float(torch.stack([torch.as_tensor(c) for c in self.corrections]).float().mean())
+        cfg = self.cfg
+        if (len(self.corrections) == cfg.correction_window and share < cfg.correction_warn_below
+                and not self.correction_warned):
+            self.correction_warned = True
+            warnings.warn(f"update {self.step}: only {share:.0%} of the last {cfg.correction_window} minibatches had a "
+                          f"correction (tau > 1); most updates use the uncorrected local-mode term alone, so "
+                          f"{self.est.name} is effectively biased per minibatch here (docs/training.md)", stacklevel=2)
+        return share
 
     def train_step(self) -> dict | None:
         cfg = self.cfg
@@ -231,6 +263,9 @@ class Trainer(RunTrainer):
             return None
         rec = {"loss": float(loss.detach()), "lr": self.sched.get_last_lr()[0],
                "wall_time_s": self.wall_time(), **info.summary()}
+        share = self.correction_share()
+        if share is not None:
+            rec["correction_share"] = share
         if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.updates):
             rec.update(self.evaluate())
         if self.tb is not None:

@@ -111,3 +111,30 @@ def test_tensorboard_viewer_gets_the_logged_metrics(tmp_path):
     acc.Reload()
     assert {"loss", "recon_error", "neg_sweeps_mean"} <= set(acc.Tags()["scalars"])
     assert [e.step for e in acc.Scalars("loss")] == [2, 4]
+
+
+def test_correction_share_is_the_windowed_rate_and_warns_below_the_threshold(tmp_path):
+    """correction_share = share of the last W minibatches with tau > 1 in either phase (recomputed
+    here from the logged tau maxima); the warning comes exactly when a full window is below."""
+    import warnings
+    import pandas as pd
+    W, thr = 4, 0.75
+    t = trainer(tmp_path, updates=16, log_every=1, eval_every=0, ckpt_every=8, hidden=(16, 12),
+                correction_window=W, correction_warn_below=thr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t.run(progress=False)
+    df = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    wide = df.pivot_table(index="step", columns="metric", values="value")
+    flags = ((wide.pos_tau_max > 1) | (wide.neg_tau_max > 1)).astype(float)
+    expected = flags.rolling(W, min_periods=1).mean()
+    assert (wide.correction_share - expected).abs().max() < 1e-12
+    full = expected[expected.index >= W]
+    warned = [w for w in caught if "effectively biased" in str(w.message)]
+    assert len(warned) == int(bool((full < thr).any()))
+
+
+def test_biased_estimators_log_no_correction_share(tmp_path):
+    import pandas as pd
+    trainer(tmp_path, estimator="cd", updates=4, log_every=1, eval_every=0).run(progress=False)
+    assert "correction_share" not in set(pd.read_csv(tmp_path / "run" / "metrics.csv").metric)
