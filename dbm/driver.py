@@ -64,9 +64,17 @@ class CoupledResult(NamedTuple):
 
 
 def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
-                max_steps: int, on_pair: Callable | None = None, on_info: Callable | None = None
-                ) -> CoupledResult:
+                max_steps: int, on_pair: Callable | None = None, on_info: Callable | None = None,
+                k: int = 0, m: int = 0, on_state: Callable | None = None) -> CoupledResult:
     """Run the lag-1 coupled chains until they meet or ``max_steps`` is reached.
+
+    With ``k = m = 0`` (the default) this is the estimator H above. Otherwise it is the
+    time-averaged estimator of Jacob, O'Leary and Atchade (2020), for 0 <= k <= m < max_steps:
+
+        H_{k:m} = 1/(m-k+1) sum_{t=k}^{m} f(X_t)
+                  + sum_{t=k+1}^{tau-1} min(1, (t-k)/(m-k+1)) [ f(X_t) - f(Y_{t-1}) ],
+
+    unbiased for E_pi[f] as H is; X runs on alone after meeting until t = m.
 
     Parameters
     ----------
@@ -76,38 +84,66 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     coupled_step : (x, y, idx) -> ((x, y), info), one step of the faithful coupling.
     met : (x, y) -> (b,) bool, whether the chains are equal.
     max_steps : cap on tau; capped chains are truncated (biased) and flagged.
-    on_pair : (x, y, idx) -> None, called with each correction pair (X_t, Y_{t-1}) of the chains
-        ``idx`` instead of recording it: the caller accumulates f as the chains run (or drops it
-        when only tau is wanted), so memory stays proportional to the chains still running.
-        Without it every pair is recorded in the result (small models, tests).
+    on_pair : (x, y, idx, weight) -> None, called with each correction pair (X_t, Y_{t-1}) of the
+        chains ``idx`` and its weight (1 for H; min(1, (t-k)/(m-k+1)) for H_{k:m}) instead of
+        recording it: the caller accumulates f as the chains run, so memory stays proportional to
+        the chains still running. Without it (only for k = m = 0) every pair is recorded in the
+        result (small models, tests).
     on_info : (info, idx) -> None, called with the info of every coupled step (e.g. to count
         cap hits of the coupling per chain); by default the infos are dropped.
+    k, m : the averaging window of H_{k:m}. on_state : (x, weight, idx) -> None, called with the
+        X_t of the window, t = k..m, weight 1/(m-k+1) (X0 included when k = 0); required unless
+        k = m = 0, where X0 is the caller's (weight 1).
     """
+    if not (isinstance(k, int) and isinstance(m, int) and 0 <= k <= m < max_steps):
+        raise ValueError(f"need integers 0 <= k <= m < max_steps, got k={k!r}, m={m!r}, max_steps={max_steps}")
+    if (k or m) and (on_pair is None or on_state is None):
+        raise ValueError("the time-averaged estimator (k or m > 0) needs on_pair and on_state")
     leaf = _first_leaf(x0)
     batch, device = leaf.shape[0], leaf.device
+    inv = 1.0 / (m - k + 1)
     idx = torch.arange(batch, device=device)
+    if on_state is not None and k == 0:
+        on_state(x0, inv, idx)
     x, _ = step(x0, idx)                                       # X_1
     tau = torch.ones(batch, dtype=torch.long, device=device)
     going = ~met(x, y0)
+    solo_idx, solo = (idx[~going], tree_take(x, ~going)) if m >= 1 else (idx[:0], None)
     idx, x, y = idx[going], tree_take(x, going), tree_take(y0, going)
     plus, minus, chain = [], [], []
     t = 1
-    while idx.numel() and t < max_steps:
-        if on_pair is not None:
-            on_pair(x, y, idx)
-        else:
-            plus.append(x)                                     # f(X_t) - f(Y_{t-1})
-            minus.append(y)
-            chain.append(idx)
-        (x, y), info = coupled_step(x, y, idx)                 # (X_{t+1}, Y_t)
-        if on_info is not None:
-            on_info(info, idx)
+    while (idx.numel() and t < max_steps) or (solo_idx.numel() and t <= m):
+        if idx.numel():                                        # here t < max_steps (m < max_steps)
+            if on_pair is not None:
+                if t >= k + 1:
+                    on_pair(x, y, idx, min(1.0, (t - k) * inv))   # f(X_t) - f(Y_{t-1})
+            else:
+                plus.append(x)
+                minus.append(y)
+                chain.append(idx)
+            if on_state is not None and k <= t <= m:
+                on_state(x, inv, idx)
+        if solo_idx.numel():                                   # met chains: X alone up to t = m
+            if k <= t <= m:
+                on_state(solo, inv, solo_idx)
+            if t < m:
+                solo, _ = step(solo, solo_idx)
+            else:
+                solo_idx, solo = solo_idx[:0], None
+        if idx.numel():
+            (x, y), info = coupled_step(x, y, idx)             # (X_{t+1}, Y_t)
+            if on_info is not None:
+                on_info(info, idx)
+            now = met(x, y)
+            tau[idx[now]] = t + 1
+            if bool(now.any()):
+                if t + 1 <= m:
+                    solo_idx = torch.cat([solo_idx, idx[now]])
+                    joined = tree_take(x, now)
+                    solo = joined if solo is None else tree_cat([solo, joined])
+                keep = ~now
+                idx, x, y = idx[keep], tree_take(x, keep), tree_take(y, keep)
         t += 1
-        m = met(x, y)
-        tau[idx[m]] = t
-        if bool(m.any()):
-            keep = ~m
-            idx, x, y = idx[keep], tree_take(x, keep), tree_take(y, keep)
     capped = torch.zeros(batch, dtype=torch.bool, device=device)
     if idx.numel():
         tau[idx] = max_steps

@@ -100,12 +100,12 @@ class PhaseResult(NamedTuple):
 
 
 class Accumulator:
-    """The weighted states of one phase, reduced as they arrive (``add(xs, sign, chain)``).
+    """The weighted states of one phase, reduced as they arrive (``add(xs, weight, chain)``).
 
     mode "states" keeps them all (``result()`` -> (xs, weight, chain), for tests and small
     models); "stats" keeps the running sum S = sum_i w_i phi(x_i) (``dbm.stats.statistics``);
     "chain" the running per-chain sums (B, P); "none" drops them. States are buffered, +1 rows
-    before -1 rows (the order of one batched evaluation), and reduced when the buffer holds more
+    before negative-weight rows (the order of one batched evaluation), and reduced when the buffer holds more
     than ``flush_rows`` rows: memory is O((flush_rows + B) x units), not O(B x tau x units).
     ``peak_rows`` records the largest buffer.
     """
@@ -116,17 +116,18 @@ class Accumulator:
         self.pos, self.neg, self.rows, self.peak_rows = [], [], 0, 0
         self.total = None
 
-    def add(self, xs, sign: int, chain: Tensor) -> None:
-        if self.mode == "none" or chain.numel() == 0:
+    def add(self, xs, weight: float, chain: Tensor) -> None:
+        """Rows ``xs`` of the chains ``chain`` (long (M,)), each with the scalar ``weight``."""
+        if self.mode == "none" or chain.numel() == 0 or weight == 0:
             return
-        (self.pos if sign > 0 else self.neg).append((tuple(xs), chain))
+        (self.pos if weight > 0 else self.neg).append((tuple(xs), chain, float(weight)))
         self.rows += chain.numel()
         self.peak_rows = max(self.peak_rows, self.rows)
         if self.mode != "states" and self.rows > self.flush_rows:
             self._flush()
 
     def _take(self):
-        parts = [(xs, c, 1.0) for xs, c in self.pos] + [(xs, c, -1.0) for xs, c in self.neg]
+        parts = self.pos + self.neg
         self.pos, self.neg, self.rows = [], [], 0
         if not parts:
             return None
@@ -165,20 +166,27 @@ def _check_caps(**caps) -> None:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
 
 
+def _check_window(k, m, max_steps: int) -> tuple[int, int]:
+    """ValueError unless 0 <= k <= m < max_steps are integers (the window of H_{k:m})."""
+    if any(isinstance(v, bool) or int(v) != v for v in (k, m)) or not 0 <= k <= m < max_steps:
+        raise ValueError(f"need integers 0 <= k <= m < max_steps, got k={k!r}, m={m!r}, max_steps={max_steps}")
+    return int(k), int(m)
+
+
 def _no_local_search(batch: int, device) -> tuple[Tensor, Tensor]:
     return (torch.zeros(batch, dtype=torch.long, device=device),
             torch.zeros(batch, dtype=torch.bool, device=device))
 
 
 def _coupled(sink: Accumulator, x0, y0, get_xs, **driver_kw) -> CoupledResult:
-    """``run_coupled`` feeding X0 and every correction pair to ``sink`` as the chains run."""
-    xs0 = get_xs(x0)
-    sink.add(xs0, 1, torch.arange(xs0[0].shape[0], device=xs0[0].device))
+    """``run_coupled`` feeding the weighted states of H (or H_{k:m}) to ``sink`` as the chains run."""
+    def on_state(x, w, idx):
+        sink.add(get_xs(x), w, idx)
 
-    def on_pair(x, y, idx):
-        sink.add(get_xs(x), 1, idx)
-        sink.add(get_xs(y), -1, idx)
-    return run_coupled(x0, y0, on_pair=on_pair, **driver_kw)
+    def on_pair(x, y, idx, w):
+        sink.add(get_xs(x), w, idx)
+        sink.add(get_xs(y), -w, idx)
+    return run_coupled(x0, y0, on_pair=on_pair, on_state=on_state, **driver_kw)
 
 
 def _single(sink: Accumulator, xs, info: PhaseInfo) -> PhaseInfo:
@@ -313,17 +321,20 @@ class UCDMHLMI(_LocalModeInit, Estimator):
     max_steps : cap on tau (hits counted). max_sweeps : cap on the local search (hits counted).
     warm_start : start each local search at the previous update's local modes (state carried
         in ``EstimatorState``).
+    k, m : the time-averaged estimator H_{k:m} (``dbm.driver.run_coupled``): average f(X_t) over
+        t = k..m plus weighted corrections; k = m = 0 (default) is the paper's estimator.
     """
     name = "ucd-mh-lmi"
 
     def __init__(self, marginalize=False, y0="same", max_steps=1000, max_sweeps=1000,
-                 warm_start=False):
+                 warm_start=False, k=0, m=0):
         super().__init__(marginalize)
         if y0 not in ("same", "independent"):
             raise ValueError(f"y0 must be 'same' or 'independent', got {y0!r}")
         _check_caps(max_steps=max_steps, max_sweeps=max_sweeps)
         self.y0, self.max_steps, self.max_sweeps = y0, int(max_steps), int(max_sweeps)
         self.warm_start = bool(warm_start)
+        self.k, self.m = _check_window(k, m, self.max_steps)
 
     def _phase(self, model, v, clamp, generator, phase, sink, state):
         batch = v.shape[0]
@@ -336,7 +347,7 @@ class UCDMHLMI(_LocalModeInit, Estimator):
         res = _coupled(sink, x0, y0, lambda st: st.xs,
                        step=lambda st, idx: mh.step(st, generator, idx),
                        coupled_step=lambda x, y, idx: coupled_mh_step(mh, x, y, generator, idx),
-                       met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps)
+                       met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps, k=self.k, m=self.m)
         return PhaseInfo(res.tau, res.capped, lm.sweeps[:batch], lm.capped[:batch]), state
 
 
@@ -349,11 +360,12 @@ class UCDGibbs(_LocalModeInit, Estimator):
     coupling : "maximal" (joint maximal coupling of each block) or "crn" (coordinate-wise).
     max_tries : cap on the maximal coupling's residual draws (hits counted per chain in
         ``PhaseInfo.residual_capped``).
+    k, m : the time-averaged estimator H_{k:m}, as for ``ucd-mh-lmi`` (default 0, 0).
     """
     name = "ucd-gibbs"
 
     def __init__(self, marginalize=False, init="uniform", y0="independent", coupling="maximal",
-                 max_steps=100, max_sweeps=1000, max_tries=10_000):
+                 max_steps=100, max_sweeps=1000, max_tries=10_000, k=0, m=0):
         super().__init__(marginalize)
         if init not in ("uniform", "data", "local-mode"):
             raise ValueError(f"init must be 'uniform', 'data' or 'local-mode', got {init!r}")
@@ -364,6 +376,7 @@ class UCDGibbs(_LocalModeInit, Estimator):
         _check_caps(max_steps=max_steps, max_sweeps=max_sweeps, max_tries=max_tries)
         self.init, self.y0, self.coupling = init, y0, coupling
         self.max_steps, self.max_sweeps, self.max_tries = int(max_steps), int(max_sweeps), int(max_tries)
+        self.k, self.m = _check_window(k, m, self.max_steps)
 
     def _phase(self, model, v, clamp, generator, phase, sink, state):
         batch = v.shape[0]
@@ -387,7 +400,7 @@ class UCDGibbs(_LocalModeInit, Estimator):
                        step=lambda st, idx: gibbs.step(st, generator, idx),
                        coupled_step=lambda x, y, idx: coupled_gibbs_step(gibbs, x, y, generator, idx,
                                                                          self.coupling, self.max_tries),
-                       met=states_equal, max_steps=self.max_steps, on_info=count)
+                       met=states_equal, max_steps=self.max_steps, on_info=count, k=self.k, m=self.m)
         return PhaseInfo(res.tau, res.capped, sweeps, scap, residual), state
 
 

@@ -52,6 +52,26 @@ def test_unbiased_estimators_match_exact_gradient(sizes, name, opts):
     assert z.abs().max() < z_threshold(z.numel()), f"max |z| = {z.abs().max():.2f}"
 
 
+@pytest.mark.parametrize("name,opts", [("ucd-mh-lmi", {"k": 0, "m": 3}), ("ucd-mh-lmi", {"k": 1, "m": 4}),
+                                       ("ucd-mh-lmi", {"k": 2, "m": 2, "marginalize": True}),
+                                       ("ucd-gibbs", {"k": 1, "m": 3}), ("ucd-gibbs", {"k": 0, "m": 2, "init": "local-mode"})])
+def test_time_averaged_estimators_match_exact_gradient(name, opts):
+    """H_{k:m} (Jacob, O'Leary, Atchade 2020) is unbiased for every window, as H = H_{0:0} is."""
+    z, info = check([3, 3, 3], name, opts, seed=102)
+    assert z.abs().max() < z_threshold(z.numel()), f"max |z| = {z.abs().max():.2f}"
+
+
+def test_time_averaged_window_reduces_to_the_lag_one_estimator_and_is_checked():
+    m = random_dbm([3, 3, 3], seed=5)
+    v = data_batch(3, 200, 5)
+    a, _, _ = dbm.estimator("ucd-mh-lmi").chain_estimates(m, v, None, torch.Generator().manual_seed(1))
+    b, _, _ = dbm.estimator("ucd-mh-lmi", k=0, m=0).chain_estimates(m, v, None, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    for bad in ({"k": 2, "m": 1}, {"k": -1, "m": 0}, {"m": 5, "max_steps": 5}, {"k": 0.5, "m": 1}):
+        with pytest.raises(ValueError, match="0 <= k <= m < max_steps"):
+            dbm.estimator("ucd-gibbs", **bad)
+
+
 @pytest.mark.parametrize("sizes", [[5, 4], [2, 3, 2, 3]])
 @pytest.mark.parametrize("name,opts", [("ucd-mh-lmi", {}), ("ucd-mh-lmi", {"marginalize": True}),
                                        ("ucd-gibbs", {})])
