@@ -30,8 +30,8 @@ from dbm.results import seed_hash
 from reproduce.common import Computed, Run, method_palette, progress, save_figure, script_main
 
 NAME = "bias_study"
-ESTIMATORS = ("cd-1", "cd-10", "pcd-1", "ucd-gibbs", "ucd-mh-lmi", "ucd-mh-lmi-marg",
-              "official-single-chain")                                   # presets of dbm.presets
+ESTIMATORS = ("cd-1", "cd-10", "pcd-1", "ucd-gibbs", "ucd-gibbs-avg", "ucd-mh-lmi", "ucd-mh-lmi-marg",
+              "ucd-mh-lmi-avg", "official-single-chain")                 # presets of dbm.presets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,13 +91,16 @@ def run_cell(shape, scale, kind, label, cfg: Config) -> list[dict]:
     se = g.std(0) / g.shape[0] ** 0.5
     z = ((mean - g_star) / se).abs()
     s = info.summary()
+    window = opts.get("m", 0)              # H_{k:m}: X runs to max(tau, m) steps
+    x_steps = sum(float(torch.clamp(ph.tau, min=window).double().mean()) for ph in (info.pos, info.neg))
     sweeps = {"cd": opts.get("k", 1) + 10, "pcd": opts.get("k", 1) + 10}.get(
-        name, s["pos_sweeps_mean"] + s["neg_sweeps_mean"] + s["pos_tau_mean"] + s["neg_tau_mean"])
+        name, s["pos_sweeps_mean"] + s["neg_sweeps_mean"] + x_steps)
     metrics = {"rel_bias": float((mean - g_star).norm() / g_star.norm()),
                "rel_se": float(se.norm() / g_star.norm()),
                "max_abs_z": float(z[torch.isfinite(z)].max()),
                "mse_per_chain": float(((g - g_star) ** 2).sum(1).mean() / g_star.norm() ** 2),
                "p_correction_neg": 1.0 - s["neg_p_tau1"], "p_correction_pos": 1.0 - s["pos_p_tau1"],
+               "p_any_correction_minibatch_100": 1.0 - s["neg_p_tau1"] ** 100 * s["pos_p_tau1"] ** 100,
                "tau_mean_neg": s["neg_tau_mean"], "cost_sweeps": sweeps,
                "caps": s["pos_tau_capped"] + s["neg_tau_capped"], "wall_s_per_1k": 1000 * wall / cfg.chains}
     base = dict(shape=shape, units=sum(m.layer_sizes), w_scale=float(scale), weights=kind,
@@ -112,7 +115,7 @@ def plot(df: pd.DataFrame, path, run: Run | None = None) -> None:
     import seaborn as sns
     w = df.pivot_table(index=["shape", "units", "w_scale", "weights", "estimator"], columns="metric",
                        values="value").reset_index()
-    fig, ax = plt.subplots(1, 3, figsize=(17, 4.8))
+    fig, ax = plt.subplots(1, 4, figsize=(22, 4.8))
     pal = method_palette(w.estimator)
     sns.scatterplot(w, x="cost_sweeps", y="rel_bias", hue="estimator", style="weights", size="units", ax=ax[0],
                     palette=pal)
@@ -126,6 +129,10 @@ def plot(df: pd.DataFrame, path, run: Run | None = None) -> None:
     ax[2].axhline(4.0, color="k", ls="--", lw=0.8)
     ax[2].set(yscale="log", title="max |z| over parameters (dashed: 4)", xlabel="units in the DBM")
     ax[2].legend(fontsize=7)
+    sns.scatterplot(w, x="cost_sweeps", y="mse_per_chain", hue="estimator", size="units", ax=ax[3], palette=pal,
+                    legend=False)
+    ax[3].set(xscale="log", yscale="log", title="per-chain MSE / |g*|^2 against cost (colours as left)",
+              xlabel="sweeps + coupled steps per chain", ylabel="mean |g_b - g*|^2 / |g*|^2")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     save_figure(fig, path, run, chains=int(df.chains.max()))
 
@@ -152,7 +159,8 @@ def compute(run: Run) -> Computed:
 
 def main(argv=None) -> int:
     return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
-                       plot=plot, summary=summarise, default_profile="full")
+                       plot=plot, summary=summarise, default_profile="full",
+                       version="2")            # 2: P(any correction in a minibatch of 100), H_{k:m} cost
 
 
 if __name__ == "__main__":

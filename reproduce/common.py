@@ -22,8 +22,9 @@ __all__ = ["METHOD_COLORS", "method_palette", "save_figure", "base_parser", "out
 # One colour per method in every figure (Okabe-Ito colour-blind palette; variants of a method
 # share its colour).
 METHOD_COLORS = {
-    "ucd-mh-lmi": "#0072B2", "ucd-mh-lmi-marg": "#56B4E9", "official-single-chain": "#332288",
-    "ucd-gibbs": "#E69F00", "ucd-gibbs-uniform": "#E69F00", "ucd-gibbs-lmi": "#995500",
+    "ucd-mh-lmi": "#0072B2", "ucd-mh-lmi-marg": "#56B4E9", "ucd-mh-lmi-avg": "#117A8B",
+    "official-single-chain": "#332288",
+    "ucd-gibbs": "#E69F00", "ucd-gibbs-uniform": "#E69F00", "ucd-gibbs-lmi": "#995500", "ucd-gibbs-avg": "#FFB84D",
     "cd": "#009E73", "cd-1": "#009E73", "cd-10": "#117733", "pcd": "#D55E00", "pcd-1": "#D55E00",
     "pcd-pretrained": "#CC79A7", "mh-independent-y0": "#999999",
     "wgan": "#882255", "wgan-gp": "#AA4499", "data": "#000000",
@@ -115,11 +116,12 @@ class Computed(NamedTuple):
 
 
 def script_main(argv, *, doc: str, name: str, config_cls, profiles: dict, compute: Callable[[Run], Computed],
-                plot: Callable, summary: Callable, default_profile: str = "budget") -> int:
+                plot: Callable, summary: Callable, default_profile: str = "budget", version: str = "1") -> int:
     """The life of every reproduction script: parse the flags, resolve the profile (``--quick``
     is the ``quick`` profile), compute the table through the cell cache (or read it back with
     ``--plot-only``), write CSV and sidecar JSON atomically, draw ``plot(df, png, run)``, print
-    ``summary(df)`` (a table or a tuple of tables) and the files written."""
+    ``summary(df)`` (a table or a tuple of tables) and the files written. ``version``: the
+    script's code version, part of every cell key (bump it when the cells' content changes)."""
     p = base_parser(doc, config_cls)
     p.add_argument("--profile", choices=sorted(profiles), default=default_profile,
                    help="settings to run (--quick is the same as --profile quick)")
@@ -127,7 +129,7 @@ def script_main(argv, *, doc: str, name: str, config_cls, profiles: dict, comput
     profile = "quick" if args.quick else args.profile
     if args.out_dir is None:
         args.out_dir = "results/quick" if profile == "quick" else "results"
-    run = Run(args.config(profiles[profile], apply=True), CellCache(args.work_dir, args.force), profile,
+    run = Run(args.config(profiles[profile], apply=True), CellCache(args.work_dir, args.force, version), profile,
               Path(args.out_dir), args)
     csv, js, png = output_paths(args, name)
     problems: tuple = ()
