@@ -202,3 +202,14 @@ def test_mnist32_pads_and_scales(tmp_path):
     x = mnist32("mnist", "train", tmp_path, limit=12)
     assert x.shape == (12, 1, 32, 32) and x.min() == -1 and x.max() == 1
     assert (x[:, :, :2] == -1).all() and (x[:, :, :, -2:] == -1).all()
+
+
+def test_nonlocal_blocks_start_as_the_identity():
+    """As in the paper's code: the output conv of every non-local block is zero at initialisation."""
+    from dbm.ebm.nets import NonLocalBlock, make_net
+    net = make_net("nonlocal", (1, 32, 32), 4, torch.Generator().manual_seed(0))
+    blocks = [m for m in net.modules() if isinstance(m, NonLocalBlock)]
+    assert len(blocks) == 3
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(blocks[0](x), x)
+    assert all(float(b.out.weight.abs().sum()) == 0 for b in blocks)

@@ -44,7 +44,7 @@ class EnergyNet(nn.Module):
 
 class NonLocalBlock(nn.Module):
     """Embedded-Gaussian non-local block (Wang et al. 2018): x + W softmax(theta(x)^T phi(x)) g(x);
-    (B, C, H, W) -> (B, C, H, W)."""
+    (B, C, H, W) -> (B, C, H, W). ``make_net`` zeroes W, so a fresh block is the identity."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -104,4 +104,9 @@ def make_net(name: str, shape: tuple[int, ...], n_f: int, generator: torch.Gener
     else:
         raise ValueError(f"unknown net {name!r}; choose from {NET_NAMES}")
     body = seeded(build, generator, init="torch-default")            # PyTorch's default init, seeded
+    with torch.no_grad():
+        for m in body.modules():                                      # non-local blocks start as the identity
+            if isinstance(m, NonLocalBlock):                          # (output conv zero, as in the paper's code)
+                m.out.weight.zero_()
+                m.out.bias.zero_()
     return EnergyNet(body, shape, temperature)
