@@ -47,7 +47,8 @@ def save_figure(fig, path: Path, run: "Run | None" = None, dpi: int = 110, **fac
     profile = run.profile if run is not None else facts.pop("profile", None)
     parts = ([f"profile {profile}"] if profile else []) + [f"{k.replace('_', ' ')} {v}" for k, v in facts.items()]
     sha = git_sha()
-    parts.append(f"commit {sha[:10]}" + (" (uncommitted changes)" if "-dirty" in sha else ""))
+    parts.append(f"drawn at commit {sha[:10]}" + (" (uncommitted changes)" if "-dirty" in sha else "")
+                 + " (data: sidecar JSON)")
     import textwrap
     width = max(40, int(fig.get_figwidth() * 17))                 # characters per line at fontsize 6.5
     footer = "\n".join(textwrap.wrap(" | ".join(parts), width))

@@ -195,8 +195,19 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     for i, m in enumerate(metrics):
         for j, ds in enumerate(datasets):
             x = d[(d.metric == m) & (d.dataset == ds)]
+            floor = x[x.family == "data"].value
+            x = x[x.family != "data"].copy()
+            if "budget" in x:                                      # the GAN budget in the label
+                x["model"] = [f"{mod}\n({b})" if fam == "gan" and isinstance(b, str) and b else mod
+                              for mod, fam, b in zip(x.model, x.family, x.budget)]
             sns.barplot(x, x="model", y="value", hue="sample_kind", ax=axes[i, j], errorbar=("pi", 100))
-            axes[i, j].set(title=f"{ds}: {x.extractor.iloc[0] if len(x) else m}", ylabel=m)
+            if len(floor):
+                axes[i, j].axhline(float(floor.iloc[0]), color="k", ls="--", lw=1,
+                                   label="floor: training images")
+                axes[i, j].legend(fontsize=7)
+            axes[i, j].set(title=f"{ds}: {x.extractor.iloc[0] if len(x) else m}",
+                           ylabel={"fid": "FID (lower is better)",
+                                   "classifier_fd": "classifier-Frechet distance (lower is better)"}.get(m, m))
             axes[i, j].tick_params(axis="x", rotation=30)
             axes[i, j].set_xlabel("")
     fig.tight_layout(rect=(0, 0.02, 1, 1))

@@ -119,7 +119,7 @@ def run_cell(cache: CellCache, ds, method, mask, cfg: Config, model, model_id: s
     return df
 
 
-def grid(model, v, cfg: Config, path: Path, seed: int) -> None:
+def grid(model, v, cfg: Config, path: Path, seed: int, title: str = "", run: Run | None = None) -> None:
     """Rows: masks; columns: original, masked (missing pixels grey), local search, one Gibbs sample."""
     import matplotlib
     matplotlib.use("Agg")
@@ -143,9 +143,9 @@ def grid(model, v, cfg: Config, path: Path, seed: int) -> None:
                 ax.set_ylabel(mask, rotation=0, ha="right", va="center", fontsize=9)
             if i == 0:
                 ax.set_title(cols[j])
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    fig.suptitle(title + " (rows: masks; grey: hidden pixels)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    save_figure(fig, path, run, dpi=100)
 
 
 def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
@@ -196,7 +196,8 @@ def compute(run: Run) -> Computed:
             model, model_id = trainer.model.eval(), zoo.model_hash(trainer)
             for mask in cfg.masks:
                 frames.append(run_cell(cache, ds, method, mask, cfg, model, model_id, clf, ccfg.key(), v, labels))
-            grid(model, v, cfg, run.out / f"fig27_grid_{ds}_{method}.png", seed_hash(NAME, "grid", ds))
+            grid(model, v, cfg, run.out / f"fig27_grid_{ds}_{method}.png", seed_hash(NAME, "grid", ds),
+                 title=f"{ds}: inpainting with the DBM trained by {method}", run=run)
     df = pd.concat(frames, ignore_index=True)
     df["n_test"] = cfg.test_n
     df["fig25_profile"] = run.profile
