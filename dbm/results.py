@@ -60,13 +60,15 @@ def write_csv(df, path: str | Path) -> None:
 
 def git_sha(root: str | Path | None = None) -> str:
     """The commit of the code, "<sha>" for a clean tree; with uncommitted changes to tracked files
+    outside ``results/`` (the outputs themselves do not count)
     "<sha>-dirty-<12 hex of the SHA-256 of ``git diff HEAD``>", so a result never passes for the
     commit's and two dirty runs of the same edit share the tag. "unknown" outside git."""
     root = Path(root or Path(__file__).resolve().parents[1])
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip()
-        diff = subprocess.run(["git", "diff", "HEAD"], cwd=root, capture_output=True, timeout=30).stdout
+        diff = subprocess.run(["git", "diff", "HEAD", "--", ".", ":(exclude)results"], cwd=root,
+                              capture_output=True, timeout=30).stdout      # the code, not the outputs
         if not diff:
             return sha or "unknown"
         return f"{sha or 'unknown'}-dirty-{hashlib.sha256(diff).hexdigest()[:12]}"
