@@ -235,11 +235,13 @@ SPARSE_MAX_DENSITY = 0.2   # below this fraction of flipped units a gathered sum
 
 class _Delta(NamedTuple):
     """The change of one layer in a block update: d (b, n) in {-1, 0, 1}; nnz its set entries;
-    (rows, cols) their positions when few enough for the gathered product (else None)."""
+    for the gathered product (CPU, few changes) the column of each change in row order, the
+    start of each row's changes and their signs (else None)."""
     d: Tensor
     nnz: int
-    rows: Tensor | None
-    cols: Tensor | None
+    cols: Tensor | None = None
+    offsets: Tensor | None = None
+    signs: Tensor | None = None
 
 
 def _delta(d: Tensor, nnz: int | None = None) -> _Delta | None:
@@ -249,19 +251,19 @@ def _delta(d: Tensor, nnz: int | None = None) -> _Delta | None:
         return None
     if d.device.type == "cpu" and nnz < SPARSE_MAX_DENSITY * d.numel():
         rows, cols = d.nonzero(as_tuple=True)                      # row-major: bags in row order
-        return _Delta(d, nnz, rows, cols)
-    return _Delta(d, nnz, None, None)
+        offsets = torch.zeros(d.shape[0], dtype=torch.long, device=d.device)
+        offsets[1:] = torch.bincount(rows, minlength=d.shape[0]).cumsum(0)[:-1]
+        return _Delta(d, nnz, cols, offsets, d[rows, cols])
+    return _Delta(d, nnz)
 
 
 def _delta_product(delta: _Delta, w: Tensor) -> Tensor:
     """d @ w, w (n, m): with positions, each row's sum of the +-rows of w it selects
     (``embedding_bag``: no sparse-format conversion); otherwise a dense product."""
-    d, rows, cols = delta.d, delta.rows, delta.cols
-    if rows is None:
-        return d @ w
-    offsets = torch.zeros(d.shape[0], dtype=torch.long, device=d.device)
-    offsets[1:] = torch.bincount(rows, minlength=d.shape[0]).cumsum(0)[:-1]
-    return torch.nn.functional.embedding_bag(cols, w, offsets, mode="sum", per_sample_weights=d[rows, cols])
+    if delta.cols is None:
+        return delta.d @ w
+    return torch.nn.functional.embedding_bag(delta.cols, w, delta.offsets, mode="sum",
+                                             per_sample_weights=delta.signs)
 
 
 @torch.no_grad()
