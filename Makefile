@@ -9,44 +9,57 @@ PROFILE ?= budget
 # data sets: DBM_DATA_DIR if set, else the project's offline copies beside the checkout
 export DBM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: venv test test-all bench reproduce-fig24 reproduce-fig25 reproduce-fig27 reproduce-bias reproduce-anatomy fid clean-venv
+.PHONY: help venv test test-all bench bench-compare zoo reproduce-all reproduce-fig24 reproduce-fig25 reproduce-fig27 \
+        reproduce-bias reproduce-anatomy fid clean-venv
 
-venv: $(STAMP)
+help:  ## this list (runtimes: 2-core CPU, default profile; QUICK=1 runs take a minute or two each)
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
+
+venv: $(STAMP)  ## create .venv and install the project (about 1 min from the local wheels)
 
 $(STAMP): pyproject.toml
 	python3.11 -m venv .venv || python3 -m venv .venv
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP)  ## the test suite without the slow tests (about 5 min)
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: $(STAMP)
+test-all: $(STAMP)  ## every test, slow ones included (about 16 min)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP)  ## timings and the width-scaling plot -> results/bench.{json,csv}, bench_scaling.png (about 4 min)
 	$(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=results/bench.json
 	$(PY) -m benchmarks.to_csv results/bench.json results/bench.csv
 	$(PY) -m benchmarks.plot_scaling results/bench.csv results/bench_scaling.png
 
-reproduce-fig24: $(STAMP)
+bench-compare: $(STAMP)  ## run the benchmarks again and compare with the committed results/bench.json
+	$(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=results/quick/bench.json
+	$(PY) -m pytest_benchmark compare results/bench.json results/quick/bench.json --group-by=group --columns=median,iqr
+
+reproduce-all: reproduce-fig24 reproduce-fig25 fid reproduce-fig27 reproduce-bias reproduce-anatomy  ## every figure of the profile (budget: about 3 h)
+
+zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (converged: about 1 h)
+	$(PY) -m reproduce.zoo --profile $(PROFILE) --jobs 2 --device $(DEVICE)
+
+reproduce-fig24: $(STAMP)  ## slide 24: coupling time against width (about 20 min)
 	$(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)
 
-reproduce-fig25: $(STAMP)
+reproduce-fig25: $(STAMP)  ## slide 25: end-to-end training, likelihood and samples (budget: 50 min; PROFILE=converged: run `make zoo` first)
 	$(PY) -m reproduce.fig25_end_to_end $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
 
-reproduce-fig27: $(STAMP)
+reproduce-fig27: $(STAMP)  ## slide 27: inpainting with fig25's models (about 15 min)
 	$(PY) -m reproduce.fig27_inpainting $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
 
-fid: $(STAMP)
+fid: $(STAMP)  ## slide 26: FID / classifier-FD of DBMs and WGANs (about 40 min)
 	$(PY) -m reproduce.fig26_fid $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
 
-reproduce-anatomy: $(STAMP)
+reproduce-anatomy: $(STAMP)  ## EBM anatomy: toy densities and MNIST (about 1 h)
 	$(PY) -m reproduce.ebm_anatomy_toy $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
 	$(PY) -m reproduce.ebm_anatomy_mnist $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
 
-reproduce-bias: $(STAMP)
+reproduce-bias: $(STAMP)  ## estimator bias and MSE against exact gradients (about 7 min)
 	$(PY) -m reproduce.bias_study $(QFLAG) --device $(DEVICE)
 
-clean-venv:
+clean-venv:  ## remove .venv
 	rm -rf .venv

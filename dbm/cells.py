@@ -66,8 +66,11 @@ class CellCache:
         self.root, self.force, self.version = Path(root), bool(force), str(version)
         self._fresh: set[str] = set()          # keys computed by this instance (not recomputed)
 
-    def key(self, kind: str, inputs: dict) -> str:
-        payload = {"kind": kind, "inputs": inputs, "code": CODE_VERSION, "version": self.version}
+    def key(self, kind: str, inputs: dict, version: str | None = None) -> str:
+        """The cell's key; ``version`` overrides the script's (for cells shared between scripts,
+        such as the model zoo's, whose keys must not depend on which script asks)."""
+        v = self.version if version is None else str(version)
+        payload = {"kind": kind, "inputs": inputs, "code": CODE_VERSION, "version": v}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _stale(self, key: str, owned: bool) -> bool:
@@ -117,14 +120,16 @@ class CellCache:
             raise CheckpointError(f"cached cell {meta_path} is damaged ({e}); delete it or rerun with --force") from None
         return Cell(rows, arrays, meta)
 
-    def run_path(self, kind: str, inputs: dict) -> Path:
+    def run_path(self, kind: str, inputs: dict, version: str | None = None) -> Path:
         """Where the training cell of ``inputs`` lives (whether or not it exists yet)."""
-        return self.root / kind / self.key(kind, inputs)
+        return self.root / kind / self.key(kind, inputs, version)
 
-    def run_dir(self, kind: str, inputs: dict, owned: bool = True, weights: str = "model.safetensors") -> Path:
+    def run_dir(self, kind: str, inputs: dict, owned: bool = True, weights: str = "model.safetensors",
+                version: str | None = None) -> Path:
         """The folder of a training cell (a ``dbm.run`` run folder, resumed where it stopped);
-        emptied first when forced (once per instance). ``weights``: its published file."""
-        path = self.run_path(kind, inputs)
+        emptied first when forced (once per instance). ``weights``: its published file;
+        ``version`` as in ``key``."""
+        path = self.run_path(kind, inputs, version)
         key = path.name
         if self._stale(key, owned):
             from .run import RunDir
@@ -136,5 +141,6 @@ class CellCache:
         meta = path.with_suffix(".json")
         if not meta.exists():
             atomic_write_text(meta, json.dumps({"kind": kind, "key": key, "inputs": inputs, "code_version": CODE_VERSION,
-                                                "script_version": self.version}, indent=1, default=str) + "\n")
+                                                "script_version": self.version if version is None else version},
+                                               indent=1, default=str) + "\n")
         return path

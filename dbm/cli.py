@@ -122,6 +122,43 @@ def _sample_ebm(args) -> int:
     return 0
 
 
+def _sample(args) -> int:
+    """``python -m dbm sample RUN_DIR``: samples of a trained DBM by kind (``dbm.metrics.samples``:
+    local modes, one sweep after them, and block-Gibbs chains of --sweeps from noise and from the
+    mode), each kind as a PNG grid and as a folder of PNG images that ``python -m pytorch_fid``
+    reads, plus their statistics against the test set when the data set is found."""
+    from .metrics.samples import gibbs_chains, modes
+    from .train import load_model
+    path = Path(args.run) / "model.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found: pass the folder of a DBM run (python -m dbm train --out-dir ...)")
+    model, _ = load_model(path, args.device)
+    side = int(round(model.layer_sizes[0] ** 0.5))
+    if side * side != model.layer_sizes[0]:
+        raise CheckpointError(f"{path}: {model.layer_sizes[0]} visible units are not a square image")
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    mode, swept = modes(model, args.n, g)
+    kinds = {"mode": mode[0], "mode+1": swept[0]}
+    for start, xs in (("noise", model.random_state(args.n, g)), ("mode", mode)):
+        if args.sweeps:
+            vs, _ = gibbs_chains(model, xs, (args.sweeps,), g)
+            kinds[f"gibbs-{args.sweeps}-{start}"] = vs[args.sweeps]
+    from torchvision.utils import save_image
+    out = Path(args.out or Path(args.run) / "samples")
+    for kind, v in kinds.items():
+        folder = out / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        imgs = v.reshape(-1, 1, side, side).float().cpu()
+        save_image(imgs[:64], out / f"{kind}.png", nrow=8)
+        for i, img in enumerate(imgs):
+            save_image(img, folder / f"{i:05d}.png")
+    print(f"wrote {len(kinds)} kinds x {args.n} images under {out} ('mode' and 'mode+1' are local modes and "
+          f"one sweep after them, not MCMC samples; 'gibbs-*' are block-Gibbs chains); "
+          f"FID: python -m pytorch_fid {out / next((k for k in kinds if k.startswith('gibbs-')), 'mode')} "
+          f"<reference image folder>")
+    return 0
+
+
 def main(argv=None) -> int:
     return run_main(_main, argv)
 
@@ -163,7 +200,16 @@ def _main(argv) -> int:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--out", default=None, help="output path without suffix (default <run>/long_run_<steps>)")
+    d = sub.add_parser("sample", help="samples of a trained DBM by kind: PNG grids and image folders (pytorch_fid)")
+    d.add_argument("run", help="the run folder holding model.safetensors")
+    d.add_argument("--n", type=_positive_int, default=64, help="images per kind")
+    d.add_argument("--sweeps", type=int, default=1000, help="block-Gibbs sweeps of the MCMC kinds (0: none)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--out", default=None, help="output folder (default <run>/samples)")
     args = p.parse_args(argv)
+    if args.command == "sample":
+        return _sample(args)
     if args.command == "sample-ebm":
         return _sample_ebm(args)
     if args.command in trainers:

@@ -101,6 +101,11 @@ def add_config_args(parser: argparse.ArgumentParser, cls, skip=()) -> None:
             continue
         text = helps.get(f.name, "")
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if str(f.type).startswith("bool"):               # a real switch: --flag / --no-flag
+            parser.add_argument(flag(f.name), dest="cfg_" + f.name, default=None,
+                                action=argparse.BooleanOptionalAction,
+                                help=f"{text + '; ' if text else ''}default {'on' if default else 'off'}")
+            continue
         kw = {"choices": list(choices[f.name])} if f.name in choices else {"metavar": f.name.upper()}
         parser.add_argument(flag(f.name), dest="cfg_" + f.name, default=None,
                             help=f"{text + '; ' if text else ''}default {default!r}", **kw)
@@ -111,7 +116,9 @@ def config_from_args(args, cls, base=None, **fixed):
     over = {}
     for f in dataclasses.fields(cls):
         text = getattr(args, "cfg_" + f.name, None)
-        if text is not None:
+        if isinstance(text, bool):                      # a switch
+            over[f.name] = text
+        elif text is not None:
             try:
                 over[f.name] = parse_value(f.type, text)
             except argparse.ArgumentTypeError as e:

@@ -9,7 +9,7 @@
                                       tensors and plain containers only (``weights_only=True``)
           manifest.json               written last: step, config, size and SHA-256 of each file,
                                       and the length of metrics.csv at this step
-      metrics.csv                   tidy rows (step, metric, value), appended before each
+      metrics.csv                   tidy rows (method, seed, step, metric, value), appended before each
                                     checkpoint; a resume cuts it back to the manifest's length
       model.safetensors             the newest checkpoint's weights, published for readers
                                     (``net.safetensors`` for EBMs); never read on resume
@@ -109,8 +109,11 @@ def _format_value(v) -> str:
 class RunDir:
     """One run folder (layout in the module docstring). ``weights_name`` is the published copy."""
 
-    def __init__(self, path: str | Path, weights_name: str = "model.safetensors", keep: int = 2):
+    def __init__(self, path: str | Path, weights_name: str = "model.safetensors", keep: int = 2,
+                 labels: dict | None = None):
         self.path, self.weights_name, self.keep = Path(path), weights_name, int(keep)
+        self.labels = dict(labels or {})          # constant columns of every metrics row (method, seed)
+        self.columns = (*self.labels, *METRIC_COLUMNS)
         self.ckpt_root = self.path / "checkpoints"
         self.metrics_path = self.path / "metrics.csv"
 
@@ -167,12 +170,21 @@ class RunDir:
 
     # ------------------------------------------------------------------ writing
     def append_metrics(self, rows: list[dict]) -> int:
-        """Append tidy rows to metrics.csv (header first), synced to disk; returns its length."""
+        """Append tidy rows to metrics.csv (header first: the labels, then step, metric, value),
+        synced to disk; returns its length. A file begun by an older dbm without the label
+        columns keeps its own header."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.metrics_path, "a", newline="") as f:
+        with open(self.metrics_path, "a+", newline="") as f:
             if f.tell() == 0:
-                f.write(",".join(METRIC_COLUMNS) + "\n")
-            f.writelines(f"{r['step']},{r['metric']},{_format_value(r['value'])}\n" for r in rows)
+                f.write(",".join(self.columns) + "\n")
+                columns = self.columns
+            else:
+                f.seek(0)
+                columns = tuple(f.readline().strip().split(","))
+                f.seek(0, os.SEEK_END)
+            fixed = [str(self.labels[c]) for c in columns[:-3] if c in self.labels]
+            prefix = "".join(f"{v}," for v in fixed)
+            f.writelines(f"{prefix}{r['step']},{r['metric']},{_format_value(r['value'])}\n" for r in rows)
             f.flush()
             os.fsync(f.fileno())
             return f.tell()
@@ -312,7 +324,7 @@ class RunDir:
         return tensors, state
 
     def metrics(self) -> pd.DataFrame:
-        return pd.read_csv(self.metrics_path) if self.metrics_path.exists() else pd.DataFrame(columns=METRIC_COLUMNS)
+        return pd.read_csv(self.metrics_path) if self.metrics_path.exists() else pd.DataFrame(columns=self.columns)
 
 
 class RunTrainer:
@@ -331,7 +343,7 @@ class RunTrainer:
 
     def _init_run(self, cfg) -> None:
         self.cfg, self.out = cfg, Path(cfg.out_dir)
-        self.run_dir = RunDir(self.out, self.WEIGHTS)
+        self.run_dir = RunDir(self.out, self.WEIGHTS, labels=self.run_labels())
         self.step, self.rows, self._saved_step = 0, [], None
 
     @property
@@ -340,6 +352,10 @@ class RunTrainer:
 
     def config_dict(self) -> dict:
         return dataclasses.asdict(self.cfg)
+
+    def run_labels(self) -> dict:
+        """The constant columns of metrics.csv: which method and seed the rows belong to."""
+        return {"method": self.DESC, "seed": getattr(self.cfg, "seed", 0)}
 
     # ------------------------------------------------------------------ hooks (defaults)
     def checkpoint_meta(self) -> dict:
@@ -427,7 +443,7 @@ class RunTrainer:
                 self.save()
             self.after_fit()
         if self.rank != 0:
-            return pd.DataFrame(columns=METRIC_COLUMNS)
+            return pd.DataFrame(columns=self.run_dir.columns)
         return self.run_dir.metrics()
 
     def wall_time(self) -> float:

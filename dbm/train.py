@@ -32,7 +32,6 @@ from .model import DBM
 from .presets import PRESETS, build
 from .results import seed_hash
 from .run import RunTrainer, check_resume_config, check_writable, read_weights, require_finite
-from .samplers import draw_uniforms, gibbs_update, local_mode
 from .stats import SurrogateLoss
 
 COUPLED = ("ucd-mh-lmi", "ucd-gibbs")     # estimators whose minibatch gradient has correction terms
@@ -59,6 +58,9 @@ class TrainConfig:
     train_limit: int = 0                    # use the first N training images (0: all)
     log_every: int = 10
     eval_every: int = 100
+    eval_ais_runs: int = 0                  # AIS runs for the held-out log-likelihood bound at each evaluation (0: none)
+    eval_ais_betas: int = 500               # temperatures of that AIS (same random numbers at every evaluation)
+    eval_samples: int = 0                   # local modes from uniform starts whose ink and diversity each evaluation logs (0: none)
     ckpt_every: int = 100
     sample_every: int = 0                   # 0: only at the end
     correction_window: int = 100            # updates in the running share of minibatches with a correction
@@ -73,8 +75,10 @@ class TrainConfig:
                "estimator": tuple(PRESETS), "optimizer": ("sgd", "adam")}
 
     def __post_init__(self):
-        check_config(self, positive_int=("batch_size", "updates", "log_every", "ckpt_every", "correction_window"),
-                     nonneg_int=("train_limit", "eval_every", "sample_every", "pretrain_updates"),
+        check_config(self, positive_int=("batch_size", "updates", "log_every", "ckpt_every", "correction_window",
+                                   "eval_ais_betas"),
+                     nonneg_int=("train_limit", "eval_every", "sample_every", "pretrain_updates", "eval_ais_runs",
+                                 "eval_samples"),
                      positive=("lr", "pretrain_lr"), nonneg=("gamma",), fraction=("correction_warn_below",),
                      choices=self.CHOICES)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
@@ -129,13 +133,12 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[DBM, dict]:
     return model, meta
 
 
-@torch.no_grad()
 def sample_images(model: DBM, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """The authors' samples: the visible part of a local mode from a uniform start ("mode") and
-    of one T = 1 sweep after it ("random"). Neither is a long-run MCMC sample."""
-    xs = model.random_state(n, generator)
-    mode, _ = local_mode(model, xs)
-    swept, _ = gibbs_update(model, mode, draw_uniforms(model, n, generator))
+    of one T = 1 sweep after it ("random"). Neither is a long-run MCMC sample
+    (``dbm.metrics.samples.gibbs_chains`` draws those)."""
+    from .metrics.samples import modes
+    mode, swept = modes(model, n, generator)
     return {"mode": mode[0], "random": swept[0]}
 
 
@@ -191,6 +194,9 @@ class Trainer(RunTrainer):
     @property
     def total(self) -> int:
         return self.cfg.updates
+
+    def run_labels(self) -> dict:
+        return {"method": self.cfg.estimator, "seed": self.cfg.seed}
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_tensors(self) -> dict:
@@ -299,16 +305,33 @@ class Trainer(RunTrainer):
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Held-out reconstruction error: v -> mean-field posterior (10 iterations) -> p(v | h1),
-        mean absolute error; and the exact -log p(v) when the model can be enumerated."""
+        mean absolute error; the exact -log p(v) when the model can be enumerated; with
+        ``eval_ais_runs`` the held-out log-likelihood bound (``test_ll_bound``, nats per image;
+        log Z by AIS with the same random numbers at every evaluation, so the trace's noise is
+        the model's change, not the estimator's reseeding); with ``eval_samples`` the ink and
+        diversity of that many local modes from fixed uniform starts. Evaluation draws from its
+        own generators: it never changes the training's random stream."""
         if self.eval_data is None:
             return {}
-        m, v = self.model, self.eval_data
+        cfg, m, v = self.cfg, self.model, self.eval_data
         mus = mean_field(m, v, 10)
         recon = torch.sigmoid(m.logits(mus, 0))
         out = {"recon_error": float((recon - v).abs().mean())}
         n_even = sum(m.layer_sizes[l] for l in m.layers(0) if l > 0)
         if n_even <= 16 and sum(m.layer_sizes[l] for l in m.layers(0)) <= exact.MAX_ENUM_BITS:
             out["exact_test_nll"] = float(exact.nll(m, v).mean())   # enumerable: exact -log p(v)
+        if cfg.eval_ais_runs:
+            from .metrics.ais import ais_log_partition, log_likelihood_bound
+            g = torch.Generator(device=cfg.device).manual_seed(seed_hash("eval-ais", cfg.seed))
+            ais = ais_log_partition(m, g, runs=cfg.eval_ais_runs, betas=cfg.eval_ais_betas)
+            out.update(test_ll_bound=float(log_likelihood_bound(m, v, ais.log_z).mean()), log_z=ais.log_z,
+                       log_z_se=ais.log_z_se)
+        if cfg.eval_samples:
+            from .metrics.samples import sample_stats
+            g = torch.Generator(device=cfg.device).manual_seed(seed_hash("eval-modes", cfg.seed))
+            modes = sample_images(m, cfg.eval_samples, g)["mode"]
+            stats = sample_stats(modes, v)
+            out.update(mode_ink=stats["ink"], mode_diversity=stats["diversity"])
         return out
 
     def _tensorboard(self):

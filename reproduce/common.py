@@ -71,8 +71,9 @@ def base_parser(doc: str, config_cls) -> argparse.ArgumentParser:
     p.add_argument("--plot-only", action="store_true", help="redraw the plot from the CSV")
     p.add_argument("--force", action="store_true", help="recompute cached cells")
     p.add_argument("--out-dir", default=None,
-                   help="where the CSV, JSON and PNG go (default results/, and results/quick/ for --quick so a "
-                        "smoke run never overwrites the committed results)")
+                   help="where the CSV, JSON and PNG go (default results/ for the script's default profile, "
+                        "results/<profile>/ for the others: results/quick/ is git-ignored, so a smoke run never "
+                        "overwrites the committed results)")
     p.add_argument("--work-dir", default="runs", help="cache of finished cells")
     add_config_args(p, config_cls, skip=("device",))
 
@@ -120,7 +121,8 @@ def script_main(argv, *, doc: str, name: str, config_cls, profiles: dict, comput
                 plot: Callable, summary: Callable, default_profile: str = "budget", version: str = "1") -> int:
     """The life of every reproduction script: parse the flags, resolve the profile (``--quick``
     is the ``quick`` profile), compute the table through the cell cache (or read it back with
-    ``--plot-only``), write CSV and sidecar JSON atomically, draw ``plot(df, png, run)``, print
+    ``--plot-only``), write CSV and sidecar JSON atomically (rows of ``kind`` "trace" go to
+    ``<name>_trace.csv``, the rest to ``<name>.csv``), draw ``plot(df, png, run)``, print
     ``summary(df)`` (a table or a tuple of tables) and the files written. ``version``: the
     script's code version, part of every cell key (bump it when the cells' content changes)."""
     p = base_parser(doc, config_cls)
@@ -129,22 +131,31 @@ def script_main(argv, *, doc: str, name: str, config_cls, profiles: dict, comput
     args = p.parse_args(argv)
     profile = "quick" if args.quick else args.profile
     if args.out_dir is None:
-        args.out_dir = "results/quick" if profile == "quick" else "results"
+        args.out_dir = "results" if profile == default_profile else f"results/{profile}"
     run = Run(args.config(profiles[profile], apply=True), CellCache(args.work_dir, args.force, version), profile,
               Path(args.out_dir), args)
     csv, js, png = output_paths(args, name)
+    trace_csv = csv.with_name(f"{name}_trace.csv")
     problems: tuple = ()
     if args.plot_only:
         df = pd.read_csv(csv)
+        if trace_csv.exists():
+            df = pd.concat([df, pd.read_csv(trace_csv)], ignore_index=True)
     else:
         t0 = time.perf_counter()
         run.out.mkdir(parents=True, exist_ok=True)
         df, extra, problems = compute(run)
-        write_csv(df, csv)
+        is_trace = (df["kind"] == "trace") if "kind" in df else pd.Series(False, index=df.index)
+        if is_trace.any():                     # traces and summaries live in separate files
+            write_csv(df[is_trace].dropna(axis=1, how="all"), trace_csv)
+            write_csv(df[~is_trace].dropna(axis=1, how="all"), csv)
+        else:
+            write_csv(df, csv)
         write_sidecar(js, run.cfg, time.perf_counter() - t0, run.cfg.device, profile=profile, **extra)
     plot(df, png, run)
     tables = summary(df)
-    finish(*(tables if isinstance(tables, tuple) else (tables,)), [csv, js, png])
+    finish(*(tables if isinstance(tables, tuple) else (tables,)),
+           [csv, *([trace_csv] if trace_csv.exists() else []), js, png])
     if problems:
         print("\nincomplete:\n- " + "\n- ".join(sorted(set(problems))), file=sys.stderr)
         return 1
@@ -189,6 +200,7 @@ def sample_grid(samples: dict, path: Path, per_row: int = 16, title: str | None 
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        fig.suptitle(title, fontsize=10)
+        import textwrap
+        fig.suptitle(textwrap.fill(title, 150), fontsize=10)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     save_figure(fig, path, run)

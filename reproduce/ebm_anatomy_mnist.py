@@ -144,7 +144,7 @@ def run_cell(cfg: Config, outcome: str, cache: CellCache, data, extractor, ref):
     inputs = dict({k: getattr(cfg, k) for k in EVAL_FIELDS}, outcome=outcome, model=file_hash(out / EBMTrainer.WEIGHTS))
     cell = cache.cell(NAME, inputs, lambda: evaluate(trainer, cfg, outcome, extractor, ref))
     df, images = cell.rows, cell.arrays
-    metrics = pd.read_csv(out / "metrics.csv")
+    metrics = pd.read_csv(out / "metrics.csv")[["step", "metric", "value"]]
     trace = metrics[metrics.metric.isin(["d_st", "r_t"])].assign(kind="trace", samples="training")
     df = pd.concat([df, trace], ignore_index=True)
     df["wall_time_s"] = float(metrics[metrics.metric == "wall_time_s"].value.max())

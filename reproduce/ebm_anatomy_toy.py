@@ -117,7 +117,7 @@ def run_cell(cfg: Config, target: str, outcome: str, seed: int, cache: CellCache
     inputs = dict({k: getattr(cfg, k) for k in EVAL_FIELDS}, target=target, outcome=outcome, seed=seed,
                   model=file_hash(out / EBMTrainer.WEIGHTS))
     cell = cache.cell(NAME, inputs, lambda: evaluate(trainer, cfg, target, seed))
-    metrics = pd.read_csv(out / "metrics.csv")
+    metrics = pd.read_csv(out / "metrics.csv")[["step", "metric", "value"]]
     trace = metrics[metrics.metric.isin(["d_st", "r_t"])].assign(kind="trace")
     df = pd.concat([cell.rows.assign(kind="summary", step=ecfg.updates), trace], ignore_index=True)
     df["wall_time_s"] = float(metrics[metrics.metric == "wall_time_s"].value.max())

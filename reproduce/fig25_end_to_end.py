@@ -6,12 +6,22 @@ pcd (no pretraining) and pcd-pretrained (stacked RBMs + PCD with a mean-field po
 
 "Fails" is measured: a model fails when its test log-likelihood lower bound (mean-field bound,
 log Z by AIS) is below that of a factorised Bernoulli model fitted to the same training data.
-Sample statistics of local-mode samples (diversity, ink, distance to the nearest test image) are
-recorded beside it.
+Samples are evaluated by kind (``dbm.metrics.samples``): "mode" and "mode+1" (the authors'
+samples: a local mode and one sweep after it) and, where the profile asks for them, MCMC samples
+"gibbs-<t>-noise" / "gibbs-<t>-mode" (t block-Gibbs sweeps from uniform noise / from the mode),
+each by diversity, ink and distance to the nearest test image.
 
-    python -m reproduce.fig25_end_to_end [--quick | --profile budget | --profile paper] [--device cuda]
+The converged profile (issue 13) also brackets log Z: forward AIS and reverse AIS from chains
+started at the test data and at the local modes, at increasing numbers of temperatures until they
+agree within ``bracket_tol`` nats (or the disagreement is reported), giving each model a
+likelihood interval; and it tests each training trace for flatness over its last 20 %
+(``dbm.metrics.convergence``).
 
-Outputs: results/fig25_end_to_end.{csv,json,png} and results/fig25_samples_<dataset>.png.
+    python -m reproduce.fig25_end_to_end [--quick | --profile budget | converged | paper] [--device cuda]
+
+Outputs (results/ for budget, results/<profile>/ otherwise): fig25_end_to_end.{csv,json,png}
+(final evaluations, one observation per row), fig25_end_to_end_trace.csv (training traces) and
+fig25_samples_<dataset>.png.
 """
 from __future__ import annotations
 
@@ -27,7 +37,9 @@ import pandas as pd
 import torch
 
 from dbm.cells import CellCache
-from dbm.metrics.ais import ais_log_partition, log_likelihood_bound
+from dbm.metrics.ais import ais_log_partition, log_likelihood_bound, reverse_ais_log_partition
+from dbm.metrics.convergence import tail_drift
+from dbm.metrics.samples import gibbs_chains, modes, sample_stats
 from dbm.results import seed_hash
 from reproduce import zoo
 from reproduce.common import Computed, Run, method_palette, progress, sample_grid, save_figure, script_main
@@ -41,17 +53,41 @@ class Config(zoo.ZooConfig):
     datasets: tuple = ("mnist", "fashion-mnist")
     methods: tuple = zoo.METHODS
     seeds: int = 2
+    one_seed: tuple = ()                  # methods trained at seed 0 only
     ais_runs: int = 100
-    ais_betas: int = 3000
+    ais_betas: int = 3000                 # forward AIS temperatures (without a bracket)
+    bracket_betas: tuple = ()             # temperatures of forward + reverse AIS, raised in turn until they agree
+    bracket_tol: float = 1.0              # agreement of the bracket, nats
+    reverse_burn: int = 1000              # Gibbs sweeps from the test data before reverse AIS
+    sample_n: int = 100                   # chains per sample kind
+    gibbs_sweeps: tuple = ()              # MCMC sample kinds: sweeps from noise and from the mode
     test_n: int = 2000
     data_dir: str | None = None
     device: str = "cpu"
 
 
-EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500), "budget": {},
+EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500, sample_n=16, gibbs_sweeps=(20,),
+                               bracket_betas=(100, 300), reverse_burn=20),
+                 "budget": {},
+                 "converged": dict(datasets=("mnist",), seeds=3, one_seed=("ucd-gibbs", "pcd"), ais_runs=100,
+                                   bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000)),
                  "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000, seeds=3)}
 PROFILES = {name: {**zoo.PROFILES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
-EVAL_FIELDS = ("ais_runs", "ais_betas", "test_n")
+EVAL_FIELDS = ("ais_runs", "ais_betas", "bracket_betas", "bracket_tol", "reverse_burn", "sample_n", "gibbs_sweeps",
+               "test_n")
+TRACE_METRICS = ("loss", "recon_error", "test_ll_bound", "log_z", "mode_ink", "mode_diversity", "neg_tau_mean",
+                 "neg_sweeps_mean", "pos_sweeps_mean", "neg_tau_capped", "pos_tau_capped", "correction_share")
+FLAT_METRICS = ("test_ll_bound", "recon_error", "mode_ink", "mode_diversity")    # held-out: the convergence test
+
+
+def kind_order(kinds) -> list:
+    """Sample kinds in reading order: mode, mode+1, then Gibbs chains by start and length."""
+    def key(k):
+        if not k.startswith("gibbs-"):
+            return (0, 0 if k == "mode" else 1, 0)
+        _, t, start = k.split("-")
+        return (1, 0 if start == "noise" else 1, int(t))
+    return sorted(set(kinds), key=key)
 
 
 def bernoulli_baseline(train: torch.Tensor, test: torch.Tensor) -> float:
@@ -60,111 +96,268 @@ def bernoulli_baseline(train: torch.Tensor, test: torch.Tensor) -> float:
     return float((test * p.log() + (1 - test) * (1 - p).log()).sum(-1).mean())
 
 
-def sample_stats(model, test: torch.Tensor, seed: int, device: str, n: int = 100) -> dict:
-    """Local-mode samples from uniform starts (the authors' "mode" samples): their diversity
-    (mean pairwise Hamming distance / pixels), ink (mean pixel) against the test set's, and the
-    distance from each sample to its nearest test image (Hamming / pixels)."""
-    g = torch.Generator(device=device).manual_seed(seed)
-    v = dbm.train.sample_images(model, n, g)["mode"].cpu()
-    pair = torch.cdist(v, v, p=1)
-    nearest = torch.cdist(v, test.cpu(), p=1).min(1).values
-    return {"sample_diversity": float(pair.sum() / (n * (n - 1)) / v.shape[1]),
-            "sample_ink": float(v.mean()), "test_ink": float(test.mean()),
-            "sample_nn_distance": float(nearest.mean() / v.shape[1])}
+def draw_samples(model, cfg: Config, g: torch.Generator) -> tuple[dict, dict]:
+    """{kind: (sample_n, n_0) visible samples} and {start: the chains' final full state}."""
+    mode, swept = modes(model, cfg.sample_n, g)
+    kinds, final = {"mode": mode[0], "mode+1": swept[0]}, {"mode": mode}
+    if cfg.gibbs_sweeps:
+        for start, xs in (("noise", model.random_state(cfg.sample_n, g)), ("mode", mode)):
+            vs, final[start] = gibbs_chains(model, xs, tuple(cfg.gibbs_sweeps), g)
+            kinds.update({f"gibbs-{t}-{start}": v for t, v in vs.items() if t})
+    return kinds, final
 
 
-def evaluate(trainer, curves: pd.DataFrame, dataset, method, seed, cfg: Config, test) -> pd.DataFrame:
-    """The test log-likelihood bound (AIS) and sample statistics of one trained model."""
+def likelihood(model, cfg: Config, test, starts: dict, g: torch.Generator) -> list[dict]:
+    """Rows of the likelihood evaluation: forward AIS (and, with ``bracket_betas``, reverse AIS
+    from data-started and mode-started chains at each temperature count until the estimates agree
+    within ``bracket_tol``), and the test LL bound at each log Z estimate."""
+    dev = cfg.device
+    body = float(log_likelihood_bound(model, test.to(dev), 0.0).mean())        # bound + log Z
+    rows = []
+
+    def add(kind, metric, value, se=float("nan"), betas=None):
+        rows.append(dict(kind=kind, metric=metric, value=value, se=se, betas=betas))
+
+    if not cfg.bracket_betas:
+        ais = ais_log_partition(model, g, runs=cfg.ais_runs, betas=cfg.ais_betas)
+        add("final", "log_z", ais.log_z, ais.log_z_se, ais.betas)
+        add("final", "test_ll_bound", body - ais.log_z, ais.log_z_se, ais.betas)
+        return rows
+    runs = cfg.ais_runs
+    data = model.random_state(runs, g)
+    data = (test[:runs].to(dev), *data[1:])
+    _, data_chain = gibbs_chains(model, data, (cfg.reverse_burn,), g)
+    mode_chain = tuple(x[:runs] for x in starts.get("mode", data_chain))
+    for b in cfg.bracket_betas:
+        est = {"forward": ais_log_partition(model, g, runs=runs, betas=b),
+               "reverse_data": reverse_ais_log_partition(model, data_chain, g, betas=b),
+               "reverse_mode": reverse_ais_log_partition(model, mode_chain, g, betas=b)}
+        for name, r in est.items():
+            add("bracket", f"log_z_{name}", r.log_z, r.log_z_se, b)
+        zs = [r.log_z for r in est.values()]
+        width = max(zs) - min(zs)
+        add("bracket", "bracket_width", width, betas=b)
+        if width <= cfg.bracket_tol:
+            break
+    fwd = est["forward"]
+    add("final", "log_z", fwd.log_z, fwd.log_z_se, b)
+    add("final", "test_ll_bound", body - fwd.log_z, fwd.log_z_se, b)            # forward log Z: the usual bound
+    add("final", "test_ll_low", body - max(zs), betas=b)                       # the bracket's top: conservative
+    add("final", "test_ll_high", body - min(zs), betas=b)
+    add("final", "bracket_agrees", float(width <= cfg.bracket_tol), betas=b)
+    return rows
+
+
+def evaluate(trainer, curves: pd.DataFrame, dataset, method, seed, cfg: Config, test):
+    """A trained model's final evaluation -> (tidy rows, {kind: first 16 samples} for the grid)."""
+    model, dev = trainer.model, cfg.device
+    g = torch.Generator(device=dev).manual_seed(seed_hash(NAME, "samples", dataset, method, seed))
+    kinds, final = draw_samples(model, cfg, g)
+    rows = []
+    for kind, v in kinds.items():
+        st = sample_stats(v, test)
+        rows += [dict(kind="samples", samples=kind, metric=m, value=st[m]) for m in ("diversity", "ink", "nn_distance")]
+    rows.append(dict(kind="final", metric="test_ink", value=float(test.mean())))
+    g = torch.Generator(device=dev).manual_seed(seed_hash(NAME, "ais", dataset, method, seed))
+    rows += likelihood(model, cfg, test, final, g)
     wall = float(curves[curves.metric == "wall_time_s"].value.max())        # of the training itself
-    g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "ais", dataset, method, seed))
-    ais = ais_log_partition(trainer.model, g, runs=cfg.ais_runs, betas=cfg.ais_betas)
-    ll = float(log_likelihood_bound(trainer.model, test.to(cfg.device), ais.log_z).mean())
-    final = {"test_ll_bound": ll, "log_z": ais.log_z, "log_z_se": ais.log_z_se, "train_wall_s": wall,
-             **sample_stats(trainer.model, test, seed_hash(NAME, "stats", dataset, method, seed), cfg.device)}
-    return pd.DataFrame([{"metric": k, "value": v} for k, v in final.items()])
+    rows.append(dict(kind="final", metric="train_wall_s", value=wall))
+    for m in FLAT_METRICS:
+        tr = curves[curves.metric == m]
+        if len(tr):
+            d = tail_drift(tr.step, tr.value)
+            rows += [dict(kind="convergence", metric=m, value=d.drift, se=d.drift_se, n=d.n,
+                          flat=float("nan") if d.flat is None else float(d.flat))]
+    return pd.DataFrame(rows), {k: v[:16].cpu() for k, v in kinds.items()}
 
 
 def run_cell(cache: CellCache, dataset, method, seed, cfg: Config, train, test):
-    """One zoo model (trained here: fig25 owns the zoo) and its evaluation cell; tidy rows."""
+    """One zoo model (trained here: fig25 owns the zoo) and its evaluation cell -> (final rows,
+    trace rows, {kind: samples})."""
     trainer, curves = zoo.train(cache, zoo.zoo_config(cfg), dataset, method, seed, train, test, cfg.device, owned=True)
     test = test[:cfg.test_n]
     inputs = dict({k: getattr(cfg, k) for k in EVAL_FIELDS}, dataset=dataset, method=method, seed=seed,
                   model=zoo.model_hash(trainer))
-    final = cache.cell(NAME, inputs, lambda: evaluate(trainer, curves, dataset, method, seed, cfg, test)).rows
-    rows = curves[curves.metric.isin(["loss", "recon_error", "neg_tau_mean", "neg_sweeps_mean",
-                                      "pos_sweeps_mean", "neg_tau_capped", "pos_tau_capped"])].copy()
-    rows = pd.concat([rows, final.assign(step=cfg.updates)], ignore_index=True)
-    rows.insert(0, "seed", seed)
-    rows.insert(0, "method", method)
-    rows.insert(0, "dataset", dataset)
-    return rows, trainer
-
-
-def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-    datasets = list(dict.fromkeys(df.dataset))
-    fig, axes = plt.subplots(2, len(datasets), figsize=(6 * len(datasets), 8), squeeze=False)
-    for j, ds in enumerate(datasets):
-        d = df[df.dataset == ds]
-        pal = method_palette(d.method)
-        sns.lineplot(d[d.metric == "recon_error"], x="step", y="value", hue="method", ax=axes[0, j],
-                     errorbar=("pi", 100), palette=pal)
-        axes[0, j].set(title=f"{ds}: held-out reconstruction error", ylabel="mean |v - p(v | h)|",
-                       xlabel="training update")
-        fin = d[d.metric == "test_ll_bound"]
-        sns.barplot(fin, x="method", y="value", hue="method", ax=axes[1, j], errorbar=("pi", 100), palette=pal,
-                    legend=False)
-        base = d[d.metric == "bernoulli_baseline_ll"].value
-        if len(base):
-            axes[1, j].axhline(base.iloc[0], color="k", ls="--", label="independent-pixel baseline")
-            axes[1, j].legend()
-        axes[1, j].set(title=f"{ds}: test log-likelihood lower bound (AIS)", ylabel="nats per image", xlabel="")
-        axes[1, j].tick_params(axis="x", rotation=20)
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    seeds = df.groupby(["dataset", "method"]).seed.nunique().max() if "seed" in df else "?"
-    save_figure(fig, path, run, updates=df.step.max(), seeds=seeds, bars="min-max over seeds")
-
-
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    fin = df[df.metric.isin(["test_ll_bound", "bernoulli_baseline_ll", "train_wall_s", "sample_diversity",
-                             "sample_ink", "sample_nn_distance"])]
-    t = fin.pivot_table(index=["dataset", "method"], columns="metric", values="value", aggfunc="mean")
-    t["fails"] = (t.test_ll_bound < t.bernoulli_baseline_ll).where(t.test_ll_bound.notna())
-    return t.reset_index()
+    cell = cache.cell(NAME, inputs, lambda: evaluate(trainer, curves, dataset, method, seed, cfg, test))
+    final = cell.rows.assign(step=cfg.updates)
+    trace = curves[curves.metric.isin(TRACE_METRICS)][["step", "metric", "value"]].assign(kind="trace")
+    label = dict(dataset=dataset, method=method, seed=seed)
+    return final.assign(**label), trace.assign(**label), cell.arrays
 
 
 def compute(run: Run) -> Computed:
-    cfg, frames = run.cfg, []
+    cfg, frames, grids = run.cfg, [], {}
     for ds in cfg.datasets:
         train, test = zoo.binary_data(ds, cfg.data_dir, cfg.train_limit, max(cfg.test_n, zoo.HELD_OUT))
         base = bernoulli_baseline(train, test[:cfg.test_n])
-        samples = {}
-        for method, seed in progress([(m, s) for m in cfg.methods for s in range(cfg.seeds)], f"fig25 {ds}"):
-            rows, trainer = run_cell(run.cache, ds, method, seed, cfg, train, test)
-            rows = pd.concat([rows, pd.DataFrame([{"dataset": ds, "method": method, "seed": seed,
-                                                   "step": cfg.updates, "metric": "bernoulli_baseline_ll",
-                                                   "value": base}])], ignore_index=True)
-            frames.append(rows)
+        cells = [(m, s) for m in cfg.methods for s in range(1 if m in cfg.one_seed else cfg.seeds)]
+        for method, seed in progress(cells, f"fig25 {ds}"):
+            final, trace, arrays = run_cell(run.cache, ds, method, seed, cfg, train, test)
+            frames += [final, trace, pd.DataFrame([dict(dataset=ds, method=method, seed=seed, kind="final",
+                                                        step=cfg.updates, metric="bernoulli_baseline_ll", value=base)])]
             if seed == 0:
-                g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "samples", ds))
-                samples[method] = dbm.train.sample_images(trainer.model, 16, g)["mode"]
-        sample_grid({m: v.reshape(-1, 1, 28, 28) for m, v in samples.items()}, run.out / f"fig25_samples_{ds}.png",
-                    title=f"{ds}: local modes (T = 0 fixed points from uniform noise, seed 0), not MCMC samples",
-                    run=run)
+                grids.setdefault(ds, {})[method] = arrays
     df = pd.concat(frames, ignore_index=True)
-    for k in ("hidden", "batch_size", "updates", "lr"):
-        df[k] = str(getattr(cfg, k))
-    return Computed(df, dict(summary=summarise(df).to_dict("records"), sample_kind="local mode (authors' 'mode')",
+    df.insert(0, "profile", run.profile)
+    for i, n in enumerate(cfg.hidden, 1):
+        df[f"n_h{i}"] = n
+    df["batch_size"], df["updates"], df["lr"] = cfg.batch_size, cfg.updates, cfg.lr
+    for ds, by_method in grids.items():
+        kinds = kind_order(next(iter(by_method.values())))
+        longest = [k for k in kinds if k.startswith("gibbs-")][-1:]
+        show = ["mode"] + [k for k in kinds if k.startswith("gibbs-") and k.split("-")[1] == longest[0].split("-")[1]
+                           ] if longest else kinds
+        rows = {f"{m}: {k}": by_method[m][k].reshape(-1, 1, 28, 28) for m in by_method for k in show}
+        sample_grid(rows, run.out / f"fig25_samples_{ds}.png", run=run,
+                    title=f"{ds}, seed 0: 'mode' = local modes (T = 0 fixed points from uniform noise, the authors' "
+                          f"samples, not MCMC samples); 'gibbs-t-noise/mode' = t block-Gibbs sweeps from noise / "
+                          f"from the mode (MCMC samples)")
+    return Computed(df, dict(summary=summarise(df).to_dict("records"), verdicts=verdicts(df).to_dict("records"),
+                             sample_kinds={"mode": "local mode from a uniform start (the authors' 'mode' sample)",
+                                           "mode+1": "one T = 1 sweep after the mode (the authors' 'random' sample)",
+                                           "gibbs-t-noise": "t block-Gibbs sweeps from uniform noise (MCMC)",
+                                           "gibbs-t-mode": "t block-Gibbs sweeps from the local mode (MCMC)"},
                              fails_definition="test_ll_bound < bernoulli_baseline_ll",
-                             methods_order_in_sample_grid=list(cfg.methods)))
+                             seeds={m: list(range(1 if m in cfg.one_seed else cfg.seeds)) for m in cfg.methods}))
+
+
+def _upgrade(df: pd.DataFrame) -> pd.DataFrame:
+    """Tables written before the sample kinds (the committed budget run): local-mode statistics
+    named sample_* become kind "samples", samples "mode"."""
+    if "kind" in df:
+        return df
+    old = {"sample_diversity": "diversity", "sample_ink": "ink", "sample_nn_distance": "nn_distance"}
+    df = df.copy()
+    df["kind"] = "final"
+    is_old = df.metric.isin(list(old))
+    df.loc[is_old, "kind"] = "samples"
+    df.loc[is_old, "samples"] = "mode"
+    df.loc[is_old, "metric"] = df.loc[is_old, "metric"].map(old)
+    is_trace = df.metric.isin(TRACE_METRICS) & (df.metric != "test_ll_bound")
+    df.loc[is_trace & ~is_old, "kind"] = "trace"
+    return df
+
+
+def _mean_se(d: pd.DataFrame, by: list) -> pd.DataFrame:
+    """Mean, standard error over seeds (NaN for one seed) and seed count of ``value``."""
+    g = d.groupby(by, dropna=False).value
+    out = g.agg(["mean", "count", "std"]).reset_index()
+    out["se"] = out["std"] / out["count"] ** 0.5
+    return out.rename(columns={"count": "seeds"}).drop(columns="std")
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Per data set and method: mean over seeds of the final metrics, the sample statistics of
+    each kind, and whether every seed's held-out traces were flat."""
+    df = _upgrade(df)
+    fin = _mean_se(df[df.kind == "final"], ["dataset", "method", "metric"])
+    t = fin.pivot_table(index=["dataset", "method"], columns="metric", values="mean")
+    se = fin[fin.metric == "test_ll_bound"].set_index(["dataset", "method"])
+    t["test_ll_bound_seed_se"] = se["se"]
+    t["seeds"] = se["seeds"]
+    t["fails"] = (t.test_ll_bound < t.bernoulli_baseline_ll).where(t.test_ll_bound.notna())
+    smp = df[df.kind == "samples"]
+    for kind in kind_order(smp.samples):
+        for m in ("ink", "nn_distance"):
+            t[f"{kind}_{m}"] = smp[(smp.samples == kind) & (smp.metric == m)].groupby(["dataset", "method"]).value.mean()
+    conv = df[df.kind == "convergence"]
+    if len(conv):
+        t["all_traces_flat"] = conv.groupby(["dataset", "method"]).flat.apply(lambda f: bool((f == 1).all()))
+    return t.reset_index()
+
+
+def verdicts(df: pd.DataFrame) -> pd.DataFrame:
+    """Pairwise comparison of each method with ucd-mh-lmi by the likelihood interval: "higher" /
+    "lower" when the seed-mean intervals [test_ll_low, test_ll_high] do not overlap, else
+    "undecided" (the bracket is wider than the difference)."""
+    df = _upgrade(df)
+    fin = df[(df.kind == "final") & df.metric.isin(["test_ll_low", "test_ll_high"])]
+    if fin.empty:
+        return pd.DataFrame()
+    iv = fin.groupby(["dataset", "method", "metric"]).value.mean().unstack("metric")
+    rows = []
+    for (ds, m), r in iv.iterrows():
+        if m == "ucd-mh-lmi" or (ds, "ucd-mh-lmi") not in iv.index:
+            continue
+        ref = iv.loc[(ds, "ucd-mh-lmi")]
+        verdict = ("higher" if r.test_ll_low > ref.test_ll_high else "lower" if r.test_ll_high < ref.test_ll_low
+                   else "undecided")
+        rows.append(dict(dataset=ds, method=m, ll_interval=f"[{r.test_ll_low:.1f}, {r.test_ll_high:.1f}]",
+                         ucd_mh_lmi_interval=f"[{ref.test_ll_low:.1f}, {ref.test_ll_high:.1f}]",
+                         likelihood_vs_ucd_mh_lmi=verdict))
+    return pd.DataFrame(rows)
+
+
+def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
+    """Row 1: what the slide claims, sample statistics per kind (mean +- s.e. over seeds) against
+    the test set's; row 2: the likelihood (forward bound with the bracket's interval) and the
+    held-out traces of training (the convergence evidence)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    df = _upgrade(df)
+    datasets = list(dict.fromkeys(df.dataset))
+    methods = list(dict.fromkeys(df.method))
+    pal = method_palette(methods)
+    fig, axes = plt.subplots(2 * len(datasets), 3, figsize=(18, 8.5 * len(datasets)), squeeze=False)
+    for j, ds in enumerate(datasets):
+        d = df[df.dataset == ds]
+        smp = d[d.kind == "samples"]
+        kinds = kind_order(smp.samples)
+        test_ink = d[d.metric == "test_ink"].value
+        for ax, (m, label) in zip(axes[2 * j], (("ink", "ink (mean pixel)"), ("nn_distance",
+                                  "distance to nearest test image (Hamming / pixel)"), ("diversity",
+                                  "diversity (mean pairwise Hamming / pixel)"))):
+            st = _mean_se(smp[smp.metric == m], ["method", "samples"])
+            width = 0.8 / max(1, len(methods))
+            for i, meth in enumerate(methods):
+                r = st[st.method == meth].set_index("samples").reindex(kinds)
+                x = [k + (i - (len(methods) - 1) / 2) * width for k in range(len(kinds))]
+                ax.bar(x, r["mean"], width, yerr=r["se"].fillna(0), color=pal[meth], label=meth, capsize=2)
+            if m == "ink" and len(test_ink):
+                ax.axhline(float(test_ink.iloc[0]), color="k", ls="--", lw=1, label="test set")
+            ax.set_xticks(range(len(kinds)), kinds, rotation=20, fontsize=8)
+            ax.set(title=f"{ds}: samples, {label}", ylabel=label.split(" (")[0])
+        axes[2 * j, 0].legend(fontsize=7, ncol=2)
+        ax = axes[2 * j + 1, 0]
+        fin = d[d.kind == "final"]
+        for i, meth in enumerate(methods):
+            f = fin[fin.method == meth]
+            for s, fs in f.groupby("seed"):
+                v = fs.set_index("metric").value
+                if "test_ll_bound" not in v:
+                    continue
+                x = i + (s - 1) * 0.15
+                ax.plot(x, v["test_ll_bound"], "o", color=pal[meth], ms=5)
+                if "test_ll_low" in v:
+                    ax.vlines(x, v["test_ll_low"], v["test_ll_high"], color=pal[meth], lw=2)
+        base = d[d.metric == "bernoulli_baseline_ll"].value
+        if len(base):
+            ax.axhline(float(base.iloc[0]), color="k", ls="--", lw=1, label="independent-pixel baseline")
+            ax.legend(fontsize=7)
+        ax.set_xticks(range(len(methods)), methods, rotation=20, fontsize=8)
+        ax.set(title=f"{ds}: test log-likelihood bound per seed (dot: forward AIS; bar: AIS bracket)",
+               ylabel="nats per image")
+        tr = d[d.kind == "trace"]
+        for ax, m, label in ((axes[2 * j + 1, 1], "test_ll_bound", "held-out LL bound (AIS, nats per image)"),
+                             (axes[2 * j + 1, 2], "recon_error", "held-out reconstruction error (per pixel)")):
+            t = tr[tr.metric == m]
+            for (meth, s), ts in t.groupby(["method", "seed"]):
+                ax.plot(ts.step, ts.value, color=pal[meth], lw=1, alpha=0.8, label=meth if s == 0 else None)
+            if len(t):
+                ax.axvspan(0.8 * t.step.max(), t.step.max(), color="0.9", zorder=0, label="last 20 % (flatness test)")
+                ax.legend(fontsize=7)
+            else:
+                ax.text(0.5, 0.5, "not traced in this profile", ha="center", va="center", transform=ax.transAxes)
+            ax.set(title=f"{ds}: {label} during training", xlabel="training update", ylabel=label.split(" (")[0])
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    seeds = df.groupby(["dataset", "method"]).seed.nunique().max() if "seed" in df else "?"
+    save_figure(fig, path, run, updates=df.step.max(), seeds=seeds, bars="mean +- s.e. over seeds")
 
 
 def main(argv=None) -> int:
     return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
-                       plot=plot, summary=summarise)
+                       plot=plot, summary=lambda df: (summarise(df), verdicts(df)), version="2")
 
 
 if __name__ == "__main__":

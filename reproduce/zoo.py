@@ -6,10 +6,21 @@ A zoo model is a training cell of ``dbm.cells`` (kind "zoo"): its key is the tra
 (``ZooConfig``), the data set, method and seed; its identity downstream is the hash of its
 ``model.safetensors`` (``model_hash``), which every evaluation cell includes in its key.
 Methods are presets of ``dbm.presets``; "pcd-pretrained" adds greedy layer-wise pretraining.
+
+The zoo trains inside fig25; to use both cores on a long profile, train its cells first in
+parallel processes (one torch thread each: about 1.5x the throughput of one two-thread process
+at these sizes) and let fig25 reuse them:
+
+    python -m reproduce.zoo --profile converged --jobs 2     # fig25's matrix, split over 2 processes
+    python -m reproduce.fig25_end_to_end --profile converged
+
+(``make zoo PROFILE=converged``; ``--cells ucd-gibbs:0,pcd:0`` trains chosen cells in this process.)
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import sys
 
 import torch
 
@@ -23,6 +34,7 @@ __all__ = ["KIND", "METHODS", "HELD_OUT", "ZooConfig", "PROFILES", "zoo_config",
            "run_path", "model_hash"]
 
 KIND = "zoo"
+VERSION = "1"                             # the zoo cells' code version, whichever script trains or reads them
 HELD_OUT = 1000                           # the first test images: the held-out set of the training logs
 METHODS = ("ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained")
 
@@ -38,11 +50,25 @@ class ZooConfig:
     train_limit: int = 0
     pretrain_updates: int = 2000          # for the methods that pretrain (pcd-pretrained)
     gibbs_max_steps: int = 10             # cap on UCD-Gibbs's tau
+    evals: int = 10                       # held-out evaluations over the run (the convergence trace)
+    eval_ais_runs: int = 0                # AIS runs of the held-out LL bound at each evaluation (0: none)
+    eval_ais_betas: int = 500             # its temperatures
+    eval_samples: int = 0                 # local modes whose ink and diversity each evaluation logs (0: none)
+
+
+# fields added after models were cached: left out of the key at their defaults, so the budget
+# profile's trained models keep their cells
+_LATE_FIELDS = ("evals", "eval_ais_runs", "eval_ais_betas", "eval_samples")
 
 
 PROFILES = {
-    "quick": dict(hidden=(64, 64), updates=60, train_limit=2000, pretrain_updates=100),
+    "quick": dict(hidden=(64, 64), updates=60, train_limit=2000, pretrain_updates=100, evals=4, eval_ais_runs=8,
+                  eval_ais_betas=50, eval_samples=8),
     "budget": {},
+    # issue 13: the matrix trained until its held-out metrics are flat (zoo.py's docstring and
+    # docs/dbm_paper.md say how it differs from the paper); ~1 hour on 2 cores in two processes
+    "converged": dict(hidden=(200, 200), updates=12_000, pretrain_updates=2000, evals=25, eval_ais_runs=50,
+                      eval_ais_betas=500, eval_samples=100),
     "paper": dict(hidden=(784, 784), batch_size=1000, updates=1_000_000, pretrain_updates=20_000, gibbs_max_steps=100),
 }
 
@@ -64,34 +90,112 @@ def binary_data(ds: str, data_dir, train_limit: int, test_n: int) -> tuple[torch
 
 
 def train(cache: CellCache, zcfg: ZooConfig, dataset: str, method: str, seed: int, train: torch.Tensor,
-          test: torch.Tensor, device: str = "cpu", owned: bool = False):
+          test: torch.Tensor, device: str = "cpu", owned: bool = False, progress: bool = False):
     """Train (or resume, or reuse) one zoo model -> (Trainer, its metrics as tidy rows).
 
     train : ``binary_data``'s training set for ``zcfg.train_limit``; test : its test images, of
     which the first ``HELD_OUT`` (all, in a smaller test set) are the logged held-out set.
     owned : the calling script owns the zoo (fig25: ``--force`` retrains it)."""
-    out = cache.run_dir(KIND, _inputs(zcfg, dataset, method, seed), owned)
+    out = cache.run_dir(KIND, _inputs(zcfg, dataset, method, seed), owned, version=VERSION)
     u = zcfg.updates
     tcfg = TrainConfig(dataset=dataset, hidden=tuple(zcfg.hidden), estimator=method,
                        estimator_options=caps(method, gibbs_max_steps=zcfg.gibbs_max_steps), lr=zcfg.lr,
                        gamma=zcfg.gamma, batch_size=zcfg.batch_size, updates=u, seed=seed,
-                       log_every=max(1, u // 50), eval_every=max(1, u // 10), ckpt_every=max(1, u // 5),
+                       log_every=max(1, u // 50), eval_every=max(1, u // zcfg.evals), ckpt_every=max(1, u // 5),
+                       eval_ais_runs=zcfg.eval_ais_runs, eval_ais_betas=zcfg.eval_ais_betas,
+                       eval_samples=zcfg.eval_samples,
                        pretrain_updates=zcfg.pretrain_updates if PRESETS[method].pretrain else 0,
                        out_dir=str(out), device=device)
     t = Trainer(tcfg, data=train, eval_data=test[:HELD_OUT])
     t.resume()
-    return t, t.run(progress=False)
+    return t, t.run(progress=progress)
 
 
 def _inputs(zcfg: ZooConfig, dataset: str, method: str, seed: int) -> dict:
-    return dict(dataclasses.asdict(zcfg), dataset=dataset, method=method, seed=seed)
+    key = dataclasses.asdict(zcfg)
+    for f in _LATE_FIELDS:
+        if key[f] == ZooConfig.__dataclass_fields__[f].default:
+            del key[f]
+    return dict(key, dataset=dataset, method=method, seed=seed)
 
 
 def run_path(cache: CellCache, zcfg: ZooConfig, dataset: str, method: str, seed: int):
     """The run folder of a zoo model (it exists once the model has been trained)."""
-    return cache.run_path(KIND, _inputs(zcfg, dataset, method, seed))
+    return cache.run_path(KIND, _inputs(zcfg, dataset, method, seed), VERSION)
 
 
 def model_hash(trainer: Trainer) -> str:
     """The identity of a trained model: the hash of its published weights."""
     return file_hash(trainer.out / trainer.WEIGHTS)
+
+
+def parse_cells(text: str) -> list[tuple[str, int]]:
+    """"ucd-gibbs:0,cd:1" -> [("ucd-gibbs", 0), ("cd", 1)]."""
+    cells = []
+    for item in filter(None, text.split(",")):
+        method, _, seed = item.partition(":")
+        if method not in METHODS or not seed.isdigit():
+            raise SystemExit(f"--cells: {item!r} is not METHOD:SEED with METHOD in {', '.join(METHODS)}")
+        cells.append((method, int(seed)))
+    return cells
+
+
+def main(argv=None) -> int:
+    """Train (or resume, or find cached) the listed zoo cells of one profile and data set."""
+    from dbm.cells import CellCache
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
+    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
+    p.add_argument("--cells", default=None, help="METHOD:SEED,... e.g. ucd-gibbs:0,cd:1 (default: fig25's matrix)")
+    p.add_argument("--jobs", type=int, default=1, help="processes of one torch thread each to split the cells over")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--work-dir", default="runs", help="the cell cache (the same as fig25's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--force", action="store_true", help="retrain the listed cells")
+    args = p.parse_args(argv)
+    if args.cells is None:
+        from reproduce.fig25_end_to_end import PROFILES as FIG25, Config
+        f = dataclasses.replace(Config(), **FIG25[args.profile])
+        args.cells = ",".join(f"{m}:{s}" for m in f.methods for s in range(1 if m in f.one_seed else f.seeds))
+    if args.jobs > 1:
+        return _spawn(args, argv or sys.argv[1:])
+    zcfg = zoo_config(profile=args.profile)
+    tr, te = binary_data(args.dataset, args.data_dir, zcfg.train_limit, 2000)
+    cache = CellCache(args.work_dir, args.force)
+    for method, seed in parse_cells(args.cells):
+        print(f"zoo {args.profile} {args.dataset} {method} seed {seed}", flush=True)
+        train(cache, zcfg, args.dataset, method, seed, tr, te, args.device, owned=True, progress=True)
+    return 0
+
+
+COST = {"ucd-gibbs": 6.0}                 # relative cost of a cell (UCD-Gibbs runs to its tau cap)
+
+
+def _spawn(args, argv) -> int:
+    """Split the cells over ``args.jobs`` child processes (greedy by cost), one torch thread
+    each, and wait for all; the exit status is the worst child's."""
+    import os
+    import subprocess
+    jobs = [[] for _ in range(args.jobs)]
+    load = [0.0] * args.jobs
+    for method, seed in sorted(parse_cells(args.cells), key=lambda c: -COST.get(c[0], 1.0)):
+        i = load.index(min(load))
+        jobs[i].append(f"{method}:{seed}")
+        load[i] += COST.get(method, 1.0)
+    rest, skip = [], False
+    for a in argv:                                    # the parent's flags minus --jobs / --cells
+        if skip:
+            skip = False
+        elif a in ("--jobs", "--cells"):
+            skip = True
+        elif not a.startswith(("--jobs=", "--cells=")):
+            rest.append(a)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-m", "reproduce.zoo", *rest, "--cells", ",".join(j)], env=env)
+             for j in jobs if j]
+    return max(p.wait() for p in procs)
+
+
+if __name__ == "__main__":
+    from dbm.cli import run_main
+    sys.exit(run_main(main))

@@ -29,3 +29,26 @@ def test_train_ebm_then_long_run_sampling(tmp_path, capsys):
     assert list(trace.columns) == ["step", "energy", "grad_norm", "accept"] and len(trace) == 40
     assert torch.load(tmp_path / "s.pt").shape == (30, 2)
     assert "acceptance" in capsys.readouterr().out
+
+
+def test_train_with_switches_then_sample_kinds_as_image_folders(tmp_path, capsys):
+    """Boolean fields are switches (--tensorboard / --no-tensorboard, no value); ``sample`` writes
+    each kind as a grid and as a folder of single images (what pytorch_fid reads)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from conftest import synthetic_mnist
+    data = synthetic_mnist(tmp_path / "data")
+    run = tmp_path / "dbm"
+    args = ["train", "--data-dir", str(data), "--hidden", "9,4", "--batch-size", "10", "--updates", "2",
+            "--ckpt-every", "2", "--log-every", "1", "--eval-every", "0", "--no-tensorboard", "--out-dir", str(run)]
+    assert cli.main(args) == 0
+    assert cli.main(["sample", str(run), "--n", "5", "--sweeps", "3", "--out", str(tmp_path / "s")]) == 0
+    kinds = ("mode", "mode+1", "gibbs-3-noise", "gibbs-3-mode")
+    for kind in kinds:
+        files = sorted((tmp_path / "s" / kind).glob("*.png"))
+        assert len(files) == 5 and (tmp_path / "s" / f"{kind}.png").exists()
+        img = np.asarray(Image.open(files[0]))
+        assert img.shape[:2] == (28, 28) and set(np.unique(img)) <= {0, 255}
+    assert "not MCMC samples" in capsys.readouterr().out
+    assert cli.main(["sample", str(tmp_path / "nowhere")]) == 2

@@ -13,6 +13,15 @@ FIG24_COLUMNS = ["method", "width", "depth", "weight_init", "sigma", "biases", "
                  "max_steps", "chain", "metric", "value"]
 
 
+def read_tables(out, name):
+    """A script's summary table and its separate trace table (``<name>_trace.csv``), as one frame."""
+    df = pd.read_csv(out / f"{name}.csv")
+    trace = out / f"{name}_trace.csv"
+    assert trace.exists(), "trace rows must live in their own file"
+    assert "trace" not in set(df.get("kind", []))
+    return pd.concat([df, pd.read_csv(trace)], ignore_index=True)
+
+
 def run_module(module, *args, timeout=600):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
@@ -55,15 +64,19 @@ def test_fig25_quick(tmp_path):
     r = run_module("reproduce.fig25_end_to_end", "--quick", "--out-dir", str(out), "--work-dir",
                    str(tmp_path / "runs"), "--data-dir", str(shared_data_dir()), "--updates", "20",
                    "--datasets", "mnist")
-    df = pd.read_csv(out / "fig25_end_to_end.csv")
+    df = read_tables(out, "fig25_end_to_end")
     assert set(df.method) == {"ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained"}
-    fin = df[df.metric == "test_ll_bound"]
+    assert set(df.profile) == {"quick"} and {"dataset", "seed", "n_h1", "n_h2"} <= set(df.columns)
+    fin = df[(df.kind == "final") & (df.metric == "test_ll_bound")]
     assert len(fin) == 5 and fin.value.map(math.isfinite).all() and (fin.value < 0).all()
-    assert {"recon_error", "log_z", "bernoulli_baseline_ll", "sample_diversity", "sample_nn_distance"} <= set(df.metric)
+    assert {"log_z", "bernoulli_baseline_ll", "test_ll_low", "test_ll_high"} <= set(df[df.kind == "final"].metric)
+    assert {"log_z_forward", "log_z_reverse_data", "log_z_reverse_mode", "bracket_width"} <= set(df.metric)
+    assert set(df[df.kind == "samples"].samples) == {"mode", "mode+1", "gibbs-20-noise", "gibbs-20-mode"}
+    assert {"recon_error", "loss"} <= set(df[df.kind == "trace"].metric)
     side = json.loads((out / "fig25_end_to_end.json").read_text())
-    assert side["profile"] == "quick" and side["fails_definition"]
+    assert side["profile"] == "quick" and side["fails_definition"] and side["sample_kinds"]["mode"]
     assert (out / "fig25_samples_mnist.png").exists() and (out / "fig25_end_to_end.png").exists()
-    assert "fails" in r.stdout
+    assert "fails" in r.stdout and "likelihood_vs_ucd_mh_lmi" in r.stdout
 
 
 def test_bias_study_quick(tmp_path):
@@ -146,7 +159,7 @@ def test_ebm_anatomy_toy_quick(tmp_path):
     out, work = tmp_path / "results", tmp_path / "runs"
     args = ("--quick", "--out-dir", str(out), "--work-dir", str(work))
     r = run_module("reproduce.ebm_anatomy_toy", *args)
-    df = pd.read_csv(out / "ebm_anatomy_toy.csv")
+    df = read_tables(out, "ebm_anatomy_toy")
     assert set(df.outcome) == {"convergent", "non-convergent"} and set(df.kind) == {"summary", "trace"}
     s = df[df.kind == "summary"]
     assert {"density_tv", "density_kl", "short_run_kde_tv", "long_run_kde_tv"} <= set(s.metric)
@@ -171,7 +184,7 @@ def test_ebm_anatomy_mnist_quick_on_synthetic_idx(tmp_path):
     out, work = tmp_path / "results", tmp_path / "runs"
     r = run_module("reproduce.ebm_anatomy_mnist", "--quick", "--out-dir", str(out), "--work-dir", str(work),
                    "--data-dir", str(data))
-    df = pd.read_csv(out / "ebm_anatomy_mnist.csv")
+    df = read_tables(out, "ebm_anatomy_mnist")
     s = df[df.kind == "summary"]
     assert set(s.model) == {"data", "short-run", "persistent"}
     assert set(s[s.model == "persistent"].samples) == {"short-run", "long-run", "persistent bank"}

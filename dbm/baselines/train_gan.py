@@ -76,8 +76,8 @@ class GANTrainer(RunTrainer):
     WEIGHTS, MUST_MATCH = "model.safetensors", RESUME_MUST_MATCH
 
     def __init__(self, cfg: GANConfig, data: torch.Tensor | None = None):
-        self._init_run(cfg)
         self.DESC = cfg.kind
+        self._init_run(cfg)
         check_writable(cfg.out_dir)
         dev = cfg.device
         self.data = (images_for(cfg.dataset, cfg.encoding, cfg.data_dir, cfg.train_limit) if data is None

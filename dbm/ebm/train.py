@@ -113,6 +113,9 @@ class EBMTrainer(RunTrainer):
     """Holds the net, optimizer, generators, data and chain bank of one run; ``run()`` learns."""
     WEIGHTS, MUST_MATCH, DESC = "net.safetensors", RESUME_MUST_MATCH, "ebm"
 
+    def run_labels(self) -> dict:
+        return {"method": f"ebm-{self.cfg.init}-init", "seed": self.cfg.seed}
+
     def __init__(self, cfg: EBMConfig, data: Tensor | None = None):
         self._init_run(cfg)
         check_writable(cfg.out_dir)
