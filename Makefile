@@ -35,7 +35,7 @@ bench: $(STAMP)  ## timings and the width-scaling plot -> results/bench.{json,cs
 
 bench-compare: $(STAMP)  ## run the benchmarks again and compare with the committed results/bench.json
 	$(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=results/quick/bench.json
-	$(PY) -m pytest_benchmark compare results/bench.json results/quick/bench.json --group-by=group --columns=median,iqr
+	$(PY) -m pytest_benchmark compare results/bench.json results/quick/bench.json --group-by=name --columns=median,iqr
 
 reproduce-all: reproduce-fig24 reproduce-fig25 fid reproduce-fig27 reproduce-bias reproduce-anatomy  ## every figure of the profile (budget: about 3 h)
 

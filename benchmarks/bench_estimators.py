@@ -45,6 +45,7 @@ def count_flops(fn):
     return counter.get_total_flops(), info
 
 
+@pytest.mark.benchmark(group="update")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -67,6 +68,7 @@ def test_training_update(benchmark, peak_gflops, device, batch, variant):
            neg_p_tau1=s["neg_p_tau1"])
 
 
+@pytest.mark.benchmark(group="estimator-loss")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("name,opts", [("ucd-mh-lmi", {}), ("ucd-mh-lmi", {"marginalize": True}),
@@ -90,6 +92,7 @@ def test_estimator_loss_backward(benchmark, peak_gflops, device, batch, name, op
            step=f"loss_backward_{tag}", estimator=name)
 
 
+@pytest.mark.benchmark(group="update-late")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_training_update_late(benchmark, peak_gflops, device, variant):

@@ -12,6 +12,7 @@ def sweep_flops(shape, batch):
     return 4 * batch * sum(a * b for a, b in zip(shape[:-1], shape[1:]))
 
 
+@pytest.mark.benchmark(group="gibbs-sweep")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("shape_name", list(SHAPES))
@@ -31,6 +32,7 @@ def test_gibbs_sweep(benchmark, peak_gflops, device, batch, shape_name):
            step="gibbs_sweep")
 
 
+@pytest.mark.benchmark(group="local-mode")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("start", ["noise", "warm"])
@@ -58,6 +60,7 @@ def test_local_mode(benchmark, peak_gflops, device, batch, start):
            mean_sweeps=float(info.sweeps.float().mean()), max_sweeps=int(info.sweeps.max()))
 
 
+@pytest.mark.benchmark(group="coupled-mh")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
 def test_coupled_mh_step(benchmark, peak_gflops, device, batch):
@@ -76,6 +79,7 @@ def test_coupled_mh_step(benchmark, peak_gflops, device, batch):
            step="coupled_mh_step")
 
 
+@pytest.mark.benchmark(group="coupled-gibbs")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("coupling", ["maximal", "crn"])

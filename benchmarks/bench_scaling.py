@@ -24,6 +24,7 @@ def random_batches(width, batch, device):
         yield data((width,), batch, device, seed=seed)
 
 
+@pytest.mark.benchmark(group="scaling")
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("width", WIDTHS)

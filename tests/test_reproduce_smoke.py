@@ -194,3 +194,19 @@ def test_ebm_anatomy_mnist_quick_on_synthetic_idx(tmp_path):
     assert len(df[df.kind == "long_run_trace"]) > 0
     assert (out / "ebm_anatomy_mnist_samples.png").exists() and (out / "ebm_anatomy_mnist.png").exists()
     assert "classifier_fd" in r.stdout
+
+
+def test_zoo_trains_cells_in_parallel_processes_and_fig25_reuses_them(tmp_path):
+    """``python -m reproduce.zoo --jobs 2`` splits the cells over two processes; the models it
+    leaves are the cells fig25 finds (no retraining: the run folders are untouched)."""
+    from conftest import synthetic_mnist
+    data = synthetic_mnist(tmp_path / "data")
+    work = tmp_path / "runs"
+    run_module("reproduce.zoo", "--profile", "quick", "--cells", "cd:0,pcd:0", "--jobs", "2", "--data-dir",
+               str(data), "--work-dir", str(work))
+    runs = sorted((work / "zoo").glob("*/model.safetensors"))
+    assert len(runs) == 2
+    before = {p: p.stat().st_mtime_ns for p in runs}
+    run_module("reproduce.fig25_end_to_end", "--quick", "--methods", "cd,pcd", "--datasets", "mnist", "--data-dir",
+               str(data), "--work-dir", str(work), "--out-dir", str(tmp_path / "results"))
+    assert before == {p: p.stat().st_mtime_ns for p in runs}

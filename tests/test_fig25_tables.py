@@ -1,0 +1,37 @@
+"""fig25's tables: likelihood verdicts by interval overlap, the impossible-bound flag, and the
+reading of tables written before the sample kinds."""
+import pandas as pd
+
+from reproduce.fig25_end_to_end import _upgrade, kind_order, summarise, verdicts
+
+
+def final_rows(method, seed, ll, low, high, base=-200.0):
+    return [dict(dataset="mnist", method=method, seed=seed, kind="final", metric=m, value=v, step=10)
+            for m, v in (("test_ll_bound", ll), ("test_ll_low", low), ("test_ll_high", high),
+                         ("bernoulli_baseline_ll", base))]
+
+
+def test_verdicts_compare_intervals_with_ucd_mh_lmi():
+    rows = (final_rows("ucd-mh-lmi", 0, -280, -282, -279) + final_rows("ucd-mh-lmi", 1, -270, -272, -269)
+            + final_rows("cd", 0, 40, -150, 40)                  # bracket 190 nats wide, above 0: impossible
+            + final_rows("pcd", 0, -100, -120, -98)                # entirely above ucd-mh-lmi's interval
+            + final_rows("ucd-gibbs", 0, -300, -301, -299))        # entirely below
+    df = pd.DataFrame(rows)
+    v = verdicts(df).set_index("method").likelihood_vs_ucd_mh_lmi
+    assert v.to_dict() == {"cd": "higher", "pcd": "higher", "ucd-gibbs": "lower"}
+    df = pd.DataFrame(rows + final_rows("pcd-pretrained", 0, -260, -290, -255))
+    assert verdicts(df).set_index("method").likelihood_vs_ucd_mh_lmi["pcd-pretrained"] == "undecided"
+    s = summarise(df).set_index("method")
+    assert s.bound_impossible["cd"] and not s.bound_impossible["pcd"]
+    assert s.fails["ucd-mh-lmi"] and not s.fails["pcd"] and s.seeds["ucd-mh-lmi"] == 2
+
+
+def test_old_tables_are_read_and_kinds_are_ordered():
+    old = pd.DataFrame([dict(dataset="mnist", method="cd", seed=0, step=5, metric="sample_ink", value=0.1),
+                        dict(dataset="mnist", method="cd", seed=0, step=5, metric="recon_error", value=0.2),
+                        dict(dataset="mnist", method="cd", seed=0, step=5, metric="test_ll_bound", value=-150.0)])
+    new = _upgrade(old).set_index("metric")
+    assert new.loc["ink", "kind"] == "samples" and new.loc["ink", "samples"] == "mode"
+    assert new.loc["recon_error", "kind"] == "trace" and new.loc["test_ll_bound", "kind"] == "final"
+    assert kind_order(["gibbs-10000-mode", "mode+1", "gibbs-1000-noise", "mode", "gibbs-1000-mode"]) == [
+        "mode", "mode+1", "gibbs-1000-noise", "gibbs-1000-mode", "gibbs-10000-mode"]
