@@ -179,7 +179,9 @@ def run_cell(cache: CellCache, dataset, method, seed, cfg: Config, train, test):
     inputs = dict({k: getattr(cfg, k) for k in EVAL_FIELDS}, dataset=dataset, method=method, seed=seed,
                   model=zoo.model_hash(trainer))
     cell = cache.cell(NAME, inputs, lambda: evaluate(trainer, curves, dataset, method, seed, cfg, test))
-    final = cell.rows.assign(step=cfg.updates)
+    final = pd.concat([cell.rows, pd.DataFrame([dict(kind="final", metric="eval_wall_s",    # as computed, also
+                                                     value=cell.meta.get("wall_time_s"))])],   # when read from the cache
+                      ignore_index=True).assign(step=cfg.updates)
     trace = curves[curves.metric.isin(TRACE_METRICS)][["step", "metric", "value"]].assign(kind="trace")
     label = dict(dataset=dataset, method=method, seed=seed)
     return final.assign(**label), trace.assign(**label), cell.arrays
