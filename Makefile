@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)  ## the test suite without the slow tests (about 5 min)
+test: $(STAMP)  ## the test suite without the slow tests (about 6 min)
 	$(PY) -m pytest -m "not slow" -q
 
-test-all: $(STAMP)  ## every test, slow ones included (about 16 min)
+test-all: $(STAMP)  ## every test, slow ones included (about 20 min)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)  ## timings and the width-scaling plot -> results/bench.{json,csv}, bench_scaling.png (about 4 min)
