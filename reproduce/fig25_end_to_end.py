@@ -61,16 +61,21 @@ class Config(zoo.ZooConfig):
     reverse_burn: int = 1000              # Gibbs sweeps from the test data before reverse AIS
     sample_n: int = 100                   # chains per sample kind
     gibbs_sweeps: tuple = ()              # MCMC sample kinds: sweeps from noise and from the mode
+    fd_n: int = 0                         # samples per kind for the classifier-Frechet distance (0: none)
+    fd_sweeps: int = 1000                 # Gibbs sweeps of its MCMC kinds
+    classifier_epochs: int = 2            # the suite's classifier (dbm.metrics.classifier)
+    classifier_train_limit: int = 0
     test_n: int = 2000
     data_dir: str | None = None
     device: str = "cpu"
 
 
 EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500, sample_n=16, gibbs_sweeps=(20,),
-                               bracket_betas=(100, 300), reverse_burn=20),
+                               bracket_betas=(100, 300), reverse_burn=20, fd_n=40, fd_sweeps=5, classifier_epochs=1,
+                               classifier_train_limit=2000),
                  "budget": {},
                  "converged": dict(datasets=("mnist",), seeds=3, one_seed=("ucd-gibbs", "pcd"), ais_runs=100,
-                                   bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000)),
+                                   bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000), fd_n=1000),
                  "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000, seeds=3)}
 PROFILES = {name: {**zoo.PROFILES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
 EVAL_FIELDS = ("ais_runs", "ais_betas", "bracket_betas", "bracket_tol", "reverse_burn", "sample_n", "gibbs_sweeps",
@@ -171,7 +176,40 @@ def evaluate(trainer, curves: pd.DataFrame, dataset, method, seed, cfg: Config, 
     return pd.DataFrame(rows), {k: v[:16].cpu() for k, v in kinds.items()}
 
 
-def run_cell(cache: CellCache, dataset, method, seed, cfg: Config, train, test):
+def classifier_fd(model, cfg: Config, dataset, method, seed, fd) -> pd.DataFrame:
+    """Classifier-Frechet distance (the suite's CNN features, not FID) of ``fd_n`` samples of
+    each kind -- mode, mode+1, gibbs-<fd_sweeps>-noise, gibbs-<fd_sweeps>-mode -- against the
+    test images; ``fd`` = (extractor, reference stats)."""
+    from dbm.metrics import fid as F
+    from dbm.metrics.classifier import to_images
+    from dbm.metrics.frechet import frechet_distance
+    ext, ref = fd
+    g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "fd", dataset, method, seed))
+    mode, swept = modes(model, cfg.fd_n, g)
+    kinds = {"mode": mode[0], "mode+1": swept[0]}
+    for start, xs in (("noise", model.random_state(cfg.fd_n, g)), ("mode", mode)):
+        vs, _ = gibbs_chains(model, xs, (cfg.fd_sweeps,), g)
+        kinds[f"gibbs-{cfg.fd_sweeps}-{start}"] = vs[cfg.fd_sweeps]
+    return pd.DataFrame([dict(kind="fd", samples=k, metric="classifier_fd", n=cfg.fd_n,
+                              value=frechet_distance(F.feature_stats(ext, to_images(v.cpu(), dataset, "binary")), ref))
+                         for k, v in kinds.items()])
+
+
+def fd_setup(cache: CellCache, cfg: Config, ds: str, train, test):
+    """(extractor, test-set reference stats, rows of the training-image floor) for one data set."""
+    from dbm.metrics import fid as F
+    from dbm.metrics.classifier import ClassifierConfig, load_or_train, to_images
+    from dbm.metrics.frechet import frechet_distance
+    clf, _ = load_or_train(ClassifierConfig(dataset=ds, encoding="binary", epochs=cfg.classifier_epochs,
+                                            train_limit=cfg.classifier_train_limit),
+                           cache.root / "classifiers", cfg.data_dir, cfg.device)
+    ext = F.classifier_extractor(clf, cfg.device)
+    ref = F.feature_stats(ext, to_images(test[:cfg.test_n], ds, "binary"))
+    floor = frechet_distance(F.feature_stats(ext, to_images(train[:cfg.fd_n], ds, "binary")), ref)
+    return (ext, ref), floor
+
+
+def run_cell(cache: CellCache, dataset, method, seed, cfg: Config, train, test, fd=None):
     """One zoo model (trained here: fig25 owns the zoo) and its evaluation cell -> (final rows,
     trace rows, {kind: samples})."""
     trainer, curves = zoo.train(cache, zoo.zoo_config(cfg), dataset, method, seed, train, test, cfg.device, owned=True)
@@ -183,6 +221,11 @@ def run_cell(cache: CellCache, dataset, method, seed, cfg: Config, train, test):
                                                      value=cell.meta.get("wall_time_s"))])],   # when read from the cache
                       ignore_index=True).assign(step=cfg.updates)
     trace = curves[curves.metric.isin(TRACE_METRICS)][["step", "metric", "value"]].assign(kind="trace")
+    if fd is not None:
+        inputs = dict(fd_n=cfg.fd_n, fd_sweeps=cfg.fd_sweeps, test_n=cfg.test_n, dataset=dataset, method=method,
+                      seed=seed, model=zoo.model_hash(trainer), classifier=fd[0].weights_hash)
+        fdc = cache.cell(NAME + "-fd", inputs, lambda: classifier_fd(trainer.model, cfg, dataset, method, seed, fd))
+        final = pd.concat([final, fdc.rows.assign(step=cfg.updates)], ignore_index=True)
     label = dict(dataset=dataset, method=method, seed=seed)
     return final.assign(**label), trace.assign(**label), cell.arrays
 
@@ -192,9 +235,14 @@ def compute(run: Run) -> Computed:
     for ds in cfg.datasets:
         train, test = zoo.binary_data(ds, cfg.data_dir, cfg.train_limit, max(cfg.test_n, zoo.HELD_OUT))
         base = bernoulli_baseline(train, test[:cfg.test_n])
+        fd = None
+        if cfg.fd_n:
+            fd, floor = fd_setup(run.cache, cfg, ds, train, test)
+            frames.append(pd.DataFrame([dict(dataset=ds, method="data", seed=0, kind="fd", samples="training images",
+                                             metric="classifier_fd", n=cfg.fd_n, value=floor, step=cfg.updates)]))
         cells = [(m, s) for m in cfg.methods for s in range(1 if m in cfg.one_seed else cfg.seeds)]
         for method, seed in progress(cells, f"fig25 {ds}"):
-            final, trace, arrays = run_cell(run.cache, ds, method, seed, cfg, train, test)
+            final, trace, arrays = run_cell(run.cache, ds, method, seed, cfg, train, test, fd)
             frames += [final, trace, pd.DataFrame([dict(dataset=ds, method=method, seed=seed, kind="final",
                                                         step=cfg.updates, metric="bernoulli_baseline_ll", value=base)])]
             if seed == 0:
@@ -265,6 +313,9 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     for kind in kind_order(smp.samples):
         for m in ("ink", "nn_distance"):
             t[f"{kind}_{m}"] = smp[(smp.samples == kind) & (smp.metric == m)].groupby(["dataset", "method"]).value.mean()
+    fd = df[(df.kind == "fd") & (df.method != "data")] if "kind" in df else df.iloc[:0]
+    for kind in kind_order(fd.samples) if len(fd) else []:
+        t[f"{kind}_classifier_fd"] = fd[fd.samples == kind].groupby(["dataset", "method"]).value.mean()
     conv = df[df.kind == "convergence"]
     if len(conv) and "flat" in conv:
         t["all_traces_flat"] = conv.groupby(["dataset", "method"]).flat.apply(lambda f: bool((f == 1).all()))
@@ -302,9 +353,11 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     import matplotlib.pyplot as plt
     df = _upgrade(df)
     datasets = list(dict.fromkeys(df.dataset))
-    methods = list(dict.fromkeys(df.method))
+    methods = [m for m in dict.fromkeys(df.method) if m != "data"]
     pal = method_palette(methods)
-    fig, axes = plt.subplots(2 * len(datasets), 3, figsize=(18, 8.5 * len(datasets)), squeeze=False)
+    has_fd = (df.kind == "fd").any()
+    fig, axes = plt.subplots(2 * len(datasets), 3 + has_fd, figsize=(18 + 6 * has_fd, 8.5 * len(datasets)),
+                             squeeze=False)
     for j, ds in enumerate(datasets):
         d = df[df.dataset == ds]
         smp = d[d.kind == "samples"]
@@ -324,6 +377,25 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
             ax.set_xticks(range(len(kinds)), kinds, rotation=20, fontsize=8)
             ax.set(title=f"{ds}: samples by kind, {label.split(' (')[0]}", ylabel=label)
         axes[2 * j, 0].legend(fontsize=7, ncol=2)
+        if has_fd:
+            ax, fd = axes[2 * j, 3], d[d.kind == "fd"]
+            fkinds = kind_order(fd[fd.method != "data"].samples)
+            st = _mean_se(fd[fd.method != "data"], ["method", "samples"])
+            width = 0.8 / max(1, len(methods))
+            for i, meth in enumerate(methods):
+                r = st[st.method == meth].set_index("samples").reindex(fkinds)
+                x = [k + (i - (len(methods) - 1) / 2) * width for k in range(len(fkinds))]
+                ax.bar(x, r["mean"], width, yerr=r["se"].fillna(0), color=pal[meth], capsize=2)
+            floor = fd[fd.method == "data"].value
+            if len(floor):
+                ax.axhline(float(floor.iloc[0]), color="k", ls="--", lw=1, label="training images (floor)")
+                ax.legend(fontsize=7)
+            ax.set_yscale("log")
+            ax.set_xticks(range(len(fkinds)), fkinds, rotation=20, fontsize=8)
+            n = int(fd.n.max()) if "n" in fd else "?"
+            ax.set(title=f"{ds}: classifier-Frechet distance ({n} samples; not FID)",
+                   ylabel="Frechet distance in the suite's CNN features (log)")
+            axes[2 * j + 1, 3].axis("off")
         ax = axes[2 * j + 1, 0]
         fin = d[d.kind == "final"]
         for i, meth in enumerate(methods):

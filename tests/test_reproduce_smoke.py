@@ -65,7 +65,7 @@ def test_fig25_quick(tmp_path):
                    str(tmp_path / "runs"), "--data-dir", str(shared_data_dir()), "--updates", "20",
                    "--datasets", "mnist")
     df = read_tables(out, "fig25_end_to_end")
-    assert set(df.method) == {"ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained"}
+    assert set(df.method) == {"ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained", "data"}   # data: the FD floor
     assert set(df.profile) == {"quick"} and {"dataset", "seed", "n_h1", "n_h2"} <= set(df.columns)
     fin = df[(df.kind == "final") & (df.metric == "test_ll_bound")]
     assert len(fin) == 5 and fin.value.map(math.isfinite).all() and (fin.value < 0).all()
@@ -73,6 +73,9 @@ def test_fig25_quick(tmp_path):
     assert {"log_z_forward", "log_z_reverse_data", "log_z_reverse_mode", "bracket_width"} <= set(df.metric)
     assert set(df[df.kind == "samples"].samples) == {"mode", "mode+1", "gibbs-20-noise", "gibbs-20-mode"}
     assert {"recon_error", "loss"} <= set(df[df.kind == "trace"].metric)
+    fd = df[df.kind == "fd"]                              # classifier-Frechet distance by sample kind
+    assert set(fd.samples) == {"mode", "mode+1", "gibbs-5-noise", "gibbs-5-mode", "training images"}
+    assert (fd.value > 0).all() and len(fd) == 5 * 4 + 1
     side = json.loads((out / "fig25_end_to_end.json").read_text())
     assert side["profile"] == "quick" and side["fails_definition"] and side["sample_kinds"]["mode"]
     assert (out / "fig25_samples_mnist.png").exists() and (out / "fig25_end_to_end.png").exists()
