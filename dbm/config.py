@@ -106,7 +106,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls, skip=()) -> None:
                                 action=argparse.BooleanOptionalAction,
                                 help=f"{text + '; ' if text else ''}default {'on' if default else 'off'}")
             continue
-        kw = {"choices": list(choices[f.name])} if f.name in choices else {"metavar": f.name.upper()}
+        kw = ({"choices": [str(c) for c in choices[f.name]]} if f.name in choices   # matched as typed text
+              else {"metavar": f.name.upper()})
         parser.add_argument(flag(f.name), dest="cfg_" + f.name, default=None,
                             help=f"{text + '; ' if text else ''}default {default!r}", **kw)
 

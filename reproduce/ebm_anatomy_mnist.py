@@ -1,18 +1,19 @@
-"""EBM anatomy on MNIST (32x32, [-1, 1]): short-run vs persistent ML learning and its diagnostics
+"""EBM anatomy on MNIST (images in [-1, 1]): short-run vs persistent ML learning and its diagnostics
 (Nijkamp et al., AAAI 2020).
 
 Two models, each trained by ``dbm.ebm.train`` with d_{s_t} and r_t recorded every update:
 
 - ``short-run``: noise-initialised short-run learning (the paper's non-convergent outcome):
-  vanilla ConvNet, Adam, eps = 0.01, K steps from uniform noise.
-- ``persistent``: persistent chains with SGD and eps = 7.5e-3 (the paper's convergent MNIST
-  config uses the non-local net and K = 500; ``PROFILE=paper`` does, the CPU budget uses the
-  vanilla net and fewer steps).
+  vanilla ConvNet, Adam, eps = 0.01, K = ``steps`` from uniform noise.
+- ``persistent``: persistent chains with SGD and eps = 7.5e-3, K = ``persistent_steps`` (the
+  paper's convergent MNIST config uses the non-local net and K = 500; ``PROFILE=paper`` does, the
+  CPU budget uses the vanilla net on 16 x 16 images).
 
 Evaluated on the same number of chains (``n_eval``) from uniform noise: short-run samples (K
 steps, as in training) and long-run samples (``long_run_steps`` steps); per sample set the
-classifier-Frechet distance (the suite's 8-bit MNIST classifier, 10,000 test images as reference;
-the floor is ``n_eval`` held-out test images), the fraction of saturated pixels (|x| > 1) and the
+classifier-Frechet distance (the suite's 8-bit MNIST classifier; reference: the test images after
+the first ``n_eval``, floor: those ``n_eval`` held-out images; both go through the same resize as
+the training data, so 16 x 16 models are not charged for the lost resolution), the fraction of saturated pixels (|x| > 1) and the
 mean energy; the energy along the long-run chains is recorded as a trace. If fig25's DBM runs
 exist in the work folder, their d_{s_t} traces (positive minus negative phase energy) are copied
 into the CSV for comparison.
@@ -34,7 +35,6 @@ if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard lib
 import pandas as pd
 import torch
 
-from dbm.data import load_images
 from dbm.ebm.chains import init_chains
 from dbm.cells import CellCache, file_hash
 from dbm.ebm.train import EBMConfig, EBMTrainer, long_run, mnist32, train_or_resume
@@ -56,18 +56,20 @@ OUTCOMES = {
 @dataclasses.dataclass(frozen=True)
 class Config:
     outcomes: tuple = ("short-run", "persistent")
-    updates: int = 400                 # the paper: 100k
-    steps: int = 50                    # K; the paper: 100-150 (short-run), 500 (persistent)
+    updates: int = 1200                # the paper: 100k
+    steps: int = 150                   # K of the short-run model; the authors' 150 (K = 50 diverged: docs)
+    persistent_steps: int = 150        # K of the persistent model; the paper: 500
+    image_size: int = 16               # the paper: 32 (MNIST padded); 16: 2x2 average-pooled, 4x cheaper
     n_f: int = 16                      # the paper: 32
     persistent_net: str = "vanilla"    # the paper: nonlocal (1.2 s per Langevin step of 100 images on 2 CPU cores)
     lr_adam: float = 1e-4
     lr_sgd: float = 1e-2
-    bank_size: int = 1000              # the paper: one chain per training image
-    batch_size: int = 100
+    bank_size: int = 1000              # the paper: one chain per training image (60,000)
+    batch_size: int = 64               # the paper: 100
     data_epsilon: float = 0.015
     train_limit: int = 0
     n_eval: int = 200
-    long_run_steps: int = 1500         # the paper: 100k
+    long_run_steps: int = 3000         # the paper: 100k; 20 K
     classifier_epochs: int = 2
     classifier_train_limit: int = 0
     data_dir: str | None = None
@@ -75,21 +77,22 @@ class Config:
 
 
 PROFILES = {
-    "quick": dict(updates=4, steps=5, n_f=4, bank_size=200, n_eval=50, long_run_steps=20, train_limit=2000,
-                  classifier_epochs=1, classifier_train_limit=2000),
+    "quick": dict(updates=4, steps=5, persistent_steps=5, n_f=4, bank_size=200, n_eval=50, long_run_steps=20,
+                  train_limit=2000, classifier_epochs=1, classifier_train_limit=2000),
     "budget": {},
-    "paper": dict(updates=100_000, steps=500, n_f=32, persistent_net="nonlocal", bank_size=60_000, n_eval=1000,
-                  long_run_steps=100_000),
+    "paper": dict(updates=100_000, steps=150, persistent_steps=500, image_size=32, n_f=32, persistent_net="nonlocal",
+                  bank_size=60_000, batch_size=100, n_eval=1000, long_run_steps=100_000),
 }
 
 
 def ebm_config(cfg: Config, outcome: str, cache: CellCache) -> EBMConfig:
     over = dict(OUTCOMES[outcome])
     if outcome == "persistent":
-        over.update(net=cfg.persistent_net, lr=cfg.lr_sgd, bank_size=cfg.bank_size)
+        over.update(net=cfg.persistent_net, lr=cfg.lr_sgd, bank_size=cfg.bank_size, steps=cfg.persistent_steps)
     else:
-        over.update(lr=cfg.lr_adam)
-    base = EBMConfig(dataset="mnist", data_dir=cfg.data_dir, n_f=cfg.n_f, steps=cfg.steps, batch_size=cfg.batch_size,
+        over.update(lr=cfg.lr_adam, steps=cfg.steps)
+    base = EBMConfig(dataset="mnist", data_dir=cfg.data_dir, image_size=cfg.image_size, n_f=cfg.n_f,
+                     batch_size=cfg.batch_size,
                      data_epsilon=cfg.data_epsilon, updates=cfg.updates, train_limit=cfg.train_limit, seed=0,
                      ckpt_every=max(1, cfg.updates // 20), device=cfg.device, **over)
     inputs = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("out_dir", "device", "ckpt_every", "data_dir")}
@@ -97,7 +100,10 @@ def ebm_config(cfg: Config, outcome: str, cache: CellCache) -> EBMConfig:
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """EBM images (B, 1, 32, 32) in [-1, 1] -> the classifier's (B, 1, 28, 28) in [0, 1]."""
+    """EBM images (B, 1, S, S) in [-1, 1] -> the classifier's (B, 1, 28, 28) in [0, 1] (S = 16:
+    bilinear upsampling to 32 x 32 first)."""
+    if x.shape[-1] != 32:
+        x = torch.nn.functional.interpolate(x.float(), size=(32, 32), mode="bilinear", align_corners=False)
     return from_signed_padded(x)
 
 
@@ -112,7 +118,7 @@ def sample_rows(name: str, x: torch.Tensor, extractor, ref, energy) -> list[dict
 def evaluate(trainer, cfg: Config, outcome: str, extractor, ref) -> tuple[pd.DataFrame, dict]:
     ecfg, net = trainer.cfg, trainer.net.eval()
     g = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval", outcome))
-    x0 = init_chains("uniform", cfg.n_eval, (1, 32, 32), g)
+    x0 = init_chains("uniform", cfg.n_eval, net.shape, g)
     batches = [x0[i:i + 100] for i in range(0, cfg.n_eval, 100)]
     short = torch.cat([long_run(net, b, ecfg.steps, ecfg.eps, g)[0] for b in batches])
     long_parts = [long_run(net, b, cfg.long_run_steps, ecfg.eps, g, record_every=max(1, cfg.long_run_steps // 100))
@@ -133,7 +139,7 @@ def evaluate(trainer, cfg: Config, outcome: str, extractor, ref) -> tuple[pd.Dat
     return pd.concat([df, tr], ignore_index=True), images
 
 
-EVAL_FIELDS = ("n_eval", "long_run_steps", "classifier_epochs", "classifier_train_limit")
+EVAL_FIELDS = ("n_eval", "long_run_steps", "classifier_epochs", "classifier_train_limit", "image_size")
 
 
 def run_cell(cfg: Config, outcome: str, cache: CellCache, data, extractor, ref):
@@ -194,10 +200,10 @@ def compute(run: Run) -> Computed:
                                                      train_limit=cfg.classifier_train_limit),
                                     cache.root / "classifiers", cfg.data_dir, cfg.device)
     extractor = classifier_extractor(clf, cfg.device)
-    test = load_images("mnist", "test", cfg.data_dir).float().div(255).unsqueeze(1)      # (N, 1, 28, 28)
+    test = to_unit(mnist32("mnist", "test", cfg.data_dir, size=cfg.image_size))  # (N, 1, 28, 28) as the models see them
     ref = feature_stats(extractor, test[cfg.n_eval:])
     floor = frechet_distance(feature_stats(extractor, test[:cfg.n_eval]), ref)
-    data = mnist32("mnist", "train", cfg.data_dir, cfg.train_limit)
+    data = mnist32("mnist", "train", cfg.data_dir, cfg.train_limit, cfg.image_size)
     frames, grids = [pd.DataFrame([{"model": "data", "samples": "held-out test images", "metric": "classifier_fd",
                                     "value": floor, "kind": "summary", "step": 0}])], {}
     for outcome in progress(cfg.outcomes, NAME):

@@ -74,7 +74,9 @@ EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500, 
                                bracket_betas=(100, 300), reverse_burn=20, fd_n=40, fd_sweeps=5, classifier_epochs=1,
                                classifier_train_limit=2000),
                  "budget": {},
-                 "converged": dict(datasets=("mnist",), seeds=3, one_seed=("ucd-gibbs", "pcd"), ais_runs=100,
+                 # issue 17: the bias study's best UCD-MH-LMI variant (odd layers summed out) beside the paper's
+                 "converged": dict(datasets=("mnist",), methods=zoo.METHODS + ("ucd-mh-lmi-marg",), seeds=3,
+                                   one_seed=("ucd-gibbs", "pcd", "ucd-mh-lmi-marg"), ais_runs=100,
                                    bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000), fd_n=1000),
                  "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000, seeds=3)}
 PROFILES = {name: {**zoo.PROFILES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}

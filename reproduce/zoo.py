@@ -134,8 +134,9 @@ def parse_cells(text: str) -> list[tuple[str, int]]:
     cells = []
     for item in filter(None, text.split(",")):
         method, _, seed = item.partition(":")
-        if method not in METHODS or not seed.isdigit():
-            raise SystemExit(f"--cells: {item!r} is not METHOD:SEED with METHOD in {', '.join(METHODS)}")
+        if method not in PRESETS or not seed.isdigit():
+            raise SystemExit(f"--cells: {item!r} is not METHOD:SEED with METHOD a preset (python -m dbm "
+                             f"estimators), e.g. {', '.join(METHODS)}")
         cells.append((method, int(seed)))
     return cells
 

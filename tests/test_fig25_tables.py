@@ -35,3 +35,13 @@ def test_old_tables_are_read_and_kinds_are_ordered():
     assert new.loc["recon_error", "kind"] == "trace" and new.loc["test_ll_bound", "kind"] == "final"
     assert kind_order(["gibbs-10000-mode", "mode+1", "gibbs-1000-noise", "mode", "gibbs-1000-mode"]) == [
         "mode", "mode+1", "gibbs-1000-noise", "gibbs-1000-mode", "gibbs-10000-mode"]
+
+
+def test_zoo_cells_take_any_preset_and_name_the_choices_otherwise():
+    import pytest
+    from reproduce.zoo import parse_cells
+    assert parse_cells("ucd-mh-lmi-marg:0,cd:2") == [("ucd-mh-lmi-marg", 0), ("cd", 2)]
+    with pytest.raises(SystemExit, match="a preset"):
+        parse_cells("no-such-estimator:0")
+    with pytest.raises(SystemExit, match="METHOD:SEED"):
+        parse_cells("cd:x")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from conftest import ROOT
 
@@ -213,3 +214,24 @@ def test_zoo_trains_cells_in_parallel_processes_and_fig25_reuses_them(tmp_path):
     run_module("reproduce.fig25_end_to_end", "--quick", "--methods", "cd,pcd", "--datasets", "mnist", "--data-dir",
                str(data), "--work-dir", str(work), "--out-dir", str(tmp_path / "results"))
     assert before == {p: p.stat().st_mtime_ns for p in runs}
+
+
+@pytest.mark.parametrize("profile", ["quick", "budget", "paper"])
+def test_ebm_anatomy_mnist_profiles_build_and_train(profile, tmp_path):
+    """Each profile's two EBM configs (net, image size, n_f, optimizer, K, bank) are valid and train:
+    two updates on synthetic data with K and the batch shrunk, everything else as configured."""
+    import dataclasses
+    from conftest import synthetic_mnist
+    from dbm.cells import CellCache
+    from dbm.ebm.train import EBMTrainer, mnist32
+    from reproduce.ebm_anatomy_mnist import PROFILES, Config, ebm_config
+    cfg = dataclasses.replace(Config(**PROFILES[profile]), data_dir=str(synthetic_mnist(tmp_path / "data")))
+    for outcome in cfg.outcomes:
+        ecfg = ebm_config(cfg, outcome, CellCache(tmp_path / "runs"))
+        small = dataclasses.replace(ecfg, updates=2, steps=2, batch_size=4, bank_size=8, ckpt_every=1)
+        tr = EBMTrainer(small, mnist32("mnist", "train", cfg.data_dir, 16, ecfg.image_size))
+        tr.run(progress=False)
+        assert tr.step == 2 and tr.net.shape == (1, cfg.image_size, cfg.image_size)
+        if profile == "paper":
+            assert (ecfg.n_f, ecfg.image_size, ecfg.batch_size) == (32, 32, 100)
+            assert ecfg.steps == (500 if outcome == "persistent" else 150)

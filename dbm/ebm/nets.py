@@ -7,8 +7,9 @@ x - (eps^2 / 2) grad U + eps z is then x - grad f + eps z, and their learning ra
 
 - ``toy``: an MLP on 2-D points, 2 -> 4 n_f -> 4 n_f -> 4 n_f -> 1 with LeakyReLU 0.05 (the
   authors' 1x1 convolutions on a 1x1 image are the same map).
-- ``vanilla``: conv 3x3 (n_f), then 4x4 stride-2 convs to 2 n_f, 4 n_f, 8 n_f, then a 4x4 conv to
-  one output; LeakyReLU 0.05; input (B, C, 32, 32).
+- ``vanilla``: conv 3x3 (n_f), then 4x4 stride-2 convs to 2 n_f, 4 n_f, 8 n_f, then a
+  (S/8)x(S/8) conv to one output (4x4 for the paper's S = 32); LeakyReLU 0.05; input (B, C, S, S)
+  with S = 16, 32 or 64 (16: the CPU budget profile of ``reproduce.ebm_anatomy_mnist``).
 - ``nonlocal``: three stages of conv 3x3 + LeakyReLU + non-local (self-attention) block + 2x2
   max-pool with n_f, 2 n_f, 4 n_f channels, then two linear layers (8 n_f, 1).
 Weights follow PyTorch's default initialisation (as in the authors' code: uniform on
@@ -22,9 +23,10 @@ from torch import Tensor, nn
 
 from ..nninit import seeded
 
-__all__ = ["EnergyNet", "make_net", "NET_NAMES", "NonLocalBlock"]
+__all__ = ["EnergyNet", "make_net", "NET_NAMES", "IMAGE_SIDES", "NonLocalBlock"]
 
 NET_NAMES = ("toy", "vanilla", "nonlocal")
+IMAGE_SIDES = (16, 32, 64)
 
 
 class EnergyNet(nn.Module):
@@ -68,13 +70,13 @@ def _toy(n_f: int) -> nn.Module:
                          nn.Linear(4 * n_f, 4 * n_f), act(), nn.Linear(4 * n_f, 1))
 
 
-def _vanilla(c: int, n_f: int) -> nn.Module:
+def _vanilla(c: int, side: int, n_f: int) -> nn.Module:
     act = lambda: nn.LeakyReLU(0.05)                                  # noqa: E731
-    return nn.Sequential(nn.Conv2d(c, n_f, 3, 1, 1), act(),          # (B, n_f, 32, 32)
-                         nn.Conv2d(n_f, 2 * n_f, 4, 2, 1), act(),    # (B, 2n_f, 16, 16)
-                         nn.Conv2d(2 * n_f, 4 * n_f, 4, 2, 1), act(),  # (B, 4n_f, 8, 8)
-                         nn.Conv2d(4 * n_f, 8 * n_f, 4, 2, 1), act(),  # (B, 8n_f, 4, 4)
-                         nn.Conv2d(8 * n_f, 1, 4, 1, 0))             # (B, 1, 1, 1)
+    return nn.Sequential(nn.Conv2d(c, n_f, 3, 1, 1), act(),          # (B, n_f, S, S)
+                         nn.Conv2d(n_f, 2 * n_f, 4, 2, 1), act(),    # (B, 2n_f, S/2, S/2)
+                         nn.Conv2d(2 * n_f, 4 * n_f, 4, 2, 1), act(),  # (B, 4n_f, S/4, S/4)
+                         nn.Conv2d(4 * n_f, 8 * n_f, 4, 2, 1), act(),  # (B, 8n_f, S/8, S/8)
+                         nn.Conv2d(8 * n_f, 1, side // 8, 1, 0))     # (B, 1, 1, 1)
 
 
 def _nonlocal(c: int, side: int, n_f: int) -> nn.Module:
@@ -91,16 +93,17 @@ def _nonlocal(c: int, side: int, n_f: int) -> nn.Module:
 def make_net(name: str, shape: tuple[int, ...], n_f: int, generator: torch.Generator,
              temperature: float = 1.0) -> EnergyNet:
     """An ``EnergyNet`` with body ``name`` for inputs (B, *shape): (2,) for ``toy``,
-    (C, 32, 32) for the ConvNets."""
+    (C, S, S) with S in ``IMAGE_SIDES`` for the ConvNets."""
     shape = tuple(shape)
     if name == "toy":
         if shape != (2,):
             raise ValueError(f"the toy net takes 2-D points, shape (2,), got {shape}")
         build = lambda: _toy(n_f)                                     # noqa: E731
     elif name in ("vanilla", "nonlocal"):
-        if len(shape) != 3 or shape[1:] != (32, 32):
-            raise ValueError(f"the {name} net takes images (C, 32, 32), got {shape}")
-        build = (lambda: _vanilla(shape[0], n_f)) if name == "vanilla" else (lambda: _nonlocal(shape[0], 32, n_f))
+        if len(shape) != 3 or shape[1] != shape[2] or shape[1] not in IMAGE_SIDES:
+            raise ValueError(f"the {name} net takes square images (C, S, S) with S in {IMAGE_SIDES}, got {shape}")
+        side = shape[1]
+        build = (lambda: _vanilla(shape[0], side, n_f)) if name == "vanilla" else (lambda: _nonlocal(shape[0], side, n_f))
     else:
         raise ValueError(f"unknown net {name!r}; choose from {NET_NAMES}")
     body = seeded(build, generator, init="torch-default")            # PyTorch's default init, seeded

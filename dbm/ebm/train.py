@@ -35,13 +35,17 @@ from .langevin import run_langevin
 from .nets import EnergyNet, make_net
 from .toy import Toy2D
 
-__all__ = ["EBMConfig", "EBMTrainer", "load_ebm", "mnist32", "long_run", "train_or_resume", "toy_target"]
+IMAGE_SIZES = (16, 32)
+
+__all__ = ["EBMConfig", "EBMTrainer", "IMAGE_SIZES", "load_ebm", "mnist32", "resize_signed", "long_run",
+           "train_or_resume", "toy_target"]
 
 
 @dataclasses.dataclass(frozen=True)
 class EBMConfig:
-    dataset: str = "mnist"            # "mnist", "fashion-mnist" (32x32 in [-1, 1]) or "gmm" / "rings" (2-D)
+    dataset: str = "mnist"            # "mnist", "fashion-mnist" (images in [-1, 1]) or "gmm" / "rings" (2-D)
     data_dir: str | None = None
+    image_size: int = 32              # side S of the (1, S, S) images: 32 (the paper's) or 16 (2x2 average-pooled)
     toy_groups: int = 8
     toy_radius: float = 1.0
     toy_sd: float = 0.15
@@ -65,7 +69,8 @@ class EBMConfig:
     device: str = "cpu"               # cpu or cuda
 
     CHOICES = {"dataset": ("mnist", "fashion-mnist", "gmm", "rings"), "net": ("toy", "vanilla", "nonlocal"),
-               "optimizer": ("adam", "sgd"), "init": INITS}
+               "optimizer": ("adam", "sgd"), "init": INITS,
+               "image_size": IMAGE_SIZES}
 
     def __post_init__(self):
         check_config(self, positive_int=("toy_groups", "n_f", "steps", "bank_size", "batch_size", "updates",
@@ -83,21 +88,28 @@ class EBMConfig:
         check_device(self.device)
 
 
-RESUME_MUST_MATCH = ("dataset", "toy_groups", "toy_radius", "toy_sd", "data_epsilon", "net", "n_f", "optimizer",
+RESUME_MUST_MATCH = ("dataset", "image_size", "toy_groups", "toy_radius", "toy_sd", "data_epsilon", "net", "n_f", "optimizer",
                      "lr", "lr_decay", "eps", "steps", "init", "bank_size", "rejuvenate", "batch_size", "seed",
                      "train_limit")
 
 
-def mnist32(name: str = "mnist", split: str = "train", data_dir=None, limit: int = 0) -> Tensor:
-    """MNIST-like images as (N, 1, 32, 32) float32 in [-1, 1]: scaled, then padded by 2 pixels of
-    background (-1) on each side."""
+def mnist32(name: str = "mnist", split: str = "train", data_dir=None, limit: int = 0, size: int = 32) -> Tensor:
+    """MNIST-like images as (N, 1, S, S) float32 in [-1, 1]: scaled, padded by 2 pixels of
+    background (-1) on each side to 32 x 32, then for S = 16 average-pooled over 2 x 2 blocks."""
     from ..data import load_images
     x = load_images(name, split, data_dir)
-    return to_signed_padded(x[:limit] if limit else x)
+    return resize_signed(to_signed_padded(x[:limit] if limit else x), size)
+
+
+def resize_signed(x: Tensor, size: int) -> Tensor:
+    """(N, C, 32, 32) -> (N, C, S, S): 2 x 2 average pooling for S = 16, identity for 32."""
+    if size not in IMAGE_SIZES:
+        raise ConfigError(f"image size {size} is not one of {IMAGE_SIZES}")
+    return x if size == x.shape[-1] else torch.nn.functional.avg_pool2d(x, x.shape[-1] // size)
 
 
 def _shape(cfg: EBMConfig) -> tuple[int, ...]:
-    return (2,) if cfg.dataset in ("gmm", "rings") else (1, 32, 32)
+    return (2,) if cfg.dataset in ("gmm", "rings") else (1, cfg.image_size, cfg.image_size)
 
 
 def toy_target(cfg: EBMConfig) -> Toy2D:
@@ -122,7 +134,7 @@ class EBMTrainer(RunTrainer):
         dev = cfg.device
         self.toy = toy_target(cfg) if cfg.dataset in ("gmm", "rings") else None
         if data is None and self.toy is None:
-            data = mnist32(cfg.dataset, "train", cfg.data_dir, cfg.train_limit)
+            data = mnist32(cfg.dataset, "train", cfg.data_dir, cfg.train_limit, cfg.image_size)
         self.data = None if data is None else data.to(dev)
         if self.data is not None and (tuple(self.data.shape[1:]) != _shape(cfg) or not len(self.data)):
             raise DataError(f"data of shape {tuple(self.data.shape)} for inputs (N >= 1, *{_shape(cfg)})")
