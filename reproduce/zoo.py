@@ -14,7 +14,9 @@ at these sizes) and let fig25 reuse them:
     python -m reproduce.zoo --profile converged --jobs 2     # fig25's matrix, split over 2 processes
     python -m reproduce.fig25_end_to_end --profile converged
 
-(``make zoo PROFILE=converged``; ``--cells ucd-gibbs:0,pcd:0`` trains chosen cells in this process.)
+(``make zoo PROFILE=converged``: every data set of the profile; ``--dataset fashion-mnist`` the
+Fashion-MNIST matrix of the profile (converged: seed 0 of each method); ``--cells
+ucd-gibbs:0,fashion-mnist/pcd:0`` chosen cells, un-prefixed ones on ``--dataset``.)
 """
 from __future__ import annotations
 
@@ -129,15 +131,21 @@ def model_hash(trainer: Trainer) -> str:
     return file_hash(trainer.out / trainer.WEIGHTS)
 
 
-def parse_cells(text: str) -> list[tuple[str, int]]:
-    """"ucd-gibbs:0,cd:1" -> [("ucd-gibbs", 0), ("cd", 1)]."""
+DATASETS = ("mnist", "fashion-mnist")
+
+
+def parse_cells(text: str, dataset: str = "mnist") -> list[tuple[str, str, int]]:
+    """"ucd-gibbs:0,fashion-mnist/cd:1" -> [("mnist", "ucd-gibbs", 0), ("fashion-mnist", "cd", 1)]
+    (cells without a data set prefix are on ``dataset``)."""
     cells = []
     for item in filter(None, text.split(",")):
-        method, _, seed = item.partition(":")
-        if method not in PRESETS or not seed.isdigit():
-            raise SystemExit(f"--cells: {item!r} is not METHOD:SEED with METHOD a preset (python -m dbm "
-                             f"estimators), e.g. {', '.join(METHODS)}")
-        cells.append((method, int(seed)))
+        ds, _, cell = item.rpartition("/")
+        method, _, seed = cell.partition(":")
+        if method not in PRESETS or not seed.isdigit() or (ds or dataset) not in DATASETS:
+            raise SystemExit(f"--cells: {item!r} is not [DATASET/]METHOD:SEED with DATASET one of "
+                             f"{', '.join(DATASETS)} and METHOD a preset (python -m dbm estimators), e.g. "
+                             f"{', '.join(METHODS)}")
+        cells.append((ds or dataset, method, int(seed)))
     return cells
 
 
@@ -146,8 +154,11 @@ def main(argv=None) -> int:
     from dbm.cells import CellCache
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
-    p.add_argument("--dataset", choices=("mnist", "fashion-mnist"), default="mnist")
-    p.add_argument("--cells", default=None, help="METHOD:SEED,... e.g. ucd-gibbs:0,cd:1 (default: fig25's matrix)")
+    p.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="the data set of the default matrix and of un-prefixed --cells (default: every data set "
+                        "of fig25's profile; mnist for --cells)")
+    p.add_argument("--cells", default=None, help="[DATASET/]METHOD:SEED,... e.g. ucd-gibbs:0,fashion-mnist/cd:1 "
+                                                 "(default: fig25's matrix)")
     p.add_argument("--jobs", type=int, default=1, help="processes of one torch thread each to split the cells over")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--work-dir", default="runs", help="the cell cache (the same as fig25's)")
@@ -155,33 +166,36 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="retrain the listed cells")
     args = p.parse_args(argv)
     if args.cells is None:
-        from reproduce.fig25_end_to_end import PROFILES as FIG25, Config
+        from reproduce.fig25_end_to_end import PROFILES as FIG25, Config, matrix
         f = dataclasses.replace(Config(), **FIG25[args.profile])
-        args.cells = ",".join(f"{m}:{s}" for m in f.methods for s in range(1 if m in f.one_seed else f.seeds))
+        args.cells = ",".join(f"{ds}/{m}:{s}" for ds in ([args.dataset] if args.dataset else f.datasets)
+                              for m, s in matrix(f, ds))
+    cells = parse_cells(args.cells, args.dataset or "mnist")
     if args.jobs > 1:
-        return _spawn(args, argv or sys.argv[1:])
+        return _spawn(args, cells, argv or sys.argv[1:])
     zcfg = zoo_config(profile=args.profile)
-    tr, te = binary_data(args.dataset, args.data_dir, zcfg.train_limit, 2000)
-    cache = CellCache(args.work_dir, args.force)
-    for method, seed in parse_cells(args.cells):
-        print(f"zoo {args.profile} {args.dataset} {method} seed {seed}", flush=True)
-        train(cache, zcfg, args.dataset, method, seed, tr, te, args.device, owned=True, progress=True)
+    cache, data = CellCache(args.work_dir, args.force), {}
+    for ds, method, seed in cells:
+        print(f"zoo {args.profile} {ds} {method} seed {seed}", flush=True)
+        if ds not in data:
+            data[ds] = binary_data(ds, args.data_dir, zcfg.train_limit, 2000)
+        train(cache, zcfg, ds, method, seed, *data[ds], args.device, owned=True, progress=True)
     return 0
 
 
 COST = {"ucd-gibbs": 6.0}                 # relative cost of a cell (UCD-Gibbs runs to its tau cap)
 
 
-def _spawn(args, argv) -> int:
+def _spawn(args, cells, argv) -> int:
     """Split the cells over ``args.jobs`` child processes (greedy by cost), one torch thread
     each, and wait for all; the exit status is the worst child's."""
     import os
     import subprocess
     jobs = [[] for _ in range(args.jobs)]
     load = [0.0] * args.jobs
-    for method, seed in sorted(parse_cells(args.cells), key=lambda c: -COST.get(c[0], 1.0)):
+    for ds, method, seed in sorted(cells, key=lambda c: -COST.get(c[1], 1.0)):
         i = load.index(min(load))
-        jobs[i].append(f"{method}:{seed}")
+        jobs[i].append(f"{ds}/{method}:{seed}")
         load[i] += COST.get(method, 1.0)
     rest, skip = [], False
     for a in argv:                                    # the parent's flags minus --jobs / --cells

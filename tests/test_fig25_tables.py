@@ -40,8 +40,18 @@ def test_old_tables_are_read_and_kinds_are_ordered():
 def test_zoo_cells_take_any_preset_and_name_the_choices_otherwise():
     import pytest
     from reproduce.zoo import parse_cells
-    assert parse_cells("ucd-mh-lmi-marg:0,cd:2") == [("ucd-mh-lmi-marg", 0), ("cd", 2)]
-    with pytest.raises(SystemExit, match="a preset"):
-        parse_cells("no-such-estimator:0")
-    with pytest.raises(SystemExit, match="METHOD:SEED"):
-        parse_cells("cd:x")
+    assert parse_cells("ucd-mh-lmi-marg:0,fashion-mnist/cd:2") == [("mnist", "ucd-mh-lmi-marg", 0),
+                                                                  ("fashion-mnist", "cd", 2)]
+    assert parse_cells("pcd:1", "fashion-mnist") == [("fashion-mnist", "pcd", 1)]
+    for bad in ("no-such-estimator:0", "cd:x", "cifar10/cd:0"):
+        with pytest.raises(SystemExit, match=r"\[DATASET/\]METHOD:SEED"):
+            parse_cells(bad)
+
+
+def test_the_converged_matrix_has_one_seed_on_fashion_mnist():
+    import dataclasses
+    from reproduce.fig25_end_to_end import PROFILES, Config, matrix
+    cfg = dataclasses.replace(Config(), **PROFILES["converged"])
+    mnist, fashion = matrix(cfg, "mnist"), matrix(cfg, "fashion-mnist")
+    assert ("ucd-mh-lmi", 2) in mnist and ("ucd-gibbs", 1) not in mnist and len(mnist) == 12
+    assert fashion == [(m, 0) for m in cfg.methods]
