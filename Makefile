@@ -39,7 +39,7 @@ bench-compare: $(STAMP)  ## run the benchmarks again and compare with the commit
 
 reproduce-all: reproduce-fig24 reproduce-fig25 fid reproduce-fig27 reproduce-bias reproduce-anatomy  ## every figure of the profile (budget: about 3 h)
 
-zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (converged: about 1 h 20 min)
+zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (converged: about 2 h, MNIST and Fashion-MNIST)
 	$(PY) -m reproduce.zoo --profile $(PROFILE) --jobs 2 --device $(DEVICE)
 
 reproduce-fig24: $(STAMP)  ## slide 24: coupling time against width (about 20 min)
