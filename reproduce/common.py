@@ -145,17 +145,21 @@ def script_main(argv, *, doc: str, name: str, config_cls, profiles: dict, comput
         t0 = time.perf_counter()
         run.out.mkdir(parents=True, exist_ok=True)
         df, extra, problems = compute(run)
+        wall = time.perf_counter() - t0
         is_trace = (df["kind"] == "trace") if "kind" in df else pd.Series(False, index=df.index)
-        if is_trace.any():                     # traces and summaries live in separate files
+        if is_trace.any():                     # traces and summaries live in separate files, each with a sidecar
             write_csv(df[is_trace].dropna(axis=1, how="all"), trace_csv)
             write_csv(df[~is_trace].dropna(axis=1, how="all"), csv)
+            write_sidecar(trace_csv.with_suffix(".json"), run.cfg, wall, run.cfg.device, profile=profile,
+                          rows=f"the kind == 'trace' rows of this run; the other rows, with the run's summary: "
+                               f"{csv.name} and {js.name}")
         else:
             write_csv(df, csv)
-        write_sidecar(js, run.cfg, time.perf_counter() - t0, run.cfg.device, profile=profile, **extra)
+        write_sidecar(js, run.cfg, wall, run.cfg.device, profile=profile, **extra)
     plot(df, png, run)
     tables = summary(df)
     finish(*(tables if isinstance(tables, tuple) else (tables,)),
-           [csv, *([trace_csv] if trace_csv.exists() else []), js, png])
+           [csv, *([trace_csv, trace_csv.with_suffix(".json")] if trace_csv.exists() else []), js, png])
     if problems:
         print("\nincomplete:\n- " + "\n- ".join(sorted(set(problems))), file=sys.stderr)
         return 1

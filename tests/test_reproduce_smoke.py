@@ -19,6 +19,8 @@ def read_tables(out, name):
     df = pd.read_csv(out / f"{name}.csv")
     trace = out / f"{name}_trace.csv"
     assert trace.exists(), "trace rows must live in their own file"
+    side = json.loads(trace.with_suffix(".json").read_text())            # with its own sidecar
+    assert {"config", "environment", "wall_time_s", "profile"} <= set(side)
     assert "trace" not in set(df.get("kind", []))
     return pd.concat([df, pd.read_csv(trace)], ignore_index=True)
 
