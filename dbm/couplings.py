@@ -11,6 +11,9 @@
 - ``coupled_gibbs_step``: a block Gibbs sweep whose blocks are drawn from one of the two
   Bernoulli couplings (UCD-Gibbs, Qiu et al. 2020). Both couplings are faithful: equal chains stay
   equal.
+- ``coupled_gibbs_mh_step``: the mixed kernel ``dbm.samplers.GibbsMH`` (Gibbs sweeps, then one MH
+  step), coupled by composing the two couplings above; a composition of faithful couplings is
+  faithful, and each chain's marginal step is the mixed kernel's.
 
 A coupled step has the kernels' shape: it takes the bound single-chain kernel (``dbm.samplers.MH``
 or ``Gibbs``), the pair, the generator and the chains' ``rows``, and returns ((x, y), info).
@@ -23,10 +26,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .samplers import MH, Gibbs, MHState, _clamped, draw_uniforms, mh_update, sample_bits
+from .samplers import MH, Gibbs, GibbsMH, MHState, _clamped, draw_uniforms, mh_update, sample_bits
 
 __all__ = ["coupled_mh_update", "coupled_mh_step", "CoupledMHInfo", "MaximalInfo", "maximal_bernoulli",
-           "crn_bernoulli", "coupled_gibbs_step", "CoupledGibbsInfo", "states_equal"]
+           "crn_bernoulli", "coupled_gibbs_step", "CoupledGibbsInfo", "coupled_gibbs_mh_step",
+           "CoupledGibbsMHInfo", "states_equal"]
 
 
 def states_equal(x: Sequence[Tensor], y: Sequence[Tensor]) -> Tensor:
@@ -128,9 +132,10 @@ class CoupledGibbsInfo(NamedTuple):
 @torch.no_grad()
 def coupled_gibbs_step(kernel: Gibbs, x: Sequence[Tensor], y: Sequence[Tensor],
                        generator: torch.Generator, rows: Tensor | None = None,
-                       coupling: str = "maximal", max_tries: int = 10_000
+                       coupling: str = "maximal", max_tries: int = 10_000, order: tuple = (0, 1)
                        ) -> tuple[tuple[tuple, tuple], CoupledGibbsInfo]:
-    """One coupled block Gibbs sweep of ``kernel`` (T = 1; even block, then odd block).
+    """One coupled block Gibbs sweep of ``kernel`` (T = 1; the blocks in ``order``: by default
+    the even block, then the odd block, as ``Gibbs.step``).
 
     coupling: "maximal" draws each block (all its layers jointly) from the maximal coupling of
     the two chains' block conditionals; "crn" uses common uniforms (coordinate-wise maximal).
@@ -143,7 +148,7 @@ def coupled_gibbs_step(kernel: Gibbs, x: Sequence[Tensor], y: Sequence[Tensor],
     x, y = list(x), list(y)
     capped = torch.zeros(x[0].shape[0], dtype=torch.bool, device=x[0].device)
     u = draw_uniforms(model, x[0].shape[0], generator) if coupling == "crn" else None
-    for parity in (0, 1):
+    for parity in order:
         layers = [l for l in model.layers(parity) if not (l == 0 and clamp is True)]
         if not layers:
             continue
@@ -164,3 +169,26 @@ def coupled_gibbs_step(kernel: Gibbs, x: Sequence[Tensor], y: Sequence[Tensor],
                              by.split([a.shape[1] for a in ay], -1)):
             x[l], y[l] = _clamped(l, px, x[l], clamp), _clamped(l, py, y[l], clamp)
     return (tuple(x), tuple(y)), CoupledGibbsInfo(capped)
+
+
+class CoupledGibbsMHInfo(NamedTuple):
+    """accepted_x, accepted_y: (b,) bool, each chain accepted the MH step's common proposal;
+    residual_capped: (b,) long, sweeps in which the maximal coupling hit its cap (counted)."""
+    accepted_x: Tensor
+    accepted_y: Tensor
+    residual_capped: Tensor
+
+
+def coupled_gibbs_mh_step(kernel: GibbsMH, x: MHState, y: MHState, generator: torch.Generator,
+                          rows: Tensor | None = None, coupling: str = "maximal", max_tries: int = 10_000
+                          ) -> tuple[tuple[MHState, MHState], CoupledGibbsMHInfo]:
+    """One coupled step of the mixed kernel: ``kernel.sweeps`` coupled Gibbs sweeps
+    (``coupled_gibbs_step`` with ``coupling``), then the common-proposal MH coupling."""
+    xs, ys = x.xs, y.xs
+    capped = torch.zeros(xs[0].shape[0], dtype=torch.long, device=xs[0].device)
+    for _ in range(kernel.sweeps):
+        (xs, ys), info = coupled_gibbs_step(kernel.gibbs, xs, ys, generator, rows, coupling, max_tries,
+                                            kernel.order)
+        capped += info.residual_capped.long()
+    (x, y), mh = coupled_mh_step(kernel, kernel.settle(xs, rows), kernel.settle(ys, rows), generator, rows)
+    return (x, y), CoupledGibbsMHInfo(mh.accepted_x, mh.accepted_y, capped)

@@ -19,11 +19,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .couplings import coupled_gibbs_step, coupled_mh_step, states_equal
+from .couplings import coupled_gibbs_mh_step, coupled_gibbs_step, coupled_mh_step, states_equal
 from .driver import CoupledResult, run_coupled, tree_cat, tree_take
 from .meanfield import mean_field
 from .model import DBM
-from .samplers import MH, Gibbs, draw_uniforms
+from .samplers import MH, Gibbs, GibbsMH, draw_uniforms
 from .stats import per_state_statistics, statistics, surrogate_loss
 from .validate import check_generator, check_visible
 
@@ -323,32 +323,55 @@ class UCDMHLMI(_LocalModeInit, Estimator):
         in ``EstimatorState``).
     k, m : the time-averaged estimator H_{k:m} (``dbm.driver.run_coupled``): average f(X_t) over
         t = k..m plus weighted corrections; k = m = 0 (default) is the paper's estimator.
+    gibbs_sweeps : g >= 0. With g > 0 every step of the coupled chains is the mixed kernel
+        ``dbm.samplers.GibbsMH``: g block Gibbs sweeps (coupled by ``coupling``, "maximal" or
+        "crn", with ``max_tries`` as for ``ucd-gibbs``), then the common-proposal MH step. Still
+        unbiased (docs/estimators.md); g = 0 (default) is the paper's MH kernel, draw for draw.
     """
     name = "ucd-mh-lmi"
 
     def __init__(self, marginalize=False, y0="same", max_steps=1000, max_sweeps=1000,
-                 warm_start=False, k=0, m=0):
+                 warm_start=False, k=0, m=0, gibbs_sweeps=0, coupling="maximal", max_tries=10_000):
         super().__init__(marginalize)
         if y0 not in ("same", "independent"):
             raise ValueError(f"y0 must be 'same' or 'independent', got {y0!r}")
-        _check_caps(max_steps=max_steps, max_sweeps=max_sweeps)
+        if coupling not in ("maximal", "crn"):
+            raise ValueError(f"coupling must be 'maximal' or 'crn', got {coupling!r}")
+        _check_caps(max_steps=max_steps, max_sweeps=max_sweeps, max_tries=max_tries)
+        if isinstance(gibbs_sweeps, bool) or int(gibbs_sweeps) != gibbs_sweeps or gibbs_sweeps < 0:
+            raise ValueError(f"gibbs_sweeps must be an integer >= 0, got {gibbs_sweeps!r}")
         self.y0, self.max_steps, self.max_sweeps = y0, int(max_steps), int(max_sweeps)
         self.warm_start = bool(warm_start)
         self.k, self.m = _check_window(k, m, self.max_steps)
+        self.gibbs_sweeps, self.coupling, self.max_tries = int(gibbs_sweeps), coupling, int(max_tries)
 
     def _phase(self, model, v, clamp, generator, phase, sink, state):
         batch = v.shape[0]
         n_copies = 2 if self.y0 == "independent" else 1
         xs, odd, lm, state, gibbs = self._pi0(model, v, clamp, generator, phase, n_copies, state)
-        mh = MH(model, clamp, self.marginalize, like=gibbs)
+        residual = None
+        if self.gibbs_sweeps:
+            mh = GibbsMH(model, clamp, self.marginalize, self.gibbs_sweeps, like=gibbs)
+            residual = torch.zeros(batch, dtype=torch.long, device=v.device)
+
+            def coupled_step(x, y, idx):
+                return coupled_gibbs_mh_step(mh, x, y, generator, idx, self.coupling, self.max_tries)
+
+            def count(info, idx):
+                residual.index_add_(0, idx, info.residual_capped)
+        else:
+            mh, count = MH(model, clamp, self.marginalize, like=gibbs), None
+
+            def coupled_step(x, y, idx):
+                return coupled_mh_step(mh, x, y, generator, idx)
         s = mh.init(xs, odd)
         x0 = tree_take(s, slice(0, batch))
         y0 = tree_take(s, slice(batch, 2 * batch)) if n_copies == 2 else x0
         res = _coupled(sink, x0, y0, lambda st: st.xs,
-                       step=lambda st, idx: mh.step(st, generator, idx),
-                       coupled_step=lambda x, y, idx: coupled_mh_step(mh, x, y, generator, idx),
-                       met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps, k=self.k, m=self.m)
-        return PhaseInfo(res.tau, res.capped, lm.sweeps[:batch], lm.capped[:batch]), state
+                       step=lambda st, idx: mh.step(st, generator, idx), coupled_step=coupled_step,
+                       met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps, on_info=count,
+                       k=self.k, m=self.m)
+        return PhaseInfo(res.tau, res.capped, lm.sweeps[:batch], lm.capped[:batch], residual), state
 
 
 class UCDGibbs(_LocalModeInit, Estimator):

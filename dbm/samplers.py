@@ -27,7 +27,7 @@ from .model import DBM, random_bits
 
 __all__ = ["Clamp", "draw_uniforms", "threshold", "sample_bits", "random_bits", "free_layers", "energy_fn",
            "SweepInfo", "Gibbs", "gibbs_step", "gibbs_update", "LocalModeInfo", "local_mode",
-           "MHState", "MHInfo", "MH", "mh_init", "mh_step"]
+           "MHState", "MHInfo", "MH", "GibbsMH", "mh_init", "mh_step"]
 
 Clamp = None | bool | Tensor  # None: all free; True: all of v fixed; (B, n_0) bool mask: True = fixed
 
@@ -457,6 +457,47 @@ class MH(_Kernel):
              ) -> tuple[MHState, MHInfo]:
         prop, log_u = self.propose(state.xs, generator, rows)
         return mh_update(state, prop, self.energy(prop, rows), log_u)
+
+
+class GibbsMH(MH):
+    """The mixed kernel: ``sweeps`` block Gibbs sweeps at T = 1, then one MH step with the uniform
+    independence proposal (``MH``). Each part leaves the target invariant, so their composition
+    does; the state is an ``MHState`` as for ``MH``.
+
+    With ``marginalize`` the chain lives on x_even (odd layers zeroed) and targets F(x_even); a
+    sweep is then the data-augmentation move: draw the odd block given x_even, the even block given
+    it, and drop the odd block again. ``order`` is the blocks' order within a sweep.
+    """
+
+    def __init__(self, model: DBM, clamp: Clamp = None, marginalize: bool = False, sweeps: int = 1,
+                 v: Tensor | None = None, like: _Kernel | None = None):
+        super().__init__(model, clamp, marginalize, v, like)
+        if isinstance(sweeps, bool) or int(sweeps) != sweeps or sweeps < 1:
+            raise ValueError(f"sweeps must be an integer >= 1, got {sweeps!r}")
+        self.sweeps = int(sweeps)
+        self.gibbs = Gibbs(model, 1.0, clamp, like=self)
+        self.order = (1, 0) if self.marginalize else (0, 1)
+
+    @torch.no_grad()
+    def sweep(self, xs: Sequence[Tensor], u: Sequence[Tensor], rows: Tensor | None = None) -> tuple[Tensor, ...]:
+        """One sweep in ``order`` with pre-drawn uniforms ``u`` (a (B, n_l) tensor per layer)."""
+        for parity in self.order:
+            xs, _ = self.gibbs.block(xs, parity, u, rows)
+        return xs
+
+    @torch.no_grad()
+    def settle(self, xs: Sequence[Tensor], rows: Tensor | None = None) -> MHState:
+        """The MH state of ``xs`` after sweeps: odd layers zeroed when summed out, energy recomputed."""
+        if self.marginalize:
+            xs = tuple(torch.zeros_like(x) if l % 2 else x for l, x in enumerate(xs))
+        return MHState(tuple(xs), self.energy(xs, rows))
+
+    def step(self, state: MHState, generator: torch.Generator, rows: Tensor | None = None
+             ) -> tuple[MHState, MHInfo]:
+        xs = state.xs
+        for _ in range(self.sweeps):
+            xs = self.sweep(xs, draw_uniforms(self.model, xs[0].shape[0], generator), rows)
+        return super().step(self.settle(xs, rows), generator, rows)
 
 
 def mh_init(model: DBM, xs: Sequence[Tensor], marginalize: bool = False,

@@ -31,7 +31,8 @@ from reproduce.common import Computed, Run, method_palette, progress, save_figur
 
 NAME = "bias_study"
 ESTIMATORS = ("cd-1", "cd-10", "pcd-1", "ucd-gibbs", "ucd-gibbs-avg", "ucd-mh-lmi", "ucd-mh-lmi-marg",
-              "ucd-mh-lmi-avg", "official-single-chain")                 # presets of dbm.presets
+              "ucd-mh-lmi-avg", "ucd-mh-lmi-mixed", "ucd-mh-lmi-mixed-marg",
+              "official-single-chain")                                  # presets of dbm.presets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +93,8 @@ def run_cell(shape, scale, kind, label, cfg: Config) -> list[dict]:
     z = ((mean - g_star) / se).abs()
     s = info.summary()
     window = opts.get("m", 0)              # H_{k:m}: X runs to max(tau, m) steps
-    x_steps = sum(float(torch.clamp(ph.tau, min=window).double().mean()) for ph in (info.pos, info.neg))
+    per_step = 1 + opts.get("gibbs_sweeps", 0)       # the mixed kernel: g sweeps and the MH step
+    x_steps = per_step * sum(float(torch.clamp(ph.tau, min=window).double().mean()) for ph in (info.pos, info.neg))
     sweeps = {"cd": opts.get("k", 1) + 10, "pcd": opts.get("k", 1) + 10}.get(
         name, s["pos_sweeps_mean"] + s["neg_sweeps_mean"] + x_steps)
     metrics = {"rel_bias": float((mean - g_star).norm() / g_star.norm()),

@@ -46,7 +46,8 @@ class Config:
     mh_max_steps: int = 1000              # caps on tau (hits are counted)
     gibbs_max_steps: int = 1000
     max_sweeps: int = 10_000              # cap on the local search
-    methods: tuple = ("ucd-mh-lmi", "mh-independent-y0", "ucd-gibbs-uniform", "ucd-gibbs-lmi")
+    methods: tuple = ("ucd-mh-lmi", "mh-independent-y0", "ucd-gibbs-uniform", "ucd-gibbs-lmi",
+                      "ucd-mh-lmi-mixed")   # the last is not in the paper (issue 17: the mixed kernel)
     device: str = "cpu"
 
 
@@ -96,10 +97,17 @@ def run_cell(method: str, width: int, depth: int, seed: int, cfg: Config) -> pd.
     return pd.concat(frames, ignore_index=True)
 
 
+def meets_by_gibbs(method: str) -> bool:
+    """Whether the chains of ``method`` meet through coupled Gibbs sweeps (UCD-Gibbs, the mixed
+    kernel): their tau grows fast with width, so they run on ``widths_gibbs``."""
+    est, opts = presets.resolve(method)
+    return est == "ucd-gibbs" or opts.get("gibbs_sweeps", 0) > 0
+
+
 def cells(cfg: Config):
     for depth in cfg.depths:
         for method in cfg.methods:
-            widths = cfg.widths_mh if "mh" in method else cfg.widths_gibbs
+            widths = cfg.widths_gibbs if meets_by_gibbs(method) else cfg.widths_mh
             for width in widths:
                 for seed in range(cfg.seeds):
                     yield method, width, depth, seed

@@ -42,7 +42,7 @@ def test_crn_bernoulli_meets_with_product_probability(gen):
     chi2_gof(exact.state_index(y), product_probs(a_q))
 
 
-@pytest.mark.parametrize("kind", ["mh", "gibbs-maximal", "gibbs-crn"])
+@pytest.mark.parametrize("kind", ["mh", "gibbs-maximal", "gibbs-crn", "mixed", "mixed-marg"])
 def test_each_chain_of_coupled_step_has_single_chain_law(kind, gen):
     sizes = [3, 3, 3]
     m = random_dbm(sizes, seed=20)
@@ -54,6 +54,17 @@ def test_each_chain_of_coupled_step_has_single_chain_law(kind, gen):
     if kind == "mh":
         (sx, sy), _ = couplings.coupled_mh_step(samplers.MH(m), samplers.mh_init(m, x), samplers.mh_init(m, y), gen)
         x2, y2 = sx.xs, sy.xs
+    elif kind.startswith("mixed"):               # two sweeps (maximal), then MH; marg: on x_even
+        marg = kind == "mixed-marg"
+        k = samplers.GibbsMH(m, marginalize=marg, sweeps=2)
+        (sx, sy), info = couplings.coupled_gibbs_mh_step(k, k.init(x), k.init(y), gen)
+        assert not info.residual_capped.any()
+        if marg:                                 # the chains hold x_even; the law is its marginal
+            x2, y2, probs = _even(sx.xs), _even(sy.xs), _even_marginal(m, bits, probs)
+            chi2_gof(x2, probs)
+            chi2_gof(y2, probs)
+            return
+        x2, y2 = sx.xs, sy.xs
     else:
         (x2, y2), info = couplings.coupled_gibbs_step(samplers.Gibbs(m), x, y, gen, coupling=kind.split("-")[1])
         assert not info.residual_capped.any()
@@ -61,11 +72,31 @@ def test_each_chain_of_coupled_step_has_single_chain_law(kind, gen):
     chi2_gof(joint_index(y2), probs)
 
 
-@pytest.mark.parametrize("kind", ["mh", "maximal", "crn"])
+def _even(xs):
+    """Index of x_even (the even layers' bits) among the 2^(even units) states."""
+    return exact.state_index(torch.cat([x for l, x in enumerate(xs) if l % 2 == 0], -1))
+
+
+def _even_marginal(m, bits, probs):
+    """P(x_even) from the joint table (summing out the odd layers)."""
+    sizes = m.layer_sizes
+    even = torch.cat([t for l, t in enumerate(bits.split(sizes, -1)) if l % 2 == 0], -1)
+    idx = exact.state_index(even)
+    return torch.zeros(2 ** even.shape[1], dtype=probs.dtype).index_add_(0, idx, probs)
+
+
+@pytest.mark.parametrize("kind", ["mh", "maximal", "crn", "mixed"])
 def test_met_chains_stay_met(kind, gen):
     m = random_dbm([5, 4, 3], seed=21)
     x = m.random_state(2000, gen)
-    if kind == "mh":
+    if kind == "mixed":
+        k = samplers.GibbsMH(m, sweeps=2)
+        s = k.init(x)
+        for _ in range(5):
+            (a, b), _ = couplings.coupled_gibbs_mh_step(k, s, s, gen)
+            assert couplings.states_equal(a.xs, b.xs).all()
+            s = a
+    elif kind == "mh":
         s = samplers.mh_init(m, x)
         for _ in range(5):
             (a, b), _ = couplings.coupled_mh_step(samplers.MH(m), s, s, gen)

@@ -24,6 +24,8 @@ UNBIASED = [
     ("ucd-gibbs", {"marginalize": True}),
     ("ucd-gibbs", {"coupling": "crn", "init": "data"}),
     ("ucd-gibbs", {"init": "local-mode", "marginalize": True}),
+    ("ucd-mh-lmi", {"gibbs_sweeps": 1}),
+    ("ucd-mh-lmi", {"gibbs_sweeps": 1, "marginalize": True}),
 ]
 
 
@@ -54,7 +56,10 @@ def test_unbiased_estimators_match_exact_gradient(sizes, name, opts):
 
 @pytest.mark.parametrize("name,opts", [("ucd-mh-lmi", {"k": 0, "m": 3}), ("ucd-mh-lmi", {"k": 1, "m": 4}),
                                        ("ucd-mh-lmi", {"k": 2, "m": 2, "marginalize": True}),
-                                       ("ucd-gibbs", {"k": 1, "m": 3}), ("ucd-gibbs", {"k": 0, "m": 2, "init": "local-mode"})])
+                                       ("ucd-gibbs", {"k": 1, "m": 3}), ("ucd-gibbs", {"k": 0, "m": 2, "init": "local-mode"}),
+                                       ("ucd-mh-lmi", {"gibbs_sweeps": 2, "coupling": "crn", "k": 1, "m": 3}),
+                                       ("ucd-mh-lmi", {"gibbs_sweeps": 1, "k": 0, "m": 2, "marginalize": True,
+                                                       "y0": "independent"})])
 def test_time_averaged_estimators_match_exact_gradient(name, opts):
     """H_{k:m} (Jacob, O'Leary, Atchade 2020) is unbiased for every window, as H = H_{0:0} is."""
     z, info = check([3, 3, 3], name, opts, seed=102)
@@ -72,9 +77,18 @@ def test_time_averaged_window_reduces_to_the_lag_one_estimator_and_is_checked():
             dbm.estimator("ucd-gibbs", **bad)
 
 
+def test_mixed_kernel_options_are_checked():
+    for bad in ({"gibbs_sweeps": -1}, {"gibbs_sweeps": 1.5}, {"gibbs_sweeps": True}, {"coupling": "none"},
+                {"max_tries": 0}):
+        with pytest.raises(ValueError):
+            dbm.estimator("ucd-mh-lmi", **bad)
+    with pytest.raises(ValueError, match="sweeps must be an integer >= 1"):
+        dbm.samplers.GibbsMH(random_dbm([3, 3], seed=0), sweeps=0)
+
+
 @pytest.mark.parametrize("sizes", [[5, 4], [2, 3, 2, 3]])
 @pytest.mark.parametrize("name,opts", [("ucd-mh-lmi", {}), ("ucd-mh-lmi", {"marginalize": True}),
-                                       ("ucd-gibbs", {})])
+                                       ("ucd-gibbs", {}), ("ucd-mh-lmi", {"gibbs_sweeps": 1})])
 def test_unbiased_on_rbm_and_deeper_dbm(sizes, name, opts):
     z, _ = check(sizes, name, opts, seed=101)
     assert z.abs().max() < z_threshold(z.numel())

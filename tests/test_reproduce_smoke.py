@@ -41,7 +41,9 @@ def test_fig24_quick(tmp_path):
     assert list(df.columns) == FIG24_COLUMNS
     assert df.value.map(math.isfinite).all()
     assert set(df.metric) == {"tau", "tau_capped", "sweeps", "sweeps_capped", "wall_time_s"}
-    assert set(df.method) == {"ucd-mh-lmi", "mh-independent-y0", "ucd-gibbs-uniform", "ucd-gibbs-lmi"}
+    assert set(df.method) == {"ucd-mh-lmi", "mh-independent-y0", "ucd-gibbs-uniform", "ucd-gibbs-lmi", "ucd-mh-lmi-mixed"}
+    mixed = df[df.method == "ucd-mh-lmi-mixed"]           # meets through Gibbs: on the Gibbs widths
+    assert set(mixed.width) == set(df[df.method == "ucd-gibbs-lmi"].width)
     tau = df[df.metric == "tau"]
     assert (tau.value >= 1).all() and (tau.value <= tau.max_steps).all()
     side = json.loads((out / "fig24_coupling_time.json").read_text())
