@@ -34,6 +34,8 @@ PRESETS: dict[str, Preset] = {
                             summary="UCD-Gibbs from UCD-MH-LMI's local-mode pi0, maximal coupling"),
     "ucd-mh-lmi-avg": Preset("ucd-mh-lmi", {"k": 1, "m": 10},
                              summary="UCD-MH-LMI, time-averaged H_{1:10} (Jacob et al. 2020)"),
+    "ucd-gibbs-cap1000": Preset("ucd-gibbs", {"max_steps": 1000},
+                                summary="UCD-Gibbs with its tau capped at 1000 (scripts' caps do not apply)"),
     "ucd-gibbs-avg": Preset("ucd-gibbs", {"k": 2, "m": 10},
                             summary="UCD-Gibbs, time-averaged H_{2:10} (Jacob et al. 2020)"),
     "ucd-mh-lmi-mixed": Preset("ucd-mh-lmi", {"gibbs_sweeps": 1},
@@ -65,12 +67,13 @@ def build(name: str, **overrides) -> Estimator:
 def caps(name: str, mh_max_steps: int | None = None, gibbs_max_steps: int | None = None,
          max_sweeps: int | None = None) -> dict:
     """The cap overrides that apply to preset ``name``: ``mh_max_steps`` to UCD-MH-LMI's tau,
-    ``gibbs_max_steps`` to UCD-Gibbs's tau, ``max_sweeps`` to any local search."""
-    est = PRESETS[name].estimator
+    ``gibbs_max_steps`` to UCD-Gibbs's tau (neither when the preset sets its own ``max_steps``),
+    ``max_sweeps`` to any local search."""
+    est, own = PRESETS[name].estimator, "max_steps" in PRESETS[name].options
     out = {}
-    if mh_max_steps is not None and est == "ucd-mh-lmi":
+    if mh_max_steps is not None and est == "ucd-mh-lmi" and not own:
         out["max_steps"] = mh_max_steps
-    if gibbs_max_steps is not None and est == "ucd-gibbs":
+    if gibbs_max_steps is not None and est == "ucd-gibbs" and not own:
         out["max_steps"] = gibbs_max_steps
     if max_sweeps is not None and est in ("ucd-mh-lmi", "ucd-gibbs", "official-single-chain"):
         out["max_sweeps"] = max_sweeps

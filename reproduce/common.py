@@ -26,6 +26,7 @@ METHOD_COLORS = {
     "ucd-mh-lmi-mixed": "#44AA99", "ucd-mh-lmi-mixed-marg": "#88CCEE",
     "official-single-chain": "#332288",
     "ucd-gibbs": "#E69F00", "ucd-gibbs-uniform": "#E69F00", "ucd-gibbs-lmi": "#995500", "ucd-gibbs-avg": "#FFB84D",
+    "ucd-gibbs-cap1000": "#B8860B",
     "cd": "#009E73", "cd-1": "#009E73", "cd-10": "#117733", "pcd": "#D55E00", "pcd-1": "#D55E00",
     "pcd-pretrained": "#CC79A7", "mh-independent-y0": "#999999",
     "wgan": "#882255", "wgan-gp": "#AA4499", "data": "#000000",

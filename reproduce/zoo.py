@@ -183,7 +183,8 @@ def main(argv=None) -> int:
     return 0
 
 
-COST = {"ucd-gibbs": 6.0}                 # relative cost of a cell (UCD-Gibbs runs to its tau cap)
+COST = {"ucd-gibbs": 6.0, "ucd-mh-lmi-mixed": 7.0, "ucd-gibbs-cap1000": 4.0}   # relative cost of a cell (UCD-Gibbs runs to its tau cap;
+                                                   # the mixed kernel: ~40 coupled sweeps per update)
 
 
 def _spawn(args, cells, argv) -> int:

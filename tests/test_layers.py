@@ -113,6 +113,9 @@ def test_preset_options_and_caps():
     assert presets.resolve("ucd-gibbs-lmi", max_steps=5)[1]["max_steps"] == 5
     assert presets.caps("ucd-gibbs", mh_max_steps=7, gibbs_max_steps=9) == {"max_steps": 9}
     assert presets.caps("cd-1", mh_max_steps=7, max_sweeps=3) == {}
+    assert presets.caps("ucd-gibbs-cap1000", gibbs_max_steps=9, max_sweeps=3) == {"max_sweeps": 3}   # its own cap
+    assert presets.build("ucd-gibbs-cap1000").max_steps == 1000
+    assert presets.build("ucd-mh-lmi-mixed").gibbs_sweeps == 1
     with pytest.raises(ConfigError, match="pretrain"):
         TrainConfig(estimator="pcd-pretrained")
     cfg = TrainConfig(estimator="ucd-mh-lmi", estimator_options='{"marginalize": true}')   # JSON text accepted
