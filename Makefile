@@ -42,7 +42,7 @@ reproduce-all: reproduce-fig24 reproduce-fig25 fid reproduce-fig27 reproduce-bia
 zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (converged: about 2 h, MNIST and Fashion-MNIST)
 	$(PY) -m reproduce.zoo --profile $(PROFILE) --jobs 2 --device $(DEVICE)
 
-reproduce-fig24: $(STAMP)  ## slide 24: coupling time against width (about 20 min)
+reproduce-fig24: $(STAMP)  ## slide 24: coupling time against width (about 8 min)
 	$(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)
 
 reproduce-fig25: $(STAMP)  ## slide 25: end-to-end training, likelihood and samples (budget: 50 min; PROFILE=converged: run `make zoo` first)
@@ -62,7 +62,7 @@ reproduce-anatomy: $(STAMP)  ## EBM anatomy: toy densities (45 min) and MNIST (2
 	  $(EBM_MNIST) --outcomes persistent & b=$$!; wait $$a && wait $$b
 	$(EBM_MNIST)
 
-reproduce-bias: $(STAMP)  ## estimator bias and MSE against exact gradients (about 7 min)
+reproduce-bias: $(STAMP)  ## estimator bias and MSE against exact gradients (about 8 min)
 	$(PY) -m reproduce.bias_study $(QFLAG) --device $(DEVICE)
 
 clean-venv:  ## remove .venv
