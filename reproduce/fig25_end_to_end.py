@@ -79,12 +79,10 @@ EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500, 
                  # issue 17: the bias study's best UCD-MH-LMI variants (odd layers summed out; the mixed
                  # kernel, MNIST only) beside the paper's. Fashion-MNIST at seed 0 only (issue 13: "where
                  # time allows, 1 seed")
-                 # UCD-Gibbs with the cap of 1000 the mixed kernel has (the matrix's is 10), MNIST only
                  "converged": dict(datasets=("mnist", "fashion-mnist"), one_seed_datasets=("fashion-mnist",),
-                                   methods=zoo.METHODS + ("ucd-mh-lmi-marg", "ucd-mh-lmi-mixed", "ucd-gibbs-cap1000"),
-                                   seeds=3, one_seed=("ucd-gibbs", "pcd", "ucd-mh-lmi-marg", "ucd-mh-lmi-mixed",
-                                                      "ucd-gibbs-cap1000"),
-                                   first_dataset_only=("ucd-mh-lmi-mixed", "ucd-gibbs-cap1000"), ais_runs=100,
+                                   methods=zoo.METHODS + ("ucd-mh-lmi-marg", "ucd-mh-lmi-mixed"),
+                                   seeds=3, one_seed=("ucd-gibbs", "pcd", "ucd-mh-lmi-marg", "ucd-mh-lmi-mixed"),
+                                   first_dataset_only=("ucd-mh-lmi-mixed",), ais_runs=100,
                                    bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000), fd_n=1000),
                  "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000, seeds=3)}
 PROFILES = {name: {**zoo.PROFILES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
