@@ -23,7 +23,7 @@ __all__ = ["METHOD_COLORS", "method_palette", "save_figure", "base_parser", "out
 # share its colour).
 METHOD_COLORS = {
     "ucd-mh-lmi": "#0072B2", "ucd-mh-lmi-marg": "#56B4E9", "ucd-mh-lmi-avg": "#117A8B",
-    "ucd-mh-lmi-mixed": "#44AA99", "ucd-mh-lmi-mixed-marg": "#88CCEE",
+    "ucd-mh-lmi-mixed": "#44AA99", "ucd-mh-lmi-mixed-marg": "#999933",
     "official-single-chain": "#332288",
     "ucd-gibbs": "#E69F00", "ucd-gibbs-uniform": "#E69F00", "ucd-gibbs-lmi": "#995500", "ucd-gibbs-avg": "#FFB84D",
     "ucd-gibbs-cap1000": "#B8860B",
