@@ -189,6 +189,16 @@ def _coupled(sink: Accumulator, x0, y0, get_xs, **driver_kw) -> CoupledResult:
     return run_coupled(x0, y0, on_pair=on_pair, on_state=on_state, **driver_kw)
 
 
+def _residual_counter(batch: int, device):
+    """(counts (B,) long, on_info): ``run_coupled``'s ``on_info`` adding up, per chain, the coupled
+    sweeps whose maximal coupling hit its residual cap (``residual_capped`` of the step's info)."""
+    counts = torch.zeros(batch, dtype=torch.long, device=device)
+
+    def on_info(info, idx):
+        counts.index_add_(0, idx, info.residual_capped.long())
+    return counts, on_info
+
+
 def _single(sink: Accumulator, xs, info: PhaseInfo) -> PhaseInfo:
     sink.add(tuple(xs), 1, torch.arange(xs[0].shape[0], device=xs[0].device))
     return info
@@ -352,13 +362,10 @@ class UCDMHLMI(_LocalModeInit, Estimator):
         residual = None
         if self.gibbs_sweeps:
             mh = GibbsMH(model, clamp, self.marginalize, self.gibbs_sweeps, like=gibbs)
-            residual = torch.zeros(batch, dtype=torch.long, device=v.device)
+            residual, count = _residual_counter(batch, v.device)
 
             def coupled_step(x, y, idx):
                 return coupled_gibbs_mh_step(mh, x, y, generator, idx, self.coupling, self.max_tries)
-
-            def count(info, idx):
-                residual.index_add_(0, idx, info.residual_capped)
         else:
             mh, count = MH(model, clamp, self.marginalize, like=gibbs), None
 
@@ -414,11 +421,7 @@ class UCDGibbs(_LocalModeInit, Estimator):
         x0 = tuple(x[:batch] for x in xs)
         y0 = tuple(x[batch:] for x in xs) if n == 2 else x0
         gibbs = Gibbs(model, 1.0, clamp)
-        residual = torch.zeros(batch, dtype=torch.long, device=v.device)
-
-        def count(info, idx):
-            residual.index_add_(0, idx, info.residual_capped.long())
-
+        residual, count = _residual_counter(batch, v.device)
         res = _coupled(sink, x0, y0, lambda st: st,
                        step=lambda st, idx: gibbs.step(st, generator, idx),
                        coupled_step=lambda x, y, idx: coupled_gibbs_step(gibbs, x, y, generator, idx,

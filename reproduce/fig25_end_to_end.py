@@ -275,9 +275,15 @@ def compute(run: Run) -> Computed:
                                            "gibbs-t-noise": "t block-Gibbs sweeps from uniform noise (MCMC)",
                                            "gibbs-t-mode": "t block-Gibbs sweeps from the local mode (MCMC)"},
                              fails_definition="test_ll_bound < bernoulli_baseline_ll",
-                             seeds={ds: {m: [s for mm, s in matrix(cfg, ds) if mm == m] for m in cfg.methods
-                                         if any(mm == m for mm, _ in matrix(cfg, ds))}
-                                    for ds in cfg.datasets}))
+                             seeds={ds: _seeds_by_method(matrix(cfg, ds)) for ds in cfg.datasets}))
+
+
+def _seeds_by_method(cells: list[tuple[str, int]]) -> dict[str, list[int]]:
+    """{method: its seeds} of a data set's (method, seed) cells, methods in matrix order."""
+    out: dict[str, list[int]] = {}
+    for m, s in cells:
+        out.setdefault(m, []).append(s)
+    return out
 
 
 def matrix(cfg: Config, dataset: str) -> list[tuple[str, int]]:
