@@ -10,7 +10,7 @@ PROFILE ?= budget
 export DBM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
 .PHONY: help venv test test-all bench bench-compare zoo reproduce-all reproduce-fig24 reproduce-fig25 reproduce-fig27 \
-        reproduce-bias reproduce-anatomy fid clean-venv
+        reproduce-bias reproduce-anatomy fid gans clean-venv
 
 help:  ## this list (runtimes: 2-core CPU, default profile; QUICK=1 runs take a minute or two each)
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 22
@@ -53,6 +53,9 @@ reproduce-fig27: $(STAMP)  ## slide 27: inpainting with fig25's models (about 15
 
 fid: $(STAMP)  ## slide 26: FID / classifier-FD of DBMs and WGANs (about 40 min)
 	$(PY) -m reproduce.fig26_fid $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
+
+gans: $(STAMP)  ## slide 26: train fig26's GANs of PROFILE (converged: to their classifier-FD plateau, hours per GAN; resumable)
+	$(PY) -c "from reproduce.fig26_fid import train_gans; train_gans('$(PROFILE)', device='$(DEVICE)')"
 
 EBM_MNIST = $(PY) -m reproduce.ebm_anatomy_mnist $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
 

@@ -334,7 +334,8 @@ class RunTrainer:
     A subclass calls ``_init_run(cfg)`` and provides: ``total`` (updates to reach),
     ``train_step() -> dict | None`` (one update; the metrics to log at this step or None),
     ``checkpoint_tensors()``, ``checkpoint_state()``, ``restore(tensors, state)``; optionally
-    ``checkpoint_meta()``, ``postfix(rec)``, ``before_fit()``, ``after_step()``, ``after_fit()``.
+    ``checkpoint_meta()``, ``postfix(rec)``, ``before_fit()``, ``after_step()``, ``after_fit()``
+    and ``finished()`` (True stops the loop before ``total``: an early-stopping rule).
     """
     WEIGHTS = "model.safetensors"
     MUST_MATCH: tuple = ()
@@ -345,6 +346,7 @@ class RunTrainer:
         self.cfg, self.out = cfg, Path(cfg.out_dir)
         self.run_dir = RunDir(self.out, self.WEIGHTS, labels=self.run_labels())
         self.step, self.rows, self._saved_step = 0, [], None
+        self._wall_before = 0.0           # training seconds of the earlier processes (resume)
 
     @property
     def total(self) -> int:
@@ -373,13 +375,16 @@ class RunTrainer:
     def after_fit(self) -> None:
         pass
 
+    def finished(self) -> bool:
+        return False
+
     # ------------------------------------------------------------------ lifecycle
     def save(self) -> None:
         """Checkpoint the current step (rank 0 only) with the metrics logged since the last one."""
         if self.rank != 0:
             return
         self.run_dir.save(self.step, self.checkpoint_tensors(), self.checkpoint_meta(),
-                          self.checkpoint_state(), self.config_dict(), self.rows)
+                          dict(self.checkpoint_state(), wall_time_s=self.wall_time()), self.config_dict(), self.rows)
         self.rows, self._saved_step = [], self.step
 
     def resume(self) -> bool:
@@ -392,6 +397,7 @@ class RunTrainer:
         tensors, state = got
         self.restore(tensors, state)
         self.step = self._saved_step = int(state["step"])
+        self._wall_before = float(state.get("wall_time_s", 0.0))
         self.rows = []
         return True
 
@@ -410,7 +416,7 @@ class RunTrainer:
             self.run_dir.metrics_path.unlink(missing_ok=True)
 
     def run(self, progress: bool = True) -> pd.DataFrame:
-        """Train to ``total`` updates, checkpointing every ``cfg.ckpt_every`` and at the end;
+        """Train to ``total`` updates (or until ``finished()``), checkpointing every ``cfg.ckpt_every`` and at the end;
         returns the tidy metrics (rank 0; other ranks, which write none, get an empty frame
         instead of reading a file rank 0 may be writing). On divergence the rows logged so far are written and
         DivergenceError propagates; the last good checkpoint is kept."""
@@ -423,7 +429,7 @@ class RunTrainer:
             bar = tqdm(total=self.total, initial=self.step, disable=not progress or self.rank != 0,
                        desc=self.DESC, dynamic_ncols=True, mininterval=1.0)
             try:
-                while self.step < self.total:
+                while self.step < self.total and not self.finished():
                     rec = self.train_step()
                     if rec is not None:
                         self.rows += [{"step": self.step, "metric": k, "value": v} for k, v in rec.items()]
@@ -441,13 +447,16 @@ class RunTrainer:
                 bar.close()
             if self._saved_step != self.step:
                 self.save()
+            self._wall_before, self._t0 = self.wall_time(), None     # the clock stops between fits
             self.after_fit()
         if self.rank != 0:
             return pd.DataFrame(columns=self.run_dir.columns)
         return self.run_dir.metrics()
 
     def wall_time(self) -> float:
-        return time.perf_counter() - self._t0
+        """Training seconds so far, summed over the processes of a resumed run (up to its checkpoint)."""
+        t0 = getattr(self, "_t0", None)
+        return self._wall_before + (0.0 if t0 is None else time.perf_counter() - t0)
 
 
 def read_weights(path: str | Path, what: str, device="cpu") -> tuple[dict, dict]:

@@ -11,10 +11,19 @@ training budget).
 The binary MNIST / Fashion-MNIST DBMs are fig25's models of the same profile; CIFAR-10 uses an
 8-bit DBM 24576-1024-1024 (26.2M parameters; fits one GPU) trained here. GAN samples are
 thresholded at 0.5 for binary data (the DBM's and the reference's domain).
+DBM sample kinds: "mode" and "mode+1" (the local mode from a uniform start and one T = 1 sweep
+after it: what the authors' ``sample()`` returns and their figures show; "random" is the older
+name of mode+1) and "gibbs-<t>-noise" / "gibbs-<t>-mode" (t block-Gibbs sweeps from uniform noise
+or from the mode: MCMC samples).
+The converged profile (issue 13) takes fig25's converged matrix (its methods and seeds) and
+trains each GAN until its classifier-FD plateaus (``dbm.baselines.train_gan``: the FD of
+``n_gen`` samples every ``gan_fd_every`` steps, stopped when the trace is flat over its last
+20 %, ``gan_steps`` the cap); the traces go to ``fig26_fid_trace.csv`` and the figure
+``fig26_fid_gan_curves.png``, with the steps and wall-clock each took.
 When the Inception weights or a data set are missing, every other row is still written, the
 missing ones carry the reason, and the script exits with status 1 and the instruction.
 
-    python -m reproduce.fig26_fid [--quick | --profile budget | --profile paper] [--device cuda]
+    python -m reproduce.fig26_fid [--quick | --profile budget | converged | paper] [--device cuda]
 """
 from __future__ import annotations
 
@@ -29,11 +38,12 @@ if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard lib
 import pandas as pd
 import torch
 
-from dbm.baselines.train_gan import GANConfig, GANTrainer, images_for
+from dbm.baselines.train_gan import GANConfig, GANTrainer, classifier_fd_monitor, images_for
 from dbm.data import DataError
 from dbm.metrics import fid as F
 from dbm.metrics.classifier import ClassifierConfig, load_or_train, to_images
 from dbm.metrics.frechet import frechet_distance
+from dbm.metrics.samples import gibbs_chains, modes
 from dbm.cells import CellCache
 from dbm.results import seed_hash
 from dbm.train import TrainConfig, Trainer, sample_images
@@ -47,10 +57,15 @@ NAME = "fig26_fid"
 class Config:
     datasets: tuple = ("mnist", "fashion-mnist", "cifar10")
     dbm_methods: tuple = zoo.METHODS                  # the zoo's (fig25's) models
-    sample_kinds: tuple = ("mode", "random")          # local mode / one sweep after it (authors' sample())
+    sample_kinds: tuple = ("mode", "random")          # module docstring; "random" = mode+1 (older name)
+    dbm_matrix: bool = False                          # DBM cells: fig25's matrix of the profile (methods, seeds)
     gans: tuple = ("wgan-gp", "wgan")
-    gan_steps: int = 500                              # generator steps (5 critic steps each)
+    gan_steps: int = 500                              # generator steps (5 critic steps each); the cap with a plateau rule
     gan_width: int = 0                                # 0: the recipe's (64 for 28x28, 128 for CIFAR-10)
+    gan_fd_every: int = 0                             # classifier-FD of the generator every this many steps (0: never)
+    gan_stop_on_plateau: bool = False                 # stop each GAN when that trace is flat (train_gan)
+    gan_min_steps: int = 0
+    gan_datasets: tuple = ()                          # data sets with GAN rows (empty: all)
     seeds: int = 1
     n_gen: int = 10_000
     n_ref: int = 10_000                               # the test split
@@ -71,9 +86,14 @@ PROFILES = {
                   cifar_hidden=16, cifar_updates=3, cifar_batch=20, classifier_epochs=1,
                   classifier_train_limit=2000),
     "budget": {},
+    # issue 13: the converged DBMs (fig25's matrix) and GANs to their plateau; MCMC sample kinds
+    "converged": dict(datasets=("mnist", "fashion-mnist"), dbm_matrix=True,
+                      sample_kinds=("mode", "mode+1", "gibbs-1000-noise", "gibbs-1000-mode"), n_gen=2000,
+                      gan_steps=30_000, gan_fd_every=250, gan_stop_on_plateau=True, gan_min_steps=2000),
     "paper": dict(gan_steps=200_000, seeds=3, cifar_updates=100_000, n_gen=50_000, n_ref=10_000),
 }
 ENCODING = {"mnist": "binary", "fashion-mnist": "binary", "cifar10": "8bit"}
+PREP = {"binary": "binarised at 0.5", "8bit": "8-bit pixels / 255"}
 
 
 def extractors(cfg: Config, ds: str, clf) -> tuple[dict, dict]:
@@ -92,94 +112,167 @@ def extractors(cfg: Config, ds: str, clf) -> tuple[dict, dict]:
     return ext, missing
 
 
-def dbm_models(ds: str, cfg: Config, profile: str, cache: CellCache, seed: int):
-    """(name, model) of every DBM of this data set: the zoo's (fig25's) models of the profile, or
-    the 8-bit CIFAR-10 model (a training cell of this script)."""
+def dbm_cells(ds: str, cfg: Config, profile: str) -> list[tuple[str, int]]:
+    """The (method, seed) DBMs of one binary data set: fig25's matrix of the profile with
+    ``dbm_matrix``, else ``dbm_methods`` x ``seeds``."""
+    if cfg.dbm_matrix:
+        from reproduce import fig25_end_to_end as fig25
+        return fig25.matrix(fig25.Config(**fig25.PROFILES[profile]), ds)
+    return [(m, s) for s in range(cfg.seeds) for m in cfg.dbm_methods]
+
+
+def dbm_models(ds: str, cfg: Config, profile: str, cache: CellCache):
+    """(name, seed, model) of every DBM of this data set: the zoo's (fig25's) models of the
+    profile, or the 8-bit CIFAR-10 model (a training cell of this script)."""
     if ds == "cifar10":
-        out = cache.run_dir("fig26-cifar-dbm", dict(hidden=cfg.cifar_hidden, updates=cfg.cifar_updates,
-                                                    batch=cfg.cifar_batch, seed=seed))
-        tcfg = TrainConfig(dataset=ds, encoding="8bit", hidden=(cfg.cifar_hidden,) * 2, batch_size=cfg.cifar_batch,
-                           updates=cfg.cifar_updates, seed=seed, data_dir=cfg.data_dir, device=cfg.device,
-                           log_every=max(1, cfg.cifar_updates // 50), eval_every=0,
-                           ckpt_every=max(1, cfg.cifar_updates // 5), out_dir=str(out))
-        t = Trainer(tcfg)
-        t.resume()
-        t.run(progress=False)
-        yield "dbm-ucd-mh-lmi", t.model
+        for seed in range(cfg.seeds):
+            out = cache.run_dir("fig26-cifar-dbm", dict(hidden=cfg.cifar_hidden, updates=cfg.cifar_updates,
+                                                        batch=cfg.cifar_batch, seed=seed))
+            tcfg = TrainConfig(dataset=ds, encoding="8bit", hidden=(cfg.cifar_hidden,) * 2,
+                               batch_size=cfg.cifar_batch, updates=cfg.cifar_updates, seed=seed,
+                               data_dir=cfg.data_dir, device=cfg.device,
+                               log_every=max(1, cfg.cifar_updates // 50), eval_every=0,
+                               ckpt_every=max(1, cfg.cifar_updates // 5), out_dir=str(out))
+            t = Trainer(tcfg)
+            t.resume()
+            t.run(progress=False)
+            yield "dbm-ucd-mh-lmi", seed, t.model
         return
     zcfg = zoo.zoo_config(profile=profile)
     train, test = zoo.binary_data(ds, cfg.data_dir, zcfg.train_limit, zoo.HELD_OUT)
-    for method in cfg.dbm_methods:
+    for method, seed in dbm_cells(ds, cfg, profile):
         t, _ = zoo.train(cache, zcfg, ds, method, seed, train, test, cfg.device)
-        yield f"dbm-{method}", t.model
+        yield f"dbm-{method}", seed, t.model
 
 
 def dbm_sampler(model, ds: str, kind: str, generator: torch.Generator):
+    """``draw(n)``: n images of one sample kind (module docstring)."""
+    if kind.startswith("gibbs-"):
+        try:
+            _, t, start = kind.split("-")
+            t = int(t)
+        except ValueError:
+            t, start = -1, ""
+        if t < 1 or start not in ("noise", "mode"):
+            raise ValueError(f"sample kind {kind!r}: expected gibbs-<sweeps>-noise or gibbs-<sweeps>-mode")
+    elif kind not in ("mode", "mode+1", "random"):
+        raise ValueError(f"sample kind {kind!r}: expected mode, mode+1 (or random), gibbs-<t>-noise, gibbs-<t>-mode")
+
     def draw(n: int) -> torch.Tensor:
-        return to_images(sample_images(model, n, generator)[kind], ds, ENCODING[ds])
+        if kind.startswith("gibbs-"):
+            xs = model.random_state(n, generator) if start == "noise" else modes(model, n, generator)[0]
+            v = gibbs_chains(model, xs, (t,), generator)[0][t]
+        else:
+            v = sample_images(model, n, generator)["random" if kind in ("mode+1", "random") else kind]
+        return to_images(v, ds, ENCODING[ds])
     return draw
 
 
-def gan_model(ds: str, kind: str, cfg: Config, cache: CellCache, seed: int) -> GANTrainer:
-    out = cache.run_dir("fig26-gan", dict(dataset=ds, kind=kind, steps=cfg.gan_steps, width=cfg.gan_width, seed=seed),
-                        weights=GANTrainer.WEIGHTS)
+def gan_model(ds: str, kind: str, cfg: Config, cache: CellCache, seed: int, monitor=None,
+              monitor_hash: str = "") -> tuple[GANTrainer, pd.DataFrame]:
+    """Train (or resume, or reuse) one GAN cell -> (trainer, its metrics). With ``gan_fd_every``
+    ``monitor`` (the classifier-FD of ``n_gen`` samples, ``monitor_hash`` its extractor's weights)
+    logs the trace and, with ``gan_stop_on_plateau``, stops the run at the plateau."""
+    key = dict(dataset=ds, kind=kind, steps=cfg.gan_steps, width=cfg.gan_width, seed=seed)
+    if cfg.gan_fd_every:                              # budget cells keep their keys
+        key.update(fd_every=cfg.gan_fd_every, fd_n=cfg.n_gen, plateau=cfg.gan_stop_on_plateau,
+                   min_steps=cfg.gan_min_steps, monitor=monitor_hash)
+    out = cache.run_dir("fig26-gan", key, weights=GANTrainer.WEIGHTS)
     gcfg = GANConfig(dataset=ds, kind=kind, encoding=ENCODING[ds], steps=cfg.gan_steps, seed=seed, width=cfg.gan_width,
                      batch_size=64 if ds == "cifar10" else 50, data_dir=cfg.data_dir, device=cfg.device,
-                     log_every=max(1, cfg.gan_steps // 100), ckpt_every=max(1, cfg.gan_steps // 5),
-                     out_dir=str(out))
-    t = GANTrainer(gcfg)
+                     log_every=max(1, min(cfg.gan_steps // 100, cfg.gan_fd_every or cfg.gan_steps)),
+                     ckpt_every=max(1, min(cfg.gan_steps // 5, 500)), fd_every=cfg.gan_fd_every, fd_n=cfg.n_gen,
+                     stop_on_plateau=cfg.gan_stop_on_plateau, min_steps=cfg.gan_min_steps, out_dir=str(out))
+    t = GANTrainer(gcfg, monitor=monitor)
     t.resume()
-    t.run(progress=False)
-    return t
+    metrics = t.run(progress=cfg.gan_steps >= 1000)
+    return t, metrics
 
 
-def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids: dict) -> tuple[list[dict], dict]:
-    work = cache.root
+def references(ds: str, cfg: Config, cache: CellCache):
+    """The suite classifier of ``ds`` (cached; its training record), the extractors, {metric:
+    reason} of missing ones, and each extractor's statistics of the ``n_ref`` test images."""
     enc = ENCODING[ds]
     clf, record = load_or_train(ClassifierConfig(dataset=ds, encoding=enc, epochs=cfg.classifier_epochs,
                                                  train_limit=cfg.classifier_train_limit),
-                                work / "classifiers", cfg.data_dir, cfg.device)
+                                cache.root / "classifiers", cfg.data_dir, cfg.device)
     ext, missing = extractors(cfg, ds, clf)
     ref_imgs = images_for(ds, enc, cfg.data_dir, cfg.n_ref, "test")
-    prep = "binarised at 0.5" if enc == "binary" else "8-bit pixels / 255"
-    refs = {m: F.feature_stats_cached(e, ref_imgs, work / NAME / "refs", dict(dataset=ds, split="test", n=len(ref_imgs),
-                                                                           preprocessing=prep))
+    refs = {m: F.feature_stats_cached(e, ref_imgs, cache.root / NAME / "refs",
+                                      dict(dataset=ds, split="test", n=len(ref_imgs), preprocessing=PREP[enc]))
             for m, e in ext.items()}
-    rows = []
-    base = dict(dataset=ds, n_ref=len(ref_imgs), ref_split="test", preprocessing=prep)
+    return record, ext, missing, refs, len(ref_imgs)
 
-    def add(model, family, seed, kind, source, budget_text):
+
+def gan_cell(ds: str, kind: str, cfg: Config, cache: CellCache, seed: int, ext: dict, refs: dict):
+    """``gan_model`` with the plateau monitor built from the classifier extractor and references."""
+    monitor = (classifier_fd_monitor(ext["classifier_fd"], refs["classifier_fd"], cfg.n_gen)
+               if cfg.gan_fd_every else None)
+    return gan_model(ds, kind, cfg, cache, seed, monitor, ext["classifier_fd"].weights_hash)
+
+
+def train_gans(profile: str = "converged", datasets=None, work_dir: str = "runs", **overrides) -> None:
+    """Train (or resume) the GAN cells of a profile and nothing else, e.g. in a second process
+    while the DBM zoo trains: ``python -c "from reproduce.fig26_fid import train_gans; train_gans()"``.
+    The figure's run then finds them finished in the cache."""
+    cfg = Config(**{**PROFILES[profile], **overrides})
+    cache = CellCache(work_dir, False, "1")
+    for ds in datasets or [d for d in cfg.datasets if not cfg.gan_datasets or d in cfg.gan_datasets]:
+        _, ext, _, refs, _ = references(ds, cfg, cache)
+        for seed in range(cfg.seeds):
+            for kind in cfg.gans:
+                gan_cell(ds, kind, cfg, cache, seed, ext, refs)
+
+
+def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids: dict) -> tuple[list[dict], dict]:
+    enc = ENCODING[ds]
+    record, ext, missing, refs, n_ref = references(ds, cfg, cache)
+    prep = PREP[enc]
+    rows, gans = [], {}
+    base = dict(kind="final", dataset=ds, n_ref=n_ref, ref_split="test", preprocessing=prep)
+
+    def add(model, family, seed, kind, source, budget_text, **extra):
         x = source if isinstance(source, torch.Tensor) else torch.cat(
             [source(min(1000, cfg.n_gen - i)).cpu() for i in range(0, cfg.n_gen, 1000)])
         for m, e in ext.items():
             st = F.feature_stats(e, x)
             rows.append(dict(base, model=model, family=family, seed=seed, sample_kind=kind, metric=m,
                              value=frechet_distance(st, refs[m]), extractor=e.name, weights_hash=e.weights_hash,
-                             dims=e.dims, n_gen=st.n, budget=budget_text, missing_reason=""))
+                             dims=e.dims, n_gen=st.n, budget=budget_text, missing_reason="", **extra))
         for m, why in missing.items():
             rows.append(dict(base, model=model, family=family, seed=seed, sample_kind=kind, metric=m,
                              value=float("nan"), extractor="inception-fid", weights_hash="", dims=2048,
-                             n_gen=cfg.n_gen, budget=budget_text, missing_reason=why))
+                             n_gen=cfg.n_gen, budget=budget_text, missing_reason=why, **extra))
 
     train_imgs = images_for(ds, enc, cfg.data_dir)
     add("data (train split)", "data", 0, "training images", train_imgs[:cfg.n_gen], "none")
+    upd = cfg.cifar_updates if ds == "cifar10" else zoo.zoo_config(profile=profile).updates
+    for name, seed, model in dbm_models(ds, cfg, profile, cache):
+        for kind in cfg.sample_kinds:
+            g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, name, kind, seed))
+            add(name, "dbm", seed, kind, dbm_sampler(model, ds, kind, g), f"{upd} updates")
+        if seed == 0:
+            g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "grid", ds, name))
+            grids[ds][name] = dbm_sampler(model, ds, "mode", g)(16)
+    if cfg.gan_datasets and ds not in cfg.gan_datasets:
+        return rows, {"classifier": record, "missing": missing, "gans": gans}
     for seed in range(cfg.seeds):
-        for name, model in dbm_models(ds, cfg, profile, cache, seed):
-            upd = cfg.cifar_updates if ds == "cifar10" else zoo.zoo_config(profile=profile).updates
-            for kind in cfg.sample_kinds:
-                g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, name, kind, seed))
-                add(name, "dbm", seed, kind, dbm_sampler(model, ds, kind, g), f"{upd} updates")
-            if seed == 0:
-                g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "grid", ds, name))
-                grids[ds][name] = dbm_sampler(model, ds, "mode", g)(16)
         for kind in cfg.gans:
-            t = gan_model(ds, kind, cfg, cache, seed)
+            t, metrics = gan_cell(ds, kind, cfg, cache, seed, ext, refs)
+            s = t.summary()
+            wall = metrics[metrics.metric == "wall_time_s"].value
+            s["train_wall_s"] = float(wall.max()) if len(wall) else float("nan")
+            gans[f"{kind}:{seed}"] = s
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, kind, seed))
-            add(kind, "gan", seed, "generator output", lambda b: t.sample(b, g), f"{cfg.gan_steps} generator steps")
+            add(kind, "gan", seed, "generator output", lambda b: t.sample(b, g), f"{t.step} generator steps",
+                steps_trained=t.step, stop_reason=s["stop_reason"], train_wall_s=s["train_wall_s"])
+            trace = metrics[metrics.metric.isin(["classifier_fd", "wall_time_s"])]
+            rows += [dict(kind="trace", dataset=ds, model=kind, family="gan", seed=seed, step=int(r.step),
+                          metric=r.metric, value=float(r.value)) for r in trace.itertuples()]
             if seed == 0:
                 g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "grid", kind))
                 grids[ds][kind] = t.sample(16, g)
-    return rows, {"classifier": record, "missing": missing}
+    return rows, {"classifier": record, "missing": missing, "gans": gans}
 
 
 def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
@@ -188,9 +281,14 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
     d = df[df.value.notna()]
+    if "kind" in d:                                                # the GAN traces: their own figure
+        plot_gan_curves(d[d.kind == "trace"], d[d.kind != "trace"], path.with_name(f"{path.stem}_gan_curves.png"),
+                        run)
+        d = d[d.kind != "trace"]
     metrics = list(dict.fromkeys(d.metric))
     datasets = list(dict.fromkeys(d.dataset))
-    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(7 * len(datasets), 4 * len(metrics)),
+    width = max(7.0, 0.45 * d.model.nunique() * max(1, d.sample_kind.nunique() / 2))
+    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(width * len(datasets), 4.5 * len(metrics)),
                              squeeze=False)
     for i, m in enumerate(metrics):
         for j, ds in enumerate(datasets):
@@ -214,8 +312,43 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     save_figure(fig, path, run, bars="min-max over seeds where there are several")
 
 
+def plot_gan_curves(trace: pd.DataFrame, final: pd.DataFrame, path: Path, run: Run | None = None) -> None:
+    """Classifier-FD of each GAN over generator steps (the plateau rule's trace), its stop marked,
+    with the training images' floor; the legend gives steps, stop reason and wall-clock."""
+    fd = trace[trace.metric == "classifier_fd"]
+    if fd.empty:
+        return
+    import matplotlib.pyplot as plt
+    datasets = list(dict.fromkeys(fd.dataset))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6.5 * len(datasets), 4.2), squeeze=False)
+    for ax, ds in zip(axes[0], datasets):
+        for (model, seed), x in fd[fd.dataset == ds].groupby(["model", "seed"], sort=False):
+            x = x.sort_values("step")
+            f = final[(final.dataset == ds) & (final.model == model) & (final.seed == seed)
+                      & (final.metric == "classifier_fd")]
+            why = (f"{f.stop_reason.iloc[0]} at {int(f.steps_trained.iloc[0])} steps, "
+                   f"{f.train_wall_s.iloc[0] / 3600:.1f} h" if len(f) and "stop_reason" in f else "")
+            line, = ax.plot(x.step, x.value, lw=1.2, label=f"{model} seed {seed}" + (f" ({why})" if why else ""))
+            ax.plot(x.step.iloc[-1], x.value.iloc[-1], "o", color=line.get_color())
+        floor = final[(final.dataset == ds) & (final.family == "data") & (final.metric == "classifier_fd")].value
+        if len(floor):
+            ax.axhline(float(floor.iloc[0]), color="k", ls="--", lw=1, label="floor: training images")
+        ax.set(title=f"{ds}: GAN classifier-FD while training", xlabel="generator steps",
+               ylabel="classifier-Frechet distance", yscale="log")
+        ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    save_figure(fig, path, run, rule="stopped when the last 20 % of the trace is flat (dbm.metrics.convergence)")
+
+
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    t = df.pivot_table(index=["dataset", "model", "sample_kind"], columns="metric", values="value", aggfunc="mean")
+    """Per data set, model and sample kind: each metric's mean, standard error over seeds and seed count."""
+    d = df[df.kind != "trace"] if "kind" in df else df
+    d = d[d.value.notna()]
+    g = d.groupby(["dataset", "model", "sample_kind", "metric"], sort=False).value
+    t = pd.DataFrame({"mean": g.mean(), "se": g.sem(), "seeds": g.count()}).reset_index()
+    t = t.pivot_table(index=["dataset", "model", "sample_kind"], columns="metric", values=["mean", "se", "seeds"],
+                      sort=False)
+    t.columns = [f"{m}_{stat}" for stat, m in t.columns]
     return t.reset_index()
 
 

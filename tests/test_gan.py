@@ -60,3 +60,60 @@ def test_cli_train_gan_on_synthetic_idx(tmp_path):
     assert (out / "model.safetensors").exists() and (out / "metrics.csv").exists()
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--resume" in r.stderr
+
+
+def _fake_monitor(values):
+    """A monitor that returns values[i] at the i-th evaluation (by step, so resume replays it)."""
+    return lambda t: values[t.step // t.cfg.fd_every - 1]
+
+
+def test_plateau_rule_stops_on_a_flat_trace_and_resume_keeps_the_stop(tmp_path):
+    """FD falls for 4 evaluations then is constant: with the window at least 5 points the rule
+    fires at the first step where the last 20 % is flat (and not before ``min_steps``)."""
+    data = (torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    values = [100.0, 50.0, 25.0, 12.0] + [10.0, 11.0, 9.5, 10.5] * 20
+    cfg = GANConfig(kind="wgan", width=4, batch_size=4, n_critic=1, steps=400, log_every=50, ckpt_every=7,
+                    fd_every=2, stop_on_plateau=True, min_steps=10, out_dir=str(tmp_path / "g"))
+    t = GANTrainer(cfg, data, monitor=_fake_monitor(values))
+    df = t.run(progress=False)
+    s = t.summary()
+    assert s["stop_reason"] == "plateau" and s["steps_trained"] < 400 and s["steps_trained"] >= 10
+    steps, fds = zip(*t.fd_trace)
+    from dbm.metrics.convergence import tail_drift
+    d = tail_drift(steps, fds, 0.2)
+    assert d.flat and d.n >= 5
+    # the rule had not fired one evaluation earlier
+    e = tail_drift(steps[:-1], fds[:-1], 0.2)
+    assert not (e.flat and e.n >= 5 and steps[-2] >= 10)
+    assert set(df[df.metric == "classifier_fd"].step) == set(steps)
+    again = GANTrainer(cfg, data, monitor=_fake_monitor(values))
+    assert again.resume() and again.summary()["stop_reason"] == "plateau" and again.fd_trace == t.fd_trace
+    again.run(progress=False)
+    assert again.step == t.step                      # nothing more trained
+
+
+def test_plateau_rule_reports_a_cap_and_needs_a_trace(tmp_path):
+    data = (torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    falling = [100.0 / (i + 1) for i in range(50)]
+    cfg = GANConfig(kind="wgan", width=4, batch_size=4, n_critic=1, steps=20, log_every=50, ckpt_every=7,
+                    fd_every=2, stop_on_plateau=True, out_dir=str(tmp_path / "g"))
+    t = GANTrainer(cfg, data, monitor=_fake_monitor(falling))
+    t.run(progress=False)
+    assert t.summary()["stop_reason"] == "cap" and t.step == 20 and len(t.fd_trace) == 10
+    with pytest.raises(ValueError, match="fd_every"):
+        GANConfig(stop_on_plateau=True)
+
+
+def test_wall_time_adds_up_over_a_resume(tmp_path):
+    data = (torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    cfg = dict(kind="wgan", width=4, batch_size=4, n_critic=1, log_every=1, ckpt_every=2)
+    a = GANTrainer(GANConfig(steps=4, out_dir=str(tmp_path / "g"), **cfg), data)
+    a.run(progress=False)
+    first = a.wall_time()
+    b = GANTrainer(GANConfig(steps=8, out_dir=str(tmp_path / "g"), **cfg), data)
+    b.resume()
+    saved = b.wall_time()
+    assert 0 < saved <= first                   # as saved at step 4 (the save itself not counted)
+    df = b.run(progress=False)
+    w = df[df.metric == "wall_time_s"].set_index("step").value
+    assert w[5] > saved and w.is_monotonic_increasing   # the clock goes on from the saved time

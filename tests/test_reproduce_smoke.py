@@ -130,14 +130,23 @@ def test_fig26_quick_on_synthetic_mnist_and_cifar(tmp_path):
     write_cifar(data / "cifar-10-batches-py", n=40)
     out, work = tmp_path / "results", tmp_path / "runs"
     r = run_module("reproduce.fig26_fid", "--quick", "--out-dir", str(out), "--work-dir", str(work),
-                   "--data-dir", str(data), "--datasets", "mnist,cifar10", "--n-gen", "60", "--n-ref", "60")
+                   "--data-dir", str(data), "--datasets", "mnist,cifar10", "--n-gen", "60", "--n-ref", "60",
+                   "--sample-kinds", "mode,mode+1,gibbs-3-noise,gibbs-3-mode", "--gan-fd-every", "1",
+                   "--gan-stop-on-plateau", "--gan-datasets", "mnist")
     df = pd.read_csv(out / "fig26_fid.csv")
     protocol = {"extractor", "weights_hash", "n_gen", "ref_split", "n_ref", "preprocessing", "sample_kind", "seed",
                 "budget"}
     assert protocol <= set(df.columns) and df[list(protocol)].notna().all().all()
     assert set(df.metric) == {"classifier_fd", "standin_fd"} and (df.value >= -1e-9).all()
     assert set(df.family) == {"data", "dbm", "gan"} and set(df.dataset) == {"mnist", "cifar10"}
-    assert set(df[df.family == "gan"].model) == {"wgan-gp", "wgan"}
+    assert set(df[df.family == "gan"].model) == {"wgan-gp", "wgan"} and set(df[df.family == "gan"].dataset) == {"mnist"}
+    assert set(df[df.family == "dbm"].sample_kind) == {"mode", "mode+1", "gibbs-3-noise", "gibbs-3-mode"}
+    gan = df[df.family == "gan"]
+    assert (gan.stop_reason == "cap").all() and (gan.steps_trained == 3).all() and (gan.train_wall_s > 0).all()
+    trace = pd.read_csv(out / "fig26_fid_trace.csv")                      # the plateau rule's classifier-FD trace
+    fd = trace[trace.metric == "classifier_fd"]
+    assert all(sorted(x.step) == [1, 2, 3] for _, x in fd.groupby("model"))
+    assert (out / "fig26_fid_gan_curves.png").exists()
     assert (df[df.dataset == "cifar10"].preprocessing == "8-bit pixels / 255").all()
     assert (out / "fig26_samples_cifar10.png").exists() and (out / "fig26_fid.png").exists()
     assert "classifier_fd" in r.stdout

@@ -6,24 +6,37 @@ penalty, generator loss, wall time), checkpoints every ``ckpt_every`` generator 
 layer (``dbm.run``: both networks, optimizers, step and every generator state, one atomic unit;
 the newest weights published as ``model.safetensors``) and exact resume. Samples for evaluation: ``sample(n, generator)`` returns
 images in [0, 1], thresholded at 0.5 for the binary encoding (the DBM's domain).
+
+Training to the plateau (issue 13): with ``fd_every`` the classifier-Frechet distance of
+``fd_n`` generator samples to the test split is logged every ``fd_every`` generator steps
+(``classifier_fd``; the suite's CNN, ``dbm.metrics.classifier``; the samples drawn with a
+generator seeded by the step, so the trace does not touch the training randomness and resume
+stays exact). With ``stop_on_plateau`` training stops at the first evaluation, at or after
+``min_steps``, where that trace is flat over its last ``plateau_tail`` by the converged
+profile's test (``dbm.metrics.convergence.tail_drift``) with at least ``plateau_points``
+evaluations in the window; ``steps`` is the cap, and a run that reaches it is reported as
+capped (``stop_reason``), never as converged.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+from pathlib import Path
+from typing import Callable
 
 import torch
 
 from ..config import check_config, check_device
 from ..data import load_images
 from ..encoding import model_view
-from ..errors import DataError, DivergenceError
+from ..metrics.convergence import tail_drift
+from ..errors import ConfigError, DataError, DivergenceError
 from ..results import seed_hash
 from ..run import RunTrainer, check_writable, read_weights
 from .wgan import Z_DIM, build, critic_loss, generator_loss
 
-__all__ = ["GANConfig", "GANTrainer", "load_generator"]
+__all__ = ["GANConfig", "GANTrainer", "load_generator", "classifier_fd_monitor", "default_monitor"]
 
 RECIPES = {  # kind -> optimizer settings of the reference code
     "wgan-gp": dict(lr=1e-4, betas=(0.5, 0.9)),
@@ -50,19 +63,32 @@ class GANConfig:
     ckpt_every: int = 1000
     out_dir: str = "runs/gan"
     device: str = "cpu"                    # cpu or cuda
+    fd_every: int = 0                      # classifier-FD of the generator every this many steps (0: never)
+    fd_n: int = 2000                       # generator samples per classifier-FD
+    stop_on_plateau: bool = False          # stop when the classifier-FD trace is flat (module docstring)
+    min_steps: int = 0                     # no plateau stop before this step
+    plateau_tail: float = 0.2              # the trace's window for the flatness test
+    plateau_points: int = 5                # evaluations the window must hold
+    classifier_dir: str = "runs/classifiers"   # the suite classifier's cache (trained on first use)
 
     CHOICES = {"dataset": ("mnist", "fashion-mnist", "cifar10"), "kind": tuple(RECIPES),
                "encoding": ("binary", "8bit")}
 
     def __post_init__(self):
-        check_config(self, positive_int=("batch_size", "steps", "n_critic", "log_every", "ckpt_every"),
-                     nonneg_int=("width", "train_limit"), nonneg=("lr", "lam"), positive=("clip",),
-                     choices=self.CHOICES)
+        check_config(self, positive_int=("batch_size", "steps", "n_critic", "log_every", "ckpt_every", "fd_n",
+                                         "plateau_points"),
+                     nonneg_int=("width", "train_limit", "fd_every", "min_steps"), nonneg=("lr", "lam"),
+                     positive=("clip",), choices=self.CHOICES)
         check_device(self.device)
+        if not 0 < self.plateau_tail <= 1:
+            raise ConfigError(f"plateau_tail must be in (0, 1], got {self.plateau_tail}")
+        if self.stop_on_plateau and not self.fd_every:
+            raise ConfigError("stop_on_plateau needs fd_every > 0: the plateau is judged on the classifier-FD trace")
 
 
 RESUME_MUST_MATCH = ("dataset", "kind", "encoding", "width", "batch_size", "n_critic", "lr", "lam", "clip",
-                     "seed", "train_limit")
+                     "seed", "train_limit", "fd_every", "fd_n", "stop_on_plateau", "min_steps", "plateau_tail",
+                     "plateau_points")
 
 
 def images_for(dataset: str, encoding: str, data_dir=None, limit: int = 0, split: str = "train") -> torch.Tensor:
@@ -71,11 +97,41 @@ def images_for(dataset: str, encoding: str, data_dir=None, limit: int = 0, split
     return model_view(x[:limit] if limit else x, encoding)
 
 
+def classifier_fd_monitor(extractor, reference, n: int) -> Callable[["GANTrainer"], float]:
+    """``monitor(trainer)``: the Frechet distance between ``extractor``'s features of ``n``
+    generator samples and the ``reference`` statistics; the samples come from a generator seeded
+    by the run's seed and step, never from the training generator."""
+    from ..metrics.fid import feature_stats
+    from ..metrics.frechet import frechet_distance
+
+    def monitor(t: "GANTrainer") -> float:
+        g = torch.Generator(device=t.cfg.device).manual_seed(seed_hash("gan-fd", t.cfg.seed, t.step))
+        return frechet_distance(feature_stats(extractor, lambda b: t.sample(b, g), n), reference)
+    return monitor
+
+
+def default_monitor(cfg: GANConfig) -> Callable[["GANTrainer"], float]:
+    """The suite classifier's FD to the whole test split (classifier and reference statistics
+    cached under ``cfg.classifier_dir``, the classifier trained there on first use)."""
+    from ..metrics import fid as F
+    from ..metrics.classifier import ClassifierConfig, load_or_train
+    clf, _ = load_or_train(ClassifierConfig(dataset=cfg.dataset, encoding=cfg.encoding), cfg.classifier_dir,
+                           cfg.data_dir, cfg.device)
+    ext = F.classifier_extractor(clf, cfg.device)
+    test = images_for(cfg.dataset, cfg.encoding, cfg.data_dir, 0, "test")
+    ref = F.feature_stats_cached(ext, test, Path(cfg.classifier_dir) / "refs",
+                                 dict(dataset=cfg.dataset, split="test", encoding=cfg.encoding))
+    return classifier_fd_monitor(ext, ref, cfg.fd_n)
+
+
 class GANTrainer(RunTrainer):
-    """Holds both networks, optimizers and generators of one run; ``run()`` trains."""
+    """Holds both networks, optimizers and generators of one run; ``run()`` trains.
+    ``monitor(trainer) -> float``: the classifier-FD of the plateau rule (``fd_every``); by
+    default ``default_monitor(cfg)``."""
     WEIGHTS, MUST_MATCH = "model.safetensors", RESUME_MUST_MATCH
 
-    def __init__(self, cfg: GANConfig, data: torch.Tensor | None = None):
+    def __init__(self, cfg: GANConfig, data: torch.Tensor | None = None,
+                 monitor: Callable[["GANTrainer"], float] | None = None):
         self.DESC = cfg.kind
         self._init_run(cfg)
         check_writable(cfg.out_dir)
@@ -98,6 +154,9 @@ class GANTrainer(RunTrainer):
             self.opt_g = torch.optim.RMSprop(self.G.parameters(), **recipe)
             self.opt_d = torch.optim.RMSprop(self.D.parameters(), **recipe)
         self.gen = torch.Generator(device=dev).manual_seed(seed_hash("gan", cfg.seed))
+        self.monitor = monitor if monitor is not None or not cfg.fd_every else default_monitor(cfg)
+        self.fd_trace: list[tuple[int, float]] = []          # (step, classifier-FD)
+        self.stop_reason = ""                                 # "plateau" once the rule fired
 
     @property
     def total(self) -> int:
@@ -111,13 +170,16 @@ class GANTrainer(RunTrainer):
         return {"shape": json.dumps(self.G.shape), "width": str(self.G.width)}
 
     def checkpoint_state(self) -> dict:
-        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state()}
+        return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state(),
+                "fd_trace": [list(p) for p in self.fd_trace], "plateau": self.stop_reason == "plateau"}
 
     def restore(self, tensors: dict, state: dict) -> None:
         _load_nets(self.G, self.D, tensors)
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.gen.set_state(state["gen"])
+        self.fd_trace = [(int(s), float(v)) for s, v in state.get("fd_trace", [])]
+        self.stop_reason = "plateau" if state.get("plateau", False) else ""
 
     # ------------------------------------------------------------------ training
     def _noise(self, n: int) -> torch.Tensor:
@@ -153,12 +215,37 @@ class GANTrainer(RunTrainer):
 
     def train_step(self) -> dict | None:
         info = self.update()
-        if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
-            return dict(info, wall_time_s=self.wall_time())
+        judge = self.cfg.fd_every and self.step % self.cfg.fd_every == 0
+        if judge or self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+            return dict(info, wall_time_s=self.wall_time(), **(self._judge() if judge else {}))
         return None
 
+    def _judge(self) -> dict:
+        """Log the classifier-FD at this step and apply the plateau rule; the trace's drift is logged too."""
+        cfg = self.cfg
+        self.fd_trace.append((self.step, float(self.monitor(self))))
+        steps, values = zip(*self.fd_trace)
+        d = tail_drift(steps, values, cfg.plateau_tail)
+        if (cfg.stop_on_plateau and self.step >= cfg.min_steps and d.flat and d.n >= cfg.plateau_points):
+            self.stop_reason = "plateau"
+        return {"classifier_fd": values[-1], "fd_drift": d.drift, "fd_drift_se": d.drift_se,
+                "fd_window_points": d.n}
+
+    def finished(self) -> bool:
+        return self.stop_reason == "plateau"
+
+    def summary(self) -> dict:
+        """How the run ended: steps trained, stop reason ("plateau", "cap": reached ``steps``
+        without the rule firing, or "fixed": no rule), the best and last classifier-FD."""
+        reason = self.stop_reason or ("fixed" if not self.cfg.stop_on_plateau else
+                                      "cap" if self.step >= self.cfg.steps else "running")
+        fds = [v for _, v in self.fd_trace]
+        return dict(steps_trained=self.step, stop_reason=reason, fd_evaluations=len(fds),
+                    fd_last=fds[-1] if fds else math.nan, fd_best=min(fds) if fds else math.nan)
+
     def postfix(self, rec: dict) -> dict:
-        return {"W": f"{rec['wasserstein']:.3g}"}
+        return {"W": f"{rec['wasserstein']:.3g}", **({"FD": f"{rec['classifier_fd']:.3g}"}
+                                                      if "classifier_fd" in rec else {})}
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
