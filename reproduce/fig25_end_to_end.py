@@ -384,6 +384,7 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
                              squeeze=False)
     for j, ds in enumerate(datasets):
         d = df[df.dataset == ds]
+        ms = [m for m in methods if (d.method == m).any()]     # this data set's methods: no empty slots
         smp = d[d.kind == "samples"]
         kinds = kind_order(smp.samples)
         test_ink = d[d.metric == "test_ink"].value
@@ -391,10 +392,10 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
                                   "distance to nearest test image (Hamming / pixel)"), ("diversity",
                                   "diversity (mean pairwise Hamming / pixel)"))):
             st = _mean_se(smp[smp.metric == m], ["method", "samples"])
-            width = 0.8 / max(1, len(methods))
-            for i, meth in enumerate(methods):
+            width = 0.8 / max(1, len(ms))
+            for i, meth in enumerate(ms):
                 r = st[st.method == meth].set_index("samples").reindex(kinds)
-                x = [k + (i - (len(methods) - 1) / 2) * width for k in range(len(kinds))]
+                x = [k + (i - (len(ms) - 1) / 2) * width for k in range(len(kinds))]
                 ax.bar(x, r["mean"], width, yerr=r["se"].fillna(0), color=pal[meth], label=meth, capsize=2)
             if m == "ink" and len(test_ink):
                 ax.axhline(float(test_ink.iloc[0]), color="k", ls="--", lw=1, label="test set")
@@ -405,10 +406,10 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
             ax, fd = axes[2 * j, 3], d[d.kind == "fd"]
             fkinds = kind_order(fd[fd.method != "data"].samples)
             st = _mean_se(fd[fd.method != "data"], ["method", "samples"])
-            width = 0.8 / max(1, len(methods))
-            for i, meth in enumerate(methods):
+            width = 0.8 / max(1, len(ms))
+            for i, meth in enumerate(ms):
                 r = st[st.method == meth].set_index("samples").reindex(fkinds)
-                x = [k + (i - (len(methods) - 1) / 2) * width for k in range(len(fkinds))]
+                x = [k + (i - (len(ms) - 1) / 2) * width for k in range(len(fkinds))]
                 ax.bar(x, r["mean"], width, yerr=r["se"].fillna(0), color=pal[meth], capsize=2)
             floor = fd[fd.method == "data"].value
             if len(floor):
@@ -422,7 +423,7 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
             axes[2 * j + 1, 3].axis("off")
         ax = axes[2 * j + 1, 0]
         fin = d[d.kind == "final"]
-        for i, meth in enumerate(methods):
+        for i, meth in enumerate(ms):
             f = fin[fin.method == meth]
             for s, fs in f.groupby("seed"):
                 v = fs.set_index("metric").value
@@ -436,7 +437,7 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
         if len(base):
             ax.axhline(float(base.iloc[0]), color="k", ls="--", lw=1, label="independent-pixel baseline")
             ax.legend(fontsize=7)
-        ax.set_xticks(range(len(methods)), methods, rotation=20, fontsize=8)
+        ax.set_xticks(range(len(ms)), ms, rotation=20, fontsize=8)
         ax.set(title=f"{ds}: test LL bound per seed", ylabel="nats per image (dot: forward AIS; bar: AIS bracket)")
         tr = d[d.kind == "trace"]
         for ax, m, label in ((axes[2 * j + 1, 1], "test_ll_bound", "held-out LL bound (small AIS, nats per image)"),
