@@ -89,7 +89,7 @@ PROFILES = {
     # issue 13: the converged DBMs (fig25's matrix) and GANs to their plateau; MCMC sample kinds
     "converged": dict(datasets=("mnist", "fashion-mnist"), dbm_matrix=True,
                       sample_kinds=("mode", "mode+1", "gibbs-1000-noise", "gibbs-1000-mode"), n_gen=2000,
-                      gan_steps=30_000, gan_fd_every=250, gan_stop_on_plateau=True, gan_min_steps=2000),
+                      gan_steps=30_000, gan_fd_every=250, gan_stop_on_plateau=True, gan_min_steps=10_000),
     "paper": dict(gan_steps=200_000, seeds=3, cifar_updates=100_000, n_gen=50_000, n_ref=10_000),
 }
 ENCODING = {"mnist": "binary", "fashion-mnist": "binary", "cifar10": "8bit"}
