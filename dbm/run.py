@@ -459,6 +459,18 @@ class RunTrainer:
         return self._wall_before + (0.0 if t0 is None else time.perf_counter() - t0)
 
 
+def train_seconds(wall) -> float:
+    """Training seconds of a run from its logged ``wall_time_s`` values in step order. The clock
+    is carried over resumes now; runs logged before that restarted it in each process, so where
+    the values fall the last value before the fall is added (the sum of each process's time)."""
+    total, prev = 0.0, 0.0
+    for v in (float(x) for x in wall):
+        if v < prev:
+            total += prev
+        prev = v
+    return total + prev
+
+
 def read_weights(path: str | Path, what: str, device="cpu") -> tuple[dict, dict]:
     """(tensors, metadata) of a published weights file; CheckpointError when it is missing or
     unreadable (safetensors: no code runs on load)."""

@@ -46,6 +46,7 @@ from dbm.metrics.frechet import frechet_distance
 from dbm.metrics.samples import gibbs_chains, modes
 from dbm.cells import CellCache
 from dbm.results import seed_hash
+from dbm.run import train_seconds
 from dbm.train import TrainConfig, Trainer, sample_images
 from reproduce import zoo
 from reproduce.common import Computed, Run, progress, sample_grid, save_figure, script_main
@@ -260,8 +261,8 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
         for kind in cfg.gans:
             t, metrics = gan_cell(ds, kind, cfg, cache, seed, ext, refs)
             s = t.summary()
-            wall = metrics[metrics.metric == "wall_time_s"].value
-            s["train_wall_s"] = float(wall.max()) if len(wall) else float("nan")
+            wall = metrics[metrics.metric == "wall_time_s"].sort_values("step", kind="stable").value
+            s["train_wall_s"] = train_seconds(wall) if len(wall) else float("nan")
             gans[f"{kind}:{seed}"] = s
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, kind, seed))
             add(kind, "gan", seed, "generator output", lambda b: t.sample(b, g), f"{t.step} generator steps",

@@ -53,6 +53,6 @@ def test_the_converged_matrix_has_one_seed_on_fashion_mnist():
     from reproduce.fig25_end_to_end import PROFILES, Config, matrix
     cfg = dataclasses.replace(Config(), **PROFILES["converged"])
     mnist, fashion = matrix(cfg, "mnist"), matrix(cfg, "fashion-mnist")
-    assert ("ucd-mh-lmi", 2) in mnist and ("ucd-gibbs", 1) not in mnist and len(mnist) == 13
+    assert ("ucd-mh-lmi", 2) in mnist and ("ucd-gibbs", 1) not in mnist and len(mnist) == 14
     assert ("ucd-mh-lmi-mixed", 0) in mnist          # the mixed kernel: MNIST only (first_dataset_only)
     assert fashion == [(m, 0) for m in cfg.methods if m not in cfg.first_dataset_only]

@@ -144,3 +144,10 @@ def test_a_second_process_on_the_same_folder_is_refused(data_dir, tmp_path):
     finally:
         first.kill()
         first.wait()
+
+
+def test_train_seconds_sums_the_processes_of_an_old_resumed_run():
+    from dbm.run import train_seconds
+    assert train_seconds([1.0, 2.0, 3.0]) == 3.0                       # one process, or a carried-over clock
+    assert train_seconds([1.0, 2.0, 0.5, 1.5, 0.2]) == 2.0 + 1.5 + 0.2   # the clock restarted twice
+    assert train_seconds([]) == 0.0
