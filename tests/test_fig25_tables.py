@@ -56,3 +56,23 @@ def test_the_converged_matrix_has_one_seed_on_fashion_mnist():
     assert ("ucd-mh-lmi", 2) in mnist and ("ucd-gibbs", 1) not in mnist and len(mnist) == 14
     assert ("ucd-mh-lmi-mixed", 0) in mnist          # the mixed kernel: MNIST only (first_dataset_only)
     assert fashion == [(m, 0) for m in cfg.methods if m not in cfg.first_dataset_only]
+
+
+def test_fig26_converged_takes_fig25s_matrix_and_checks_sample_kinds():
+    import pytest
+    import torch
+    from reproduce import fig25_end_to_end as fig25
+    from reproduce import fig26_fid as fig26
+    from dbm import DBM
+    cfg = fig26.Config(**fig26.PROFILES["converged"])
+    for ds in ("mnist", "fashion-mnist"):
+        assert fig26.dbm_cells(ds, cfg, "converged") == fig25.matrix(fig25.Config(**fig25.PROFILES["converged"]), ds)
+    assert fig26.dbm_cells("mnist", fig26.Config(), "budget") == [(m, 0) for m in fig26.Config().dbm_methods]
+    m = DBM([784, 8, 4], generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    for kind in ("mode", "mode+1", "random", "gibbs-2-noise", "gibbs-2-mode"):
+        x = fig26.dbm_sampler(m, "mnist", kind, g)(3)
+        assert x.shape == (3, 1, 28, 28) and set(x.unique().tolist()) <= {0.0, 1.0}
+    for bad in ("gibbs-x-noise", "gibbs-3-data", "samples"):
+        with pytest.raises(ValueError, match="sample kind"):
+            fig26.dbm_sampler(m, "mnist", bad, g)
