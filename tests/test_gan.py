@@ -117,3 +117,20 @@ def test_wall_time_adds_up_over_a_resume(tmp_path):
     df = b.run(progress=False)
     w = df[df.metric == "wall_time_s"].set_index("step").value
     assert w[5] > saved and w.is_monotonic_increasing   # the clock goes on from the saved time
+
+
+def test_cli_train_gan_logs_the_classifier_fd_trace(tmp_path):
+    """The command line's default monitor: the suite classifier (trained into --classifier-dir on
+    first use) and the test split's statistics."""
+    import pandas as pd
+    data = synthetic_mnist(tmp_path / "data", n_train=100, n_test=20)
+    out = tmp_path / "gan"
+    cmd = [sys.executable, "-m", "dbm", "train-gan", "--data-dir", str(data), "--steps", "2", "--width", "4",
+           "--batch-size", "8", "--n-critic", "1", "--fd-every", "1", "--fd-n", "30",
+           "--classifier-dir", str(tmp_path / "clf"), "--out-dir", str(out)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = pd.read_csv(out / "metrics.csv")
+    fd = m[m.metric == "classifier_fd"]
+    assert sorted(fd.step) == [1, 2] and (fd.value > 0).all()
+    assert list((tmp_path / "clf").glob("*.safetensors"))
