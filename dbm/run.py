@@ -347,6 +347,7 @@ class RunTrainer:
         self.run_dir = RunDir(self.out, self.WEIGHTS, labels=self.run_labels())
         self.step, self.rows, self._saved_step = 0, [], None
         self._wall_before = 0.0           # training seconds of the earlier processes (resume)
+        self._t0 = None                   # perf_counter at the start of the current fit (None between fits)
 
     @property
     def total(self) -> int:
@@ -455,8 +456,7 @@ class RunTrainer:
 
     def wall_time(self) -> float:
         """Training seconds so far, summed over the processes of a resumed run (up to its checkpoint)."""
-        t0 = getattr(self, "_t0", None)
-        return self._wall_before + (0.0 if t0 is None else time.perf_counter() - t0)
+        return self._wall_before + (0.0 if self._t0 is None else time.perf_counter() - self._t0)
 
 
 def train_seconds(wall) -> float:

@@ -169,15 +169,17 @@ def dbm_sampler(model, ds: str, kind: str, generator: torch.Generator):
     return draw
 
 
-def gan_model(ds: str, kind: str, cfg: Config, cache: CellCache, seed: int, monitor=None,
-              monitor_hash: str = "") -> tuple[GANTrainer, pd.DataFrame]:
+def gan_model(ds: str, kind: str, cfg: Config, cache: CellCache, seed: int, ext: dict, refs: dict
+              ) -> tuple[GANTrainer, pd.DataFrame]:
     """Train (or resume, or reuse) one GAN cell -> (trainer, its metrics). With ``gan_fd_every``
-    ``monitor`` (the classifier-FD of ``n_gen`` samples, ``monitor_hash`` its extractor's weights)
-    logs the trace and, with ``gan_stop_on_plateau``, stops the run at the plateau."""
+    the classifier-FD of ``n_gen`` samples against ``refs`` (``references``' extractors and
+    statistics) is logged as the trace and, with ``gan_stop_on_plateau``, stops the run at the plateau."""
     key = dict(dataset=ds, kind=kind, steps=cfg.gan_steps, width=cfg.gan_width, seed=seed)
+    monitor = None
     if cfg.gan_fd_every:                              # budget cells keep their keys
+        monitor = classifier_fd_monitor(ext["classifier_fd"], refs["classifier_fd"], cfg.n_gen)
         key.update(fd_every=cfg.gan_fd_every, fd_n=cfg.n_gen, plateau=cfg.gan_stop_on_plateau,
-                   min_steps=cfg.gan_min_steps, monitor=monitor_hash)
+                   min_steps=cfg.gan_min_steps, monitor=ext["classifier_fd"].weights_hash)
     out = cache.run_dir("fig26-gan", key, weights=GANTrainer.WEIGHTS)
     gcfg = GANConfig(dataset=ds, kind=kind, encoding=ENCODING[ds], steps=cfg.gan_steps, seed=seed, width=cfg.gan_width,
                      batch_size=64 if ds == "cifar10" else 50, data_dir=cfg.data_dir, device=cfg.device,
@@ -205,13 +207,6 @@ def references(ds: str, cfg: Config, cache: CellCache):
     return record, ext, missing, refs, len(ref_imgs)
 
 
-def gan_cell(ds: str, kind: str, cfg: Config, cache: CellCache, seed: int, ext: dict, refs: dict):
-    """``gan_model`` with the plateau monitor built from the classifier extractor and references."""
-    monitor = (classifier_fd_monitor(ext["classifier_fd"], refs["classifier_fd"], cfg.n_gen)
-               if cfg.gan_fd_every else None)
-    return gan_model(ds, kind, cfg, cache, seed, monitor, ext["classifier_fd"].weights_hash)
-
-
 def train_gans(profile: str = "converged", datasets=None, work_dir: str = "runs", **overrides) -> None:
     """Train (or resume) the GAN cells of a profile and nothing else, e.g. in a second process
     while the DBM zoo trains: ``python -c "from reproduce.fig26_fid import train_gans; train_gans()"``.
@@ -222,7 +217,7 @@ def train_gans(profile: str = "converged", datasets=None, work_dir: str = "runs"
         _, ext, _, refs, _ = references(ds, cfg, cache)
         for seed in range(cfg.seeds):
             for kind in cfg.gans:
-                gan_cell(ds, kind, cfg, cache, seed, ext, refs)
+                gan_model(ds, kind, cfg, cache, seed, ext, refs)
 
 
 def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids: dict) -> tuple[list[dict], dict]:
@@ -259,7 +254,7 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
         return rows, {"classifier": record, "missing": missing, "gans": gans}
     for seed in range(cfg.seeds):
         for kind in cfg.gans:
-            t, metrics = gan_cell(ds, kind, cfg, cache, seed, ext, refs)
+            t, metrics = gan_model(ds, kind, cfg, cache, seed, ext, refs)
             s = t.summary()
             wall = metrics[metrics.metric == "wall_time_s"].sort_values("step", kind="stable").value
             s["train_wall_s"] = train_seconds(wall) if len(wall) else float("nan")
