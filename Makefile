@@ -9,7 +9,7 @@ PROFILE ?= budget
 # data sets: DBM_DATA_DIR if set, else the project's offline copies beside the checkout
 export DBM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: help venv test test-all bench bench-compare zoo reproduce-all reproduce-fig24 reproduce-fig25 reproduce-fig27 \
+.PHONY: help venv test test-all bench bench-compare bench-side-by-side zoo reproduce-all reproduce-fig24 reproduce-fig25 reproduce-fig27 \
         reproduce-bias reproduce-anatomy fid gans clean-venv
 
 help:  ## this list (runtimes: 2-core CPU, default profile; QUICK=1 runs take a minute or two each)
@@ -36,6 +36,10 @@ bench: $(STAMP)  ## timings and the width-scaling plot -> results/bench.{json,cs
 bench-compare: $(STAMP)  ## run the benchmarks again and compare with the committed results/bench.json
 	$(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=results/quick/bench.json
 	$(PY) -m pytest_benchmark compare results/bench.json results/quick/bench.json --group-by=name --columns=median,iqr
+
+REF ?= 1016ea7
+bench-side-by-side: $(STAMP)  ## issue 14's protocol: one update of git ref REF vs the working tree, alternating -> results/bench_side_by_side.{csv,json} (about 5 min)
+	$(PY) -m benchmarks.side_by_side --ref $(REF) --batch 100 1000 --warm-start
 
 reproduce-all: reproduce-fig24 reproduce-fig25 fid reproduce-fig27 reproduce-bias reproduce-anatomy  ## every figure of the profile (budget: about 3 h)
 

@@ -33,3 +33,27 @@ def test_scaling_exponents_are_recovered_and_plotted(tmp_path):
     assert fits.time_exponent.tolist() == pytest.approx([2.3, 2.3])
     assert fits.sweeps_exponent.tolist() == pytest.approx([0.34, 0.34])
     assert fits.flops_exponent.tolist() == pytest.approx([2.0, 2.0])
+
+
+def test_side_by_side_times_a_ref_against_the_tree(tmp_path):
+    """benchmarks.side_by_side checks HEAD out into a worktree, times both versions alternately in
+    their own processes, and writes one row per timed update plus a sidecar with the ratio."""
+    import json
+    import math
+    import subprocess
+
+    import pandas as pd
+    from benchmarks.side_by_side import ROOT, main
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode:
+        import pytest
+        pytest.skip("not a git checkout")
+    out = tmp_path / "sbs.csv"
+    assert main(["--ref", "HEAD", "--sizes", "20", "10", "5", "--batch", "8", "--procs", "1",
+                 "--updates", "2", "--warmup", "0", "--threads", "1", "--random-data", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert len(df) == 4 and df.version.nunique() == 2 and (df.seconds > 0).all()
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["data"].startswith("random bits") and side["sizes"] == [20, 10, 5]
+    assert math.isfinite(side["summary"][0]["speedup"]) and side["summary"][0]["speedup"] > 0
+    worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in worktrees and "ref-" not in worktrees
