@@ -246,39 +246,75 @@ class _Delta(NamedTuple):
 
 
 class _Change(NamedTuple):
-    """One layer's change d (b, n) in {-1, 0, 1} as a block update makes it, with nnz set entries;
-    on the CPU ``flat``, their row-major positions (NumPy int64), else ``per_row``, flips per chain."""
-    d: Tensor
+    """One layer's change in a block update, (b, n) entries in {-1, 0, 1}, nnz of them set. On the
+    CPU ``flat`` holds their row-major positions and ``signs`` their values (NumPy); on a device
+    ``d`` is the dense change, ``per_row`` the flips per chain and ``x_new`` the new layer."""
+    shape: tuple
     nnz: int
     flat: np.ndarray | None = None
+    signs: np.ndarray | None = None
+    d: Tensor | None = None
     per_row: Tensor | None = None
+    x_new: Tensor | None = None
+
+    def dense(self) -> Tensor:
+        """The change as a (b, n) tensor."""
+        if self.d is not None:
+            return self.d
+        d = np.zeros(self.shape[0] * self.shape[1], dtype=self.signs.dtype)
+        d[self.flat] = self.signs
+        return torch.from_numpy(d.reshape(self.shape))
 
 
-def _change(d: Tensor, moved: Tensor) -> _Change | None:
-    """Record the change d (b, n) of a block update and set ``moved`` (b,) bool where a chain
-    flipped a unit; None when nothing changed. On the CPU the positions are found once here, by
-    NumPy (a comparison to a bool array and flatnonzero: 5-6x faster than torch.nonzero on a
-    (100, 784) tensor), and serve both the flip count and the gathered product."""
-    if d.device.type == "cpu":
-        dn = d.numpy()
-        flat = np.flatnonzero(dn != 0)
+def _flip(a: Tensor, x: Tensor, fixed: Tensor | None, moved: Tensor) -> _Change | None:
+    """The T = 0 update of one layer: x (b, n) becomes threshold(a) (1 where a >= 0) except where
+    ``fixed`` (b, n) bool is set. Returns the change (None when nothing flips) and sets ``moved``
+    (b,) where a chain flipped a unit. On the CPU, x is changed **in place** (the caller owns it)
+    and NumPy finds the flips in one scan (a comparison and flatnonzero: 5-6x faster than
+    torch.nonzero on a (100, 784) tensor, and no float change tensor); on a device a new x is
+    made (``x_new`` of the change)."""
+    if a.device.type == "cpu":
+        xf = x.view(-1).numpy()                           # a view: x must be contiguous
+        flips = (a.numpy() >= 0).reshape(-1) != (xf != 0)
+        if fixed is not None:
+            flips &= ~fixed.numpy().reshape(-1)
+        flat = np.flatnonzero(flips)
         if flat.size == 0:
             return None
-        moved.numpy()[flat // d.shape[1]] = True
-        return _Change(d, int(flat.size), flat=flat)
+        signs = 1 - 2 * xf[flat]                          # 0 -> 1 is +1, 1 -> 0 is -1
+        xf[flat] += signs
+        moved.numpy()[flat // x.shape[1]] = True
+        return _Change(tuple(x.shape), int(flat.size), flat=flat, signs=signs)
+    new = threshold(a) if fixed is None else torch.where(fixed, x, threshold(a))
+    d = new - x
     per_row = d.abs().sum(-1)                             # flips per chain (float sums are fast)
     nnz = int(per_row.sum())
     if nnz == 0:
         return None
     moved |= per_row > 0
-    return _Change(d, nnz, per_row=per_row)
+    return _Change(tuple(x.shape), nnz, d=d, per_row=per_row, x_new=new)
+
+
+def _split(moved: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """(rows of the chains that did not move, rows of those that did), long; (None, None) when
+    every chain moved (NumPy on the CPU: these are 100-element masks, where torch's per-call
+    overhead dominates)."""
+    if moved.device.type == "cpu":
+        m = moved.numpy()
+        if m.all():
+            return None, None
+        return torch.from_numpy(np.flatnonzero(~m)), torch.from_numpy(np.flatnonzero(m))
+    stop = ~moved
+    if not bool(stop.any()):
+        return None, None
+    return stop.nonzero().squeeze(-1), moved.nonzero().squeeze(-1)
 
 
 def _describe(c: _Change, keep: Tensor | None = None) -> _Delta | None:
     """The _Delta of ``c``, restricted to the chains ``keep`` (ascending row indices) when given;
     every chain with a flip must be kept on the CPU (the search drops only chains that did not
     move). None when nothing is left."""
-    b, n = c.d.shape
+    b, n = c.shape
     if c.flat is None:
         d, nnz = c.d, c.nnz
         if keep is not None:
@@ -291,10 +327,10 @@ def _describe(c: _Change, keep: Tensor | None = None) -> _Delta | None:
         new_row[k] = np.arange(k.size)
         rows, b = new_row[rows], k.size
     if c.nnz >= SPARSE_MAX_DENSITY * b * n:
-        return _Delta(c.d if keep is None else c.d.index_select(0, keep), c.nnz)
+        d = c.dense()
+        return _Delta(d if keep is None else d.index_select(0, keep), c.nnz)
     offsets = np.searchsorted(rows, np.arange(b))
-    signs = c.d.numpy().reshape(-1)[c.flat]
-    return _Delta(None, c.nnz, torch.from_numpy(cols), torch.from_numpy(offsets), torch.from_numpy(signs))
+    return _Delta(None, c.nnz, torch.from_numpy(cols), torch.from_numpy(offsets), torch.from_numpy(c.signs))
 
 
 def _delta_product(delta: _Delta, w: Tensor) -> Tensor:
@@ -340,10 +376,10 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
         for l in model.layers(parity):
             if l not in a:
                 continue
-            new = _clamped(l, threshold(a[l]), cur[l], cm)
-            c = _change(new - cur[l], moved)
+            c = _flip(a[l], cur[l], cm if l == 0 and isinstance(cm, Tensor) else None, moved)
             if c is not None:
-                cur[l] = new
+                if c.x_new is not None:                   # device: a new tensor
+                    cur[l] = c.x_new
                 changes[l] = c
         return changes
 
@@ -373,43 +409,46 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
     def keep(k):
         """Compact the active chains to the rows ``k``."""
         nonlocal idx, count, cur, a, cm
-        idx, count, cur = idx[k], count[k], [x.index_select(0, k) for x in cur]
+        idx, count, cur = idx.index_select(0, k), count.index_select(0, k), [x.index_select(0, k) for x in cur]
         a = {l: t.index_select(0, k) for l, t in a.items()}
         cm = rows_of(clamp, idx)
 
+    def rows(r):
+        return [x.index_select(0, r) for x in cur]
+
     def retire_capped():
-        """Chains that ran ``max_sweeps`` leave with the exact even logits of their last state."""
+        """Chains that ran ``max_sweeps`` leave with the exact even logits of their last state.
+        ``most``, a bound on the active chains' counts kept in Python, spares a check per sweep."""
+        if most < max_sweeps:
+            return
         cap = count >= max_sweeps
         if bool(cap.any()):
             r = cap.nonzero().squeeze(-1)
-            state = [x[r] for x in cur]
+            state = rows(r)
             finish(idx[r], state, exact(state, even, idx[r]), count[r], True)
             keep((~cap).nonzero().squeeze(-1))
 
     idx = torch.arange(batch, device=dev)               # the original chains still searching
     count = torch.zeros(batch, dtype=torch.long, device=dev)
-    cur, cm = list(xs), clamp
+    cur, cm = [x.clone() for x in xs], clamp             # _flip changes them in place on the CPU
     a = exact(cur, even, idx)
-    first, pending = True, []
+    first, pending, most = True, [], 0
     while True:
         while idx.numel():
             count += 1
+            most += 1
             moved = unmarked()
             d_even = update(0, a, cur, cm, moved)
             if first:                                    # logits exact this sweep: no check needed
                 a.update(exact(cur, odd, idx))
                 propagate(a, described(update(1, a, cur, cm, moved)))
-            stop = ~moved
-            if bool(stop.any()):
-                r = stop.nonzero().squeeze(-1)
+            r, k = _split(moved)
+            if r is not None:
                 if first:
-                    finish(idx[r], [x[r] for x in cur], {l: a[l][r] for l in even}, count[r], False)
+                    finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in even}, count[r], False)
                 else:                                    # set aside for the exact check
-                    pending.append((idx[r], [x[r] for x in cur], count[r]))
-                k = moved.nonzero().squeeze(-1)
+                    pending.append((idx[r], rows(r), count[r]))
                 keep(k)
-            else:
-                k = None
             if not first and idx.numel():
                 propagate(a, described(d_even, k))
                 propagate(a, described(update(1, a, cur, cm, unmarked())))
@@ -420,6 +459,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
         idx = torch.cat([p[0] for p in pending])
         cur = [torch.cat([p[1][l] for p in pending]) for l in range(n_layers)]
         count = torch.cat([p[2] for p in pending])
+        most = int(count.max())
         pending, cm = [], rows_of(clamp, idx)
         a = exact(cur, free, idx)
         ok = torch.ones(idx.shape[0], dtype=torch.bool, device=dev)
