@@ -123,3 +123,25 @@ def test_bad_input_raises_clear_errors(gen):
         dbm.estimator("cd-100")
     with pytest.raises(ValueError, match="lie in"):
         dbm.encode_8bit(torch.full((1, 3), 1.5))
+
+
+def test_check_finite_names_the_bad_parameter_and_accepts_huge_finite_entries():
+    """A NaN or inf is named; finite entries whose float32 sum overflows are not a false alarm."""
+    import pytest
+    m = dbm.DBM([5, 4, 3], generator=torch.Generator().manual_seed(0))
+    m.check_finite()
+    with torch.no_grad():
+        m.weights[1][0, :2] = 3e38                         # the row's float32 sum is inf
+    m.check_finite()
+    for bad in (float("nan"), float("inf")):
+        with torch.no_grad():
+            m.biases[2][1] = bad
+        with pytest.raises(ValueError, match="biases.2 has NaN or infinite"):
+            m.check_finite()
+
+
+def test_panel_transpose_equals_the_transpose():
+    from dbm.model import transpose
+    for shape in ((784, 784), (1000, 300), (100, 784), (257, 3)):
+        w = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(transpose(w), w.T.contiguous()) and transpose(w).is_contiguous()
