@@ -63,6 +63,17 @@ print(json.dumps(times[{warmup}:]))
 """
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def worktree(ref: str, into: Path) -> Path:
     """Check ``ref`` out into a detached worktree under ``into``; -> its path."""
     path = into / f"ref-{ref}"
@@ -154,7 +165,7 @@ def main(argv=None) -> int:
     side = {"ref": ref_name, "new": new_name, "sizes": args.sizes, "procs": args.procs,
             "updates": args.updates, "warmup": args.warmup, "threads": args.threads,
             "data": "mnist" if args.data_dir else "random bits (p = 0.13)",
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
+            "machine": {"platform": platform.platform(), "processor": cpu_model(),
                         "cpu_count": os.cpu_count(), "torch": torch.__version__},
             "date": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
             "summary": summary.to_dict(orient="records")}
