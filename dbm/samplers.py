@@ -232,6 +232,7 @@ def _local_mode_dense(bound: _Kernel, xs, max_sweeps):
 
 
 SPARSE_MAX_DENSITY = 0.2   # below this fraction of flipped units a gathered sum beats a dense product (CPU)
+NUMPY_SCAN = True          # CPU: the search's flip scans by NumPy; False runs the device (torch) path on the CPU
 
 
 class _Delta(NamedTuple):
@@ -273,7 +274,7 @@ def _flip(a: Tensor, x: Tensor, fixed: Tensor | None, moved: Tensor) -> _Change 
     and NumPy finds the flips in one scan (a comparison and flatnonzero: 5-6x faster than
     torch.nonzero on a (100, 784) tensor, and no float change tensor); on a device a new x is
     made (``x_new`` of the change)."""
-    if a.device.type == "cpu":
+    if a.device.type == "cpu" and NUMPY_SCAN:
         xf = x.view(-1).numpy()                           # a view: x must be contiguous
         flips = (a.numpy() >= 0).reshape(-1) != (xf != 0)
         if fixed is not None:
@@ -299,7 +300,7 @@ def _split(moved: Tensor) -> tuple[Tensor | None, Tensor | None]:
     """(rows of the chains that did not move, rows of those that did), long; (None, None) when
     every chain moved (NumPy on the CPU: these are 100-element masks, where torch's per-call
     overhead dominates)."""
-    if moved.device.type == "cpu":
+    if moved.device.type == "cpu" and NUMPY_SCAN:
         m = moved.numpy()
         if m.all():
             return None, None

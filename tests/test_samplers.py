@@ -131,6 +131,28 @@ def test_incremental_local_mode_equals_dense_reference(sizes, clamp, gen):
         assert all(torch.equal(p, q) for p, q in zip(again, a))
 
 
+@pytest.mark.parametrize("clamp", [None, True, "mask"])
+def test_numpy_and_torch_flip_scans_give_the_same_search(gen, monkeypatch, clamp):
+    """The CPU's NumPy scan of the flips (in place) and the torch path that devices run reach the
+    same modes, sweep counts and even logits (bit for bit), clamps included: the device path is
+    exercised on a CPU-only machine too."""
+    m = dbm.DBM([120, 80, 60], generator=torch.Generator().manual_seed(11))
+    xs = m.random_state(150, gen)
+    if clamp == "mask":
+        clamp = torch.rand(150, 120, generator=gen) < 0.4
+    kept = [x.clone() for x in xs]
+    runs = []
+    for scan in (True, False):
+        monkeypatch.setattr(samplers, "NUMPY_SCAN", scan)
+        runs.append(samplers.local_mode(m, xs, clamp=clamp))
+    assert all(torch.equal(x, k) for x, k in zip(xs, kept))          # the start is not changed in place
+    (a, ia), (b, ib) = runs
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert torch.equal(ia.sweeps, ib.sweeps) and torch.equal(ia.capped, ib.capped)
+    assert ia.logits.keys() == ib.logits.keys() and all(torch.equal(ia.logits[l], ib.logits[l]) for l in ia.logits)
+    assert int(ia.sweeps.max()) > 2                                    # incremental sweeps were run
+
+
 def test_random_bits_are_uniform_and_independent(gen):
     """Groups of 4 adjacent bits (also across the 64-bit word boundary) are uniform on 16 cells."""
     b = samplers.random_bits((50_000, 70), gen)
