@@ -431,7 +431,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
 
     idx = torch.arange(batch, device=dev)               # the original chains still searching
     count = torch.zeros(batch, dtype=torch.long, device=dev)
-    cur, cm = [x.clone() for x in xs], clamp             # _flip changes them in place on the CPU
+    cur, cm = [x.clone(memory_format=torch.contiguous_format) for x in xs], clamp   # _flip works in place
     a = exact(cur, even, idx)
     first, pending, most = True, [], 0
     while True:

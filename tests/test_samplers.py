@@ -151,6 +151,9 @@ def test_numpy_and_torch_flip_scans_give_the_same_search(gen, monkeypatch, clamp
     assert torch.equal(ia.sweeps, ib.sweeps) and torch.equal(ia.capped, ib.capped)
     assert ia.logits.keys() == ib.logits.keys() and all(torch.equal(ia.logits[l], ib.logits[l]) for l in ia.logits)
     assert int(ia.sweeps.max()) > 2                                    # incremental sweeps were run
+    column_major = tuple(x.T.contiguous().T for x in xs)              # same values, not contiguous
+    c, ic = samplers.local_mode(m, column_major, clamp=clamp)
+    assert all(torch.equal(x, y) for x, y in zip(a, c)) and torch.equal(ia.sweeps, ic.sweeps)
 
 
 def test_random_bits_are_uniform_and_independent(gen):
