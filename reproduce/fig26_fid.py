@@ -20,7 +20,9 @@ trains each GAN until its classifier-FD plateaus (``dbm.baselines.train_gan``: t
 ``n_gen`` samples every ``gan_fd_every`` steps, stopped when the trace is flat over its last
 20 %, ``gan_steps`` the cap); the traces go to ``fig26_fid_trace.csv`` and the figure
 ``fig26_fid_gan_curves.png``, with the steps and wall-clock each took.
-When the Inception weights or a data set are missing, every other row is still written, the
+Each DBM's rows per sample kind are a cell of the cache (keyed by a hash of the model's weights,
+the sample kind, n_gen, the references and the extractors' weights): a re-run, or a run that
+stopped part-way, does not sample them again. When the Inception weights or a data set are missing, every other row is still written, the
 missing ones carry the reason, and the script exits with status 1 and the instruction.
 
     python -m reproduce.fig26_fid [--quick | --profile budget | converged | paper] [--device cuda]
@@ -146,6 +148,18 @@ def dbm_models(ds: str, cfg: Config, profile: str, cache: CellCache):
         yield f"dbm-{method}", seed, t.model
 
 
+def param_hash(model: torch.nn.Module) -> str:
+    """sha256 of a model's parameters and buffers (names, dtypes, shapes, bytes): the identity of
+    a trained model in the keys of the cells computed from it."""
+    import hashlib
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def dbm_sampler(model, ds: str, kind: str, generator: torch.Generator):
     """``draw(n)``: n images of one sample kind (module docstring)."""
     if kind.startswith("gibbs-"):
@@ -227,14 +241,30 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
     rows, gans = [], {}
     base = dict(kind="final", dataset=ds, n_ref=n_ref, ref_split="test", preprocessing=prep)
 
-    def add(model, family, seed, kind, source, budget_text, **extra):
+    def measured(model, family, seed, kind, source, budget_text, **extra):
         x = source if isinstance(source, torch.Tensor) else torch.cat(
             [source(min(1000, cfg.n_gen - i)).cpu() for i in range(0, cfg.n_gen, 1000)])
+        out = []
         for m, e in ext.items():
             st = F.feature_stats(e, x)
-            rows.append(dict(base, model=model, family=family, seed=seed, sample_kind=kind, metric=m,
-                             value=frechet_distance(st, refs[m]), extractor=e.name, weights_hash=e.weights_hash,
-                             dims=e.dims, n_gen=st.n, budget=budget_text, missing_reason="", **extra))
+            out.append(dict(base, model=model, family=family, seed=seed, sample_kind=kind, metric=m,
+                            value=frechet_distance(st, refs[m]), extractor=e.name, weights_hash=e.weights_hash,
+                            dims=e.dims, n_gen=st.n, budget=budget_text, missing_reason="", **extra))
+        return out
+
+    def add(model, family, seed, kind, source, budget_text, cache_inputs=None, **extra):
+        """The rows of one model and sample kind: measured (with ``cache_inputs``: through the
+        cell cache, so a re-run or a crash later in the figure does not sample again), plus a
+        row with its reason for every extractor that is missing."""
+        if cache_inputs is None:
+            rows.extend(measured(model, family, seed, kind, source, budget_text, **extra))
+        else:
+            inputs = dict(cache_inputs, dataset=ds, model=model, seed=seed, sample_kind=kind, n_gen=cfg.n_gen,
+                          n_ref=n_ref, preprocessing=prep, budget=budget_text,
+                          extractors={m: e.weights_hash for m, e in ext.items()})
+            cell = cache.cell(NAME + "-samples", inputs, lambda: pd.DataFrame(
+                measured(model, family, seed, kind, source, budget_text, **extra)))
+            rows.extend(cell.rows.to_dict("records"))
         for m, why in missing.items():
             rows.append(dict(base, model=model, family=family, seed=seed, sample_kind=kind, metric=m,
                              value=float("nan"), extractor="inception-fid", weights_hash="", dims=2048,
@@ -244,9 +274,11 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
     add("data (train split)", "data", 0, "training images", train_imgs[:cfg.n_gen], "none")
     upd = cfg.cifar_updates if ds == "cifar10" else zoo.zoo_config(profile=profile).updates
     for name, seed, model in dbm_models(ds, cfg, profile, cache):
+        weights = param_hash(model)
         for kind in cfg.sample_kinds:
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, name, kind, seed))
-            add(name, "dbm", seed, kind, dbm_sampler(model, ds, kind, g), f"{upd} updates")
+            add(name, "dbm", seed, kind, dbm_sampler(model, ds, kind, g), f"{upd} updates",
+                cache_inputs={"model_weights": weights})
         if seed == 0:
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "grid", ds, name))
             grids[ds][name] = dbm_sampler(model, ds, "mode", g)(16)
