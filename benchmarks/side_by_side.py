@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+from dbm.results import atomic_write_text, environment, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,17 +62,6 @@ for i in range({warmup} + {updates}):
 assert dbm.__file__.startswith({tree!r}), dbm.__file__
 print(json.dumps(times[{warmup}:]))
 """
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else platform.processor()."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def worktree(ref: str, into: Path) -> Path:
@@ -157,21 +147,13 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows)
     summary = summarise(df, ref_name, new_name)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_csv = out.with_suffix(".csv.tmp")
-    df.to_csv(tmp_csv, index=False)
-    os.replace(tmp_csv, out)
-    import torch
+    write_csv(df, out)
     side = {"ref": ref_name, "new": new_name, "sizes": args.sizes, "procs": args.procs,
             "updates": args.updates, "warmup": args.warmup, "threads": args.threads,
             "data": "mnist" if args.data_dir else "random bits (p = 0.13)",
-            "machine": {"platform": platform.platform(), "processor": cpu_model(),
-                        "cpu_count": os.cpu_count(), "torch": torch.__version__},
-            "date": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "environment": environment("cpu"), "date": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
             "summary": summary.to_dict(orient="records")}
-    side_path = out.with_suffix(".json")
-    side_path.with_suffix(".json.tmp").write_text(json.dumps(side, indent=2, default=float))
-    os.replace(side_path.with_suffix(".json.tmp"), side_path)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(side, indent=2, default=float) + "\n")
     print(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     return 0
 

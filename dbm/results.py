@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["seed_hash", "cell_id", "atomic_path", "atomic_write_text", "write_csv", "git_sha", "environment",
-           "write_sidecar", "device_name"]
+           "write_sidecar", "device_name", "cpu_model", "state_hash"]
 
 
 def seed_hash(*names) -> int:
@@ -27,6 +27,16 @@ def seed_hash(*names) -> int:
 def cell_id(args: dict) -> str:
     """A short stable hash of a job's arguments (the name of its output file)."""
     return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def state_hash(module) -> str:
+    """sha256 (hex) over a module's state dict, sorted by name (each name, then the tensor's
+    bytes): the identity of trained weights in cell keys and extractor records."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 @contextlib.contextmanager
@@ -88,8 +98,19 @@ def device_name(device: str | torch.device) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cpus, " \
-           f"{torch.get_num_threads()} torch threads)"
+    return f"{cpu_model()} ({os.cpu_count()} cpus, {torch.get_num_threads()} torch threads)"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; platform.processor() is empty there), else
+    platform.processor() or the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def environment(device: str | torch.device = "cpu") -> dict:

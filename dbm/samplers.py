@@ -286,7 +286,7 @@ def _flip(a: Tensor, x: Tensor, fixed: Tensor | None, moved: Tensor) -> _Change 
         xf[flat] += signs
         moved.numpy()[flat // x.shape[1]] = True
         return _Change(tuple(x.shape), int(flat.size), flat=flat, signs=signs)
-    new = threshold(a) if fixed is None else torch.where(fixed, x, threshold(a))
+    new = _clamped(0, threshold(a), x, fixed)
     d = new - x
     per_row = d.abs().sum(-1)                             # flips per chain (float sums are fast)
     nnz = int(per_row.sum())
@@ -471,7 +471,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
             ok &= agree.all(-1)
         if bool(ok.any()):
             r = ok.nonzero().squeeze(-1)
-            finish(idx[r], [x[r] for x in cur], {l: a[l][r] for l in even}, count[r], False)
+            finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in even}, count[r], False)
         keep((~ok).nonzero().squeeze(-1))                # drifted: resume from the exact logits
         if idx.numel():
             propagate(a, described(update(1, a, cur, cm, unmarked())))

@@ -47,7 +47,7 @@ from dbm.metrics.classifier import ClassifierConfig, load_or_train, to_images
 from dbm.metrics.frechet import frechet_distance
 from dbm.metrics.samples import gibbs_chains, modes
 from dbm.cells import CellCache
-from dbm.results import seed_hash
+from dbm.results import seed_hash, state_hash
 from dbm.run import train_seconds
 from dbm.train import TrainConfig, Trainer, sample_images
 from reproduce import zoo
@@ -146,18 +146,6 @@ def dbm_models(ds: str, cfg: Config, profile: str, cache: CellCache):
     for method, seed in dbm_cells(ds, cfg, profile):
         t, _ = zoo.train(cache, zcfg, ds, method, seed, train, test, cfg.device)
         yield f"dbm-{method}", seed, t.model
-
-
-def param_hash(model: torch.nn.Module) -> str:
-    """sha256 of a model's parameters and buffers (names, dtypes, shapes, bytes): the identity of
-    a trained model in the keys of the cells computed from it."""
-    import hashlib
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def dbm_sampler(model, ds: str, kind: str, generator: torch.Generator):
@@ -274,7 +262,7 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
     add("data (train split)", "data", 0, "training images", train_imgs[:cfg.n_gen], "none")
     upd = cfg.cifar_updates if ds == "cifar10" else zoo.zoo_config(profile=profile).updates
     for name, seed, model in dbm_models(ds, cfg, profile, cache):
-        weights = param_hash(model)
+        weights = state_hash(model)
         for kind in cfg.sample_kinds:
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, name, kind, seed))
             add(name, "dbm", seed, kind, dbm_sampler(model, ds, kind, g), f"{upd} updates",

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
+from ..results import state_hash
 from .frechet import Stats, accumulate, load_stats, save_stats
 
 __all__ = ["WEIGHTS_NAME", "WEIGHTS_URL", "MissingWeightsError", "Extractor", "find_inception_weights",
@@ -110,16 +111,13 @@ def inception_extractor(weights: str | os.PathLike | None = None, device: str = 
 
 def classifier_extractor(net: nn.Module, device: str = "cpu") -> Extractor:
     """The suite's classifier's penultimate features; weights hash over its parameters."""
-    h = hashlib.sha256()
-    for k, v in sorted(net.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    digest = state_hash(net)
     net = net.to(device).eval()
 
     @torch.no_grad()
     def fn(x):
         return net.features(x.to(device, torch.float32))
-    return Extractor("classifier-frechet (suite CNN, not FID)", 128, h.hexdigest(), fn)
+    return Extractor("classifier-frechet (suite CNN, not FID)", 128, digest, fn)
 
 
 def standin_extractor(channels: int = 1, dims: int = 32, seed: int = 0, device: str = "cpu") -> Extractor:
