@@ -281,7 +281,8 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
             gans[f"{kind}:{seed}"] = s
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, kind, seed))
             add(kind, "gan", seed, "generator output", lambda b: t.sample(b, g), f"{t.step} generator steps",
-                steps_trained=t.step, stop_reason=s["stop_reason"], train_wall_s=s["train_wall_s"])
+                steps_trained=t.step, stop_reason=s["stop_reason"], train_wall_s=s["train_wall_s"],
+                trained_on=s["trained_on"])
             trace = metrics[metrics.metric.isin(["classifier_fd", "wall_time_s"])]
             rows += [dict(kind="trace", dataset=ds, model=kind, family="gan", seed=seed, step=int(r.step),
                           metric=r.metric, value=float(r.value)) for r in trace.itertuples()]
@@ -322,6 +323,7 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
             axes[i, j].set(title=f"{ds}: {x.extractor.iloc[0] if len(x) else m}",
                            ylabel={"fid": "FID (lower is better)",
                                    "classifier_fd": "classifier-Frechet distance (lower is better)"}.get(m, m))
+            axes[i, j].set_yscale("log")                           # 1 to 500: GANs and modes beside MCMC samples
             axes[i, j].tick_params(axis="x", rotation=30)
             axes[i, j].set_xlabel("")
     fig.tight_layout(rect=(0, 0.02, 1, 1))
@@ -342,8 +344,12 @@ def plot_gan_curves(trace: pd.DataFrame, final: pd.DataFrame, path: Path, run: R
             x = x.sort_values("step")
             f = final[(final.dataset == ds) & (final.model == model) & (final.seed == seed)
                       & (final.metric == "classifier_fd")]
-            why = (f"{f.stop_reason.iloc[0]} at {int(f.steps_trained.iloc[0])} steps, "
-                   f"{f.train_wall_s.iloc[0] / 3600:.1f} h" if len(f) and "stop_reason" in f else "")
+            why = ""
+            if len(f) and "stop_reason" in f:
+                wall = float(f.train_wall_s.iloc[0])
+                on = f.trained_on.iloc[0] if "trained_on" in f and isinstance(f.trained_on.iloc[0], str) else ""
+                why = (f"{f.stop_reason.iloc[0]} at {int(f.steps_trained.iloc[0])} steps, "
+                       + (f"{wall / 3600:.1f} h" if wall >= 3600 else f"{wall / 60:.0f} min") + (f" on {on}" if on else ""))
             line, = ax.plot(x.step, x.value, lw=1.2, label=f"{model} seed {seed}" + (f" ({why})" if why else ""))
             ax.plot(x.step.iloc[-1], x.value.iloc[-1], "o", color=line.get_color())
         floor = final[(final.dataset == ds) & (final.family == "data") & (final.metric == "classifier_fd")].value

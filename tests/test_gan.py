@@ -1,4 +1,5 @@
 """WGAN-GP / WGAN baselines: shapes, the gradient penalty, exact resume, CLI."""
+import json
 import subprocess
 import sys
 
@@ -8,6 +9,8 @@ import torch
 from conftest import ROOT, synthetic_mnist
 from dbm.baselines.train_gan import GANConfig, GANTrainer, load_generator, sample
 from dbm.baselines.wgan import build, gradient_penalty
+from dbm.errors import ConfigError
+from dbm.run import _sha256
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
@@ -134,3 +137,44 @@ def test_cli_train_gan_logs_the_classifier_fd_trace(tmp_path):
     fd = m[m.metric == "classifier_fd"]
     assert sorted(fd.step) == [1, 2] and (fd.value > 0).all()
     assert list((tmp_path / "clf").glob("*.safetensors"))
+
+
+def _as_if_trained_on_cuda(out, legacy: bool = False):
+    """Rewrite the newest checkpoint's state as a CUDA run's: a 16-byte Philox generator state,
+    the device recorded (or, ``legacy``, only inferable from the state's size) and a GPU's name."""
+    ckpt = sorted((out / "checkpoints").glob("step-*"))[-1] / "state.pt"
+    state = torch.load(ckpt, weights_only=True)
+    state["gen"] = torch.zeros(16, dtype=torch.uint8)
+    state["trained_on"] = "some GPU"
+    if legacy:
+        state.pop("gen_device")
+    else:
+        state["gen_device"] = "cuda"
+    torch.save(state, ckpt)
+    manifest = json.loads((ckpt.parent / "manifest.json").read_text())
+    manifest["files"]["state.pt"] = {"bytes": ckpt.stat().st_size, "sha256": _sha256(ckpt)}
+    (ckpt.parent / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_finished_cuda_run_loads_on_the_cpu_and_an_unfinished_one_is_refused(tmp_path, legacy):
+    """fig26's GAN cells may be trained on a GPU: a finished one (here the cap) is read on the CPU
+    for evaluation and keeps its ``trained_on``; an unfinished one cannot resume exactly there."""
+    data = (torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    cfg = dict(kind="wgan-gp", width=4, batch_size=8, n_critic=1, log_every=1, ckpt_every=2)
+    t = GANTrainer(GANConfig(steps=2, out_dir=str(tmp_path / "done"), **cfg), data)
+    t.run(progress=False)
+    assert t.summary()["trained_on"] == t.trained_on and "cpus" in t.trained_on
+    _as_if_trained_on_cuda(tmp_path / "done", legacy)
+    back = GANTrainer(GANConfig(steps=2, out_dir=str(tmp_path / "done"), **cfg), data)
+    assert back.resume() and back.step == 2
+    assert back.summary()["trained_on"] == "some GPU" and back.summary()["stop_reason"] == "fixed"
+    for a, b in zip(t.G.parameters(), back.G.parameters()):
+        assert torch.equal(a, b)
+    back.run(progress=False)                      # finished: nothing drawn from the unrestored stream
+    assert back.step == 2
+
+    GANTrainer(GANConfig(steps=2, out_dir=str(tmp_path / "part"), **cfg), data).run(progress=False)
+    _as_if_trained_on_cuda(tmp_path / "part", legacy)
+    with pytest.raises(ConfigError, match="trained on cuda and is unfinished"):
+        GANTrainer(GANConfig(steps=4, out_dir=str(tmp_path / "part"), **cfg), data).resume()

@@ -32,7 +32,7 @@ from ..data import load_images
 from ..encoding import model_view
 from ..metrics.convergence import tail_drift
 from ..errors import ConfigError, DataError, DivergenceError
-from ..results import seed_hash
+from ..results import device_name, seed_hash
 from ..run import RunTrainer, check_writable, read_weights
 from .wgan import Z_DIM, build, critic_loss, generator_loss
 
@@ -129,6 +129,7 @@ class GANTrainer(RunTrainer):
     ``monitor(trainer) -> float``: the classifier-FD of the plateau rule (``fd_every``); by
     default ``default_monitor(cfg)``."""
     WEIGHTS, MUST_MATCH = "model.safetensors", RESUME_MUST_MATCH
+    CPU_GEN_BYTES = torch.Generator().get_state().numel()    # older checkpoints: the device from the state's size
 
     def __init__(self, cfg: GANConfig, data: torch.Tensor | None = None,
                  monitor: Callable[["GANTrainer"], float] | None = None):
@@ -157,6 +158,7 @@ class GANTrainer(RunTrainer):
         self.monitor = monitor if monitor is not None or not cfg.fd_every else default_monitor(cfg)
         self.fd_trace: list[tuple[int, float]] = []          # (step, classifier-FD)
         self.stop_reason = ""                                 # "plateau" once the rule fired
+        self.trained_on = device_name(dev)                    # kept through resume (restore)
 
     @property
     def total(self) -> int:
@@ -171,13 +173,25 @@ class GANTrainer(RunTrainer):
 
     def checkpoint_state(self) -> dict:
         return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state(),
+                "gen_device": self.gen.device.type, "trained_on": self.trained_on,
                 "fd_trace": [list(p) for p in self.fd_trace], "plateau": self.stop_reason == "plateau"}
 
     def restore(self, tensors: dict, state: dict) -> None:
+        """Exact resume needs the device the run trained on (a CUDA generator's state is not a
+        CPU one's); a *finished* run (plateau or cap) loads on any device for evaluation, its
+        training random stream left unused, and keeps ``trained_on``."""
+        saved = state.get("gen_device") or ("cpu" if state["gen"].numel() == self.CPU_GEN_BYTES else "cuda")
+        done = state.get("plateau", False) or int(state["step"]) >= self.cfg.steps
+        if saved != self.gen.device.type and not done:
+            raise ConfigError(f"{self.out} was trained on {saved} and is unfinished (step {int(state['step'])} of "
+                              f"{self.cfg.steps}): resume it on {saved} (--device {saved}); exact resume needs "
+                              "that device's random stream")
         _load_nets(self.G, self.D, tensors)
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
-        self.gen.set_state(state["gen"])
+        if saved == self.gen.device.type:
+            self.gen.set_state(state["gen"].to("cpu"))
+        self.trained_on = state.get("trained_on", self.trained_on)
         self.fd_trace = [(int(s), float(v)) for s, v in state.get("fd_trace", [])]
         self.stop_reason = "plateau" if state.get("plateau", False) else ""
 
@@ -241,7 +255,8 @@ class GANTrainer(RunTrainer):
                                       "cap" if self.step >= self.cfg.steps else "running")
         fds = [v for _, v in self.fd_trace]
         return dict(steps_trained=self.step, stop_reason=reason, fd_evaluations=len(fds),
-                    fd_last=fds[-1] if fds else math.nan, fd_best=min(fds) if fds else math.nan)
+                    fd_last=fds[-1] if fds else math.nan, fd_best=min(fds) if fds else math.nan,
+                    trained_on=self.trained_on)
 
     def postfix(self, rec: dict) -> dict:
         return {"W": f"{rec['wasserstein']:.3g}", **({"FD": f"{rec['classifier_fd']:.3g}"}

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DivergenceError
+from ..validate import check_generator
 
 __all__ = ["LangevinState", "LangevinInfo", "energy_and_grad", "init_state", "langevin_update", "langevin_step",
            "mala_update", "mala_step", "run_langevin", "DivergedChainsError"]
@@ -111,8 +112,7 @@ def run_langevin(energy: Energy, x0: Tensor, n_steps: int, eps: float, generator
     so that its mean is r_t over the whole path. Raises ``DivergedChainsError`` on non-finite states."""
     if n_steps < 0 or eps <= 0:
         raise ValueError(f"need n_steps >= 0 and eps > 0, got {n_steps}, {eps}")
-    if generator.device != x0.device:
-        raise ValueError(f"generator on {generator.device} but chains on {x0.device}")
+    check_generator(generator, x0.device)      # by device type: a "cuda" generator drives "cuda:0" chains
     state = init_state(energy, x0)
     step_fn = mala_step if mala else langevin_step
     rec = {k: [] for k in ("step", "energy", "grad_norm", "accept")}
