@@ -178,3 +178,20 @@ def test_a_finished_cuda_run_loads_on_the_cpu_and_an_unfinished_one_is_refused(t
     _as_if_trained_on_cuda(tmp_path / "part", legacy)
     with pytest.raises(ConfigError, match="trained on cuda and is unfinished"):
         GANTrainer(GANConfig(steps=4, out_dir=str(tmp_path / "part"), **cfg), data).resume()
+
+
+def test_gan_devices_pairs_two_traces_of_one_cell(tmp_path):
+    """reproduce.fig26_gan_devices: the same cell key in two work folders -> paired traces; two
+    runs of the same seed give identical traces, so the mean log ratio is exactly 0."""
+    from reproduce.fig26_gan_devices import main
+    data = (torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    cfg = dict(kind="wgan", width=4, batch_size=8, n_critic=1, log_every=1, ckpt_every=2, steps=4, fd_every=1)
+    for side in ("a", "b"):
+        out = tmp_path / side / "k1"
+        GANTrainer(GANConfig(out_dir=str(out), **cfg), data, monitor=lambda t: 10.0 + t.step).run(progress=False)
+        (tmp_path / side / "k1.json").write_text(json.dumps({"inputs": {"dataset": "mnist", "kind": "wgan", "seed": 0}}))
+    assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "res")]) == 0
+    side = json.loads((tmp_path / "res" / "fig26_gan_devices.json").read_text())["summary"]
+    assert len(side) == 1 and side[0]["shared_steps"] == 4 and side[0]["mean_log_ratio"] == 0.0
+    with pytest.raises(SystemExit, match="no GAN cell key"):
+        main([str(tmp_path / "a"), str(tmp_path / "res"), "--out", str(tmp_path / "res2")])
