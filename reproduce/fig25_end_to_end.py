@@ -88,6 +88,9 @@ EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500, 
                                                       "ucd-gibbs-cap1000"),
                                    first_dataset_only=("ucd-mh-lmi-mixed", "ucd-gibbs-cap1000"), ais_runs=100,
                                    bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000), fd_n=1000),
+                 # twice the converged profile's updates for UCD-MH-LMI and CD (seed 0, MNIST), evaluated alike
+                 "converged-2x": dict(datasets=("mnist",), methods=("ucd-mh-lmi", "cd"), seeds=1, ais_runs=100,
+                                      bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000), fd_n=1000),
                  "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000, seeds=3)}
 PROFILES = {name: {**zoo.PROFILES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
 EVAL_FIELDS = ("ais_runs", "ais_betas", "bracket_betas", "bracket_tol", "reverse_burn", "sample_n", "gibbs_sweeps",

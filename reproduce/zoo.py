@@ -71,6 +71,10 @@ PROFILES = {
     # docs/dbm_paper.md say how it differs from the paper); ~1 hour on 2 cores in two processes
     "converged": dict(hidden=(200, 200), updates=12_000, pretrain_updates=2000, evals=25, eval_ais_runs=50,
                       eval_ais_betas=500, eval_samples=100),
+    # the same with twice the updates, for the two methods whose order decides slide 25 (fig25's
+    # "converged-2x": does the verdict move with more training?)
+    "converged-2x": dict(hidden=(200, 200), updates=24_000, pretrain_updates=2000, evals=25, eval_ais_runs=50,
+                         eval_ais_betas=500, eval_samples=100),
     "paper": dict(hidden=(784, 784), batch_size=1000, updates=1_000_000, pretrain_updates=20_000, gibbs_max_steps=100),
 }
 

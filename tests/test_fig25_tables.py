@@ -58,6 +58,19 @@ def test_the_converged_matrix_has_one_seed_on_fashion_mnist():
     assert fashion == [(m, 0) for m in cfg.methods if m not in cfg.first_dataset_only]
 
 
+def test_converged_2x_is_the_converged_profile_with_twice_the_updates():
+    import dataclasses
+    from reproduce import zoo
+    from reproduce.fig25_end_to_end import PROFILES, Config, matrix
+    a, b = zoo.zoo_config(profile="converged"), zoo.zoo_config(profile="converged-2x")
+    assert b.updates == 2 * a.updates and dataclasses.replace(b, updates=a.updates) == a
+    cfg = dataclasses.replace(Config(), **PROFILES["converged-2x"])
+    assert cfg.datasets == ("mnist",) and matrix(cfg, "mnist") == [("ucd-mh-lmi", 0), ("cd", 0)]
+    conv = dataclasses.replace(Config(), **PROFILES["converged"])
+    assert (cfg.bracket_betas, cfg.gibbs_sweeps, cfg.fd_n, cfg.ais_runs) == (conv.bracket_betas, conv.gibbs_sweeps,
+                                                                             conv.fd_n, conv.ais_runs)
+
+
 def test_fig26_converged_takes_fig25s_matrix_and_checks_sample_kinds():
     import pytest
     import torch
