@@ -44,6 +44,7 @@ import torch
 from .errors import CheckpointError, ConfigError, DivergenceError, RunLockedError
 
 __all__ = ["RunDir", "RunTrainer", "check_resume_config", "ResumeMismatchError", "METRIC_COLUMNS", "read_weights",
+           "set_generator_state",
            "require_finite", "check_writable"]
 
 METRIC_COLUMNS = ("step", "metric", "value")
@@ -469,6 +470,13 @@ def train_seconds(wall) -> float:
             total += prev
         prev = v
     return total + prev
+
+
+def set_generator_state(gen: torch.Generator, state: torch.Tensor) -> None:
+    """Put a checkpoint's generator state back into ``gen``. The checkpoint reader maps every
+    tensor to the run's device, but ``set_state`` takes a CPU ByteTensor for CPU and CUDA
+    generators alike (on CUDA, resume failed with "RNG state must be a torch.ByteTensor")."""
+    gen.set_state(state.cpu())
 
 
 def read_weights(path: str | Path, what: str, device="cpu") -> tuple[dict, dict]:

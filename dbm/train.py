@@ -31,7 +31,7 @@ from .meanfield import mean_field
 from .model import DBM
 from .presets import PRESETS, build
 from .results import seed_hash
-from .run import RunTrainer, check_resume_config, check_writable, read_weights, require_finite
+from .run import RunTrainer, check_resume_config, check_writable, read_weights, require_finite, set_generator_state
 from .stats import SurrogateLoss
 
 COUPLED = ("ucd-mh-lmi", "ucd-gibbs")     # estimators whose minibatch gradient has correction terms
@@ -215,8 +215,8 @@ class Trainer(RunTrainer):
         self.model.load_state_dict(tensors)
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
-        self.data_gen.set_state(state["data_gen"])
-        self.chain_gen.set_state(state["chain_gen"])
+        set_generator_state(self.data_gen, state["data_gen"])
+        set_generator_state(self.chain_gen, state["chain_gen"])
         self.est_state = EstimatorState.from_dict(state["estimator"])
         self.corrections.extend(state.get("corrections", []))
         self.correction_warned = bool(state.get("correction_warned", False))
@@ -252,7 +252,8 @@ class Trainer(RunTrainer):
         the window is full."""
         if self.est.name not in COUPLED or not self.corrections:
             return None
-        share = float(torch.stack([torch.as_tensor(c) for c in self.corrections]).float().mean())
+        dev = self.model.weights[0].device       # restored entries are bools, new ones 0-d device tensors
+        share = float(torch.stack([torch.as_tensor(c, device=dev) for c in self.corrections]).float().mean())
         cfg = self.cfg
         if (len(self.corrections) == cfg.correction_window and share < cfg.correction_warn_below
                 and not self.correction_warned):

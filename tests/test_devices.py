@@ -72,3 +72,33 @@ def test_trainers_run_on_device(device, tmp_path):
     t = EBMTrainer(ecfg)
     t.run(progress=False)
     assert next(t.net.parameters()).device.type == torch.device(device).type
+
+
+def test_trainers_resume_on_device(device, tmp_path):
+    """Each trainer stops at its checkpoint and resumes on the same device (the checkpoint reader
+    maps tensors to the device; generator states must go back as CPU tensors: on CUDA the DBM
+    trainer's resume failed with "RNG state must be a torch.ByteTensor" until 2026-11-25)."""
+    from dbm.baselines.train_gan import GANConfig, GANTrainer
+    from dbm.ebm.train import EBMConfig, EBMTrainer
+    from dbm.train import TrainConfig, Trainer
+    x = (torch.rand(200, 16, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    imgs = (torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    makers = {
+        "pcd": lambda n: Trainer(TrainConfig(hidden=(8, 6), batch_size=20, updates=n, estimator="pcd", log_every=2,
+                                             eval_every=2, ckpt_every=2, out_dir=str(tmp_path / "pcd"), lr=0.05,
+                                             device=device), data=x, eval_data=x[:50]),
+        "ucd-mh-lmi": lambda n: Trainer(TrainConfig(hidden=(8, 6), batch_size=20, updates=n, log_every=2,
+                                                    eval_every=2, ckpt_every=2, out_dir=str(tmp_path / "ucd"),
+                                                    lr=0.05, device=device), data=x, eval_data=x[:50]),
+        "ebm": lambda n: EBMTrainer(EBMConfig(dataset="gmm", net="toy", n_f=4, optimizer="sgd", lr=0.1, eps=0.125,
+                                              steps=5, init="persistent", bank_size=100, batch_size=20, updates=n,
+                                              ckpt_every=2, out_dir=str(tmp_path / "ebm"), device=device)),
+        "gan": lambda n: GANTrainer(GANConfig(kind="wgan-gp", width=4, batch_size=8, n_critic=1, steps=n, log_every=1,
+                                              ckpt_every=2, out_dir=str(tmp_path / "gan"), device=device), imgs),
+    }
+    for name, make in makers.items():
+        make(2).run(progress=False)
+        t = make(4)
+        assert t.resume() and t.step == 2, name
+        t.run(progress=False)
+        assert t.step == 4, name

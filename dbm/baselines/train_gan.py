@@ -33,7 +33,7 @@ from ..encoding import model_view
 from ..metrics.convergence import tail_drift
 from ..errors import ConfigError, DataError, DivergenceError
 from ..results import device_name, seed_hash
-from ..run import RunTrainer, check_writable, read_weights
+from ..run import RunTrainer, check_writable, read_weights, set_generator_state
 from .wgan import Z_DIM, build, critic_loss, generator_loss
 
 __all__ = ["GANConfig", "GANTrainer", "load_generator", "classifier_fd_monitor", "default_monitor"]
@@ -190,7 +190,7 @@ class GANTrainer(RunTrainer):
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         if saved == self.gen.device.type:
-            self.gen.set_state(state["gen"].to("cpu"))
+            set_generator_state(self.gen, state["gen"])
         self.trained_on = state.get("trained_on", self.trained_on)
         self.fd_trace = [(int(s), float(v)) for s, v in state.get("fd_trace", [])]
         self.stop_reason = "plateau" if state.get("plateau", False) else ""

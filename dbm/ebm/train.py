@@ -29,7 +29,7 @@ from ..config import check_config, check_device
 from ..encoding import to_signed_padded
 from ..errors import ConfigError, DataError, DivergenceError
 from ..results import seed_hash
-from ..run import RunTrainer, check_writable, read_weights, require_finite
+from ..run import RunTrainer, check_writable, read_weights, require_finite, set_generator_state
 from .chains import INITS, PersistentBank, init_chains
 from .langevin import run_langevin
 from .nets import EnergyNet, make_net
@@ -210,8 +210,8 @@ class EBMTrainer(RunTrainer):
         self.net.load_state_dict(tensors)
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
-        self.data_gen.set_state(state["data_gen"])
-        self.chain_gen.set_state(state["chain_gen"])
+        set_generator_state(self.data_gen, state["data_gen"])
+        set_generator_state(self.chain_gen, state["chain_gen"])
         if self.bank is not None:
             self.bank.load_state_dict(state["bank"])
 
