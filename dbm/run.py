@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -44,7 +45,7 @@ import torch
 from .errors import CheckpointError, ConfigError, DivergenceError, RunLockedError
 
 __all__ = ["RunDir", "RunTrainer", "check_resume_config", "ResumeMismatchError", "METRIC_COLUMNS", "read_weights",
-           "set_generator_state",
+           "set_generator_state", "train_seconds", "train_seconds_of",
            "require_finite", "check_writable"]
 
 METRIC_COLUMNS = ("step", "metric", "value")
@@ -470,6 +471,12 @@ def train_seconds(wall) -> float:
             total += prev
         prev = v
     return total + prev
+
+
+def train_seconds_of(metrics) -> float:
+    """``train_seconds`` of a run's tidy metrics (step, metric, value); NaN when it logged no wall time."""
+    wall = metrics[metrics.metric == "wall_time_s"].sort_values("step", kind="stable").value
+    return train_seconds(wall) if len(wall) else math.nan
 
 
 def set_generator_state(gen: torch.Generator, state: torch.Tensor) -> None:

@@ -48,7 +48,7 @@ from dbm.metrics.frechet import frechet_distance
 from dbm.metrics.samples import gibbs_chains, modes
 from dbm.cells import CellCache
 from dbm.results import seed_hash, state_hash
-from dbm.run import train_seconds
+from dbm.run import train_seconds_of
 from dbm.train import TrainConfig, Trainer, sample_images
 from reproduce import zoo
 from reproduce.common import Computed, Run, progress, sample_grid, save_figure, script_main
@@ -276,8 +276,7 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
         for kind in cfg.gans:
             t, metrics = gan_model(ds, kind, cfg, cache, seed, ext, refs)
             s = t.summary()
-            wall = metrics[metrics.metric == "wall_time_s"].sort_values("step", kind="stable").value
-            s["train_wall_s"] = train_seconds(wall) if len(wall) else float("nan")
+            s["train_wall_s"] = train_seconds_of(metrics)
             gans[f"{kind}:{seed}"] = s
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, ds, kind, seed))
             add(kind, "gan", seed, "generator output", lambda b: t.sample(b, g), f"{t.step} generator steps",

@@ -65,7 +65,7 @@ def test_converged_2x_is_the_converged_profile_with_twice_the_updates():
     a, b = zoo.zoo_config(profile="converged"), zoo.zoo_config(profile="converged-2x")
     assert b.updates == 2 * a.updates and dataclasses.replace(b, updates=a.updates) == a
     cfg = dataclasses.replace(Config(), **PROFILES["converged-2x"])
-    assert cfg.datasets == ("mnist",) and matrix(cfg, "mnist") == [("ucd-mh-lmi", 0), ("cd", 0)]
+    assert cfg.datasets == ("mnist",) and matrix(cfg, "mnist") == [(m, s) for m in ("ucd-mh-lmi", "cd") for s in range(3)]
     conv = dataclasses.replace(Config(), **PROFILES["converged"])
     assert (cfg.bracket_betas, cfg.gibbs_sweeps, cfg.fd_n, cfg.ais_runs) == (conv.bracket_betas, conv.gibbs_sweeps,
                                                                              conv.fd_n, conv.ais_runs)

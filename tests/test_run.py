@@ -151,3 +151,13 @@ def test_train_seconds_sums_the_processes_of_an_old_resumed_run():
     assert train_seconds([1.0, 2.0, 3.0]) == 3.0                       # one process, or a carried-over clock
     assert train_seconds([1.0, 2.0, 0.5, 1.5, 0.2]) == 2.0 + 1.5 + 0.2   # the clock restarted twice
     assert train_seconds([]) == 0.0
+
+
+def test_train_seconds_of_reads_the_wall_time_rows_in_step_order():
+    import math
+    import pandas as pd
+    from dbm.run import train_seconds_of
+    m = pd.DataFrame({"step": [4, 2, 2, 6, 4], "metric": ["wall_time_s", "wall_time_s", "loss", "wall_time_s", "loss"],
+                      "value": [0.5, 2.0, 9.0, 1.5, 9.0]})
+    assert train_seconds_of(m) == 2.0 + 1.5                  # 2.0 (step 2), restart: 0.5 (step 4), 1.5 (step 6)
+    assert math.isnan(train_seconds_of(m[m.metric == "loss"]))
