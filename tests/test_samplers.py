@@ -116,16 +116,25 @@ def test_local_mode_cap_is_counted(gen):
     assert (info3.sweeps == 1).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("sizes,clamp", [([784, 784, 784], None), ([784, 784, 784], True), ([300, 200, 100, 50], None)])
-def test_incremental_local_mode_equals_dense_reference(sizes, clamp, gen):
-    """On MNIST-sized models: the same fixed points in the same number of sweeps (the kept
-    logits only differ from recomputed ones by rounding, which the exact check absorbs)."""
-    m = dbm.DBM(sizes, generator=torch.Generator().manual_seed(7))
+def test_incremental_local_mode_equals_dense_reference(sizes, clamp, dtype, gen):
+    """On MNIST-sized models: the same fixed points in the same number of sweeps.
+
+    The kept logits differ from recomputed ones by rounding only. A chain's path can differ from
+    the dense reference's only where a logit lies within that rounding of 0, so that the two
+    thresholds disagree (the dense product rounds too: neither path is the exact one). In float64
+    (relative rounding ~1e-16 on logits of order 10) such a near-tie has probability ~1e-13 per
+    unit and sweep, ~1e-5 over the test's 600 x 1568 units x ~15 sweeps, so every chain must agree.
+    In float32 they are rare but real (measured: 1 chain in 1000, on an Intel Xeon's BLAS, whose
+    sums round differently from the AMD EPYC's): at least 99 % of the chains must agree (more than
+    2 of 200 has probability ~1e-3 at that rate). Every returned state is an exact fixed point."""
+    m = dbm.DBM(sizes, generator=torch.Generator().manual_seed(7), dtype=dtype)
     xs = m.random_state(200, gen)
     a, ia = samplers.local_mode(m, xs, clamp=clamp, method="incremental")
     b, ib = samplers.local_mode(m, xs, clamp=clamp, method="dense")
-    same = torch.stack([(x == y).all(-1) for x, y in zip(a, b)]).all(0)
-    assert same.float().mean() >= 0.99 and (ia.sweeps[same] == ib.sweeps[same]).all()
+    same = torch.stack([(x == y).all(-1) for x, y in zip(a, b)]).all(0) & (ia.sweeps == ib.sweeps)
+    assert bool(same.all()) if dtype == torch.float64 else same.float().mean() >= 0.99
     for parity in (0, 1):
         again, _ = samplers.Gibbs(m, 0.0, clamp).block(a, parity, None)
         assert all(torch.equal(p, q) for p, q in zip(again, a))
