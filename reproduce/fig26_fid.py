@@ -361,6 +361,14 @@ def plot_gan_curves(trace: pd.DataFrame, final: pd.DataFrame, path: Path, run: R
     save_figure(fig, path, run, rule="stopped when the last 20 % of the trace is flat (dbm.metrics.convergence)")
 
 
+def method_of(model: str, family) -> str:
+    """A row's ``method`` (the issue-13 column every result table carries): the DBM's estimator
+    preset ("dbm-ucd-mh-lmi" -> "ucd-mh-lmi"), the GAN's kind, or "data" (the training-image floor)."""
+    if family == "dbm" and isinstance(model, str) and model.startswith("dbm-"):
+        return model[len("dbm-"):]
+    return "data" if family == "data" else model
+
+
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
     """Per data set, model and sample kind: each metric's mean, standard error over seeds and seed count."""
     d = df[df.kind != "trace"] if "kind" in df else df
@@ -389,6 +397,7 @@ def compute(run: Run) -> Computed:
                     title=f"{ds}: DBM rows are local modes (not MCMC samples); GAN rows are generator samples")
     df = pd.DataFrame(rows)
     df["profile"] = run.profile
+    df.insert(df.columns.get_loc("model") + 1, "method", [method_of(m, f) for m, f in zip(df.model, df.get("family"))])
     return Computed(df, dict(per_dataset=records, problems=sorted(set(problems))), tuple(problems))
 
 

@@ -9,7 +9,7 @@ log(FD_a / FD_b) (0: the same trace; the plateau rule's noise is a few per cent)
 
     python -m reproduce.fig26_gan_devices runs/fig26-gan-cpu runs/fig26-gan [--out results/converged]
 
-Writes ``fig26_gan_devices.csv`` (tidy: dataset, model, seed, step, trained_on, classifier_fd)
+Writes ``fig26_gan_devices.csv`` (tidy: dataset, model, method, seed, step, trained_on, classifier_fd)
 and a sidecar with the per-cell summary.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def compare(a_dir: Path, b_dir: Path) -> tuple[pd.DataFrame, list[dict]]:
         if not (b / "metrics.csv").exists() or not (a / "metrics.csv").exists():
             continue
         (ia, fa, on_a), (_, fb, on_b) = cell_trace(a), cell_trace(b)
-        ident = dict(dataset=ia["dataset"], model=ia["kind"], seed=ia["seed"], key=a.name)
+        ident = dict(dataset=ia["dataset"], model=ia["kind"], method=ia["kind"], seed=ia["seed"], key=a.name)
         rows += [dict(ident, step=int(s), trained_on=on, classifier_fd=float(v))
                  for fd, on in ((fa, on_a), (fb, on_b)) for s, v in zip(fd.step, fd.classifier_fd)]
         j = fa.merge(fb, on="step", suffixes=("_a", "_b"))

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import pandas as pd
 import torch
 
 from conftest import ROOT, synthetic_mnist
@@ -193,5 +194,7 @@ def test_gan_devices_pairs_two_traces_of_one_cell(tmp_path):
     assert main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "res")]) == 0
     side = json.loads((tmp_path / "res" / "fig26_gan_devices.json").read_text())["summary"]
     assert len(side) == 1 and side[0]["shared_steps"] == 4 and side[0]["mean_log_ratio"] == 0.0
+    rows = pd.read_csv(tmp_path / "res" / "fig26_gan_devices.csv")
+    assert (rows.method == "wgan").all() and len(rows) == 8
     with pytest.raises(SystemExit, match="no GAN cell key"):
         main([str(tmp_path / "a"), str(tmp_path / "res"), "--out", str(tmp_path / "res2")])

@@ -140,12 +140,17 @@ def test_fig26_quick_on_synthetic_mnist_and_cifar(tmp_path):
     assert set(df.metric) == {"classifier_fd", "standin_fd"} and (df.value >= -1e-9).all()
     assert set(df.family) == {"data", "dbm", "gan"} and set(df.dataset) == {"mnist", "cifar10"}
     assert set(df[df.family == "gan"].model) == {"wgan-gp", "wgan"} and set(df[df.family == "gan"].dataset) == {"mnist"}
+    # issue 13: every row names its profile, method, seed and data set
+    assert df[["profile", "method", "seed", "dataset"]].notna().all().all() and set(df.profile) == {"quick"}
+    assert set(df.method) == {"data", "ucd-mh-lmi", "wgan", "wgan-gp"}        # the quick profile's models
+    assert (df[df.family == "dbm"].model == "dbm-" + df[df.family == "dbm"].method).all()
     assert set(df[df.family == "dbm"].sample_kind) == {"mode", "mode+1", "gibbs-3-noise", "gibbs-3-mode"}
     gan = df[df.family == "gan"]
     assert (gan.stop_reason == "cap").all() and (gan.steps_trained == 3).all() and (gan.train_wall_s > 0).all()
     trace = pd.read_csv(out / "fig26_fid_trace.csv")                      # the plateau rule's classifier-FD trace
     fd = trace[trace.metric == "classifier_fd"]
     assert all(sorted(x.step) == [1, 2, 3] for _, x in fd.groupby("model"))
+    assert (trace.method == trace.model).all() and trace[["profile", "seed", "dataset"]].notna().all().all()
     assert (out / "fig26_fid_gan_curves.png").exists()
     assert (df[df.dataset == "cifar10"].preprocessing == "8-bit pixels / 255").all()
     assert (out / "fig26_samples_cifar10.png").exists() and (out / "fig26_fid.png").exists()
