@@ -43,7 +43,7 @@ bench-side-by-side: $(STAMP)  ## issue 14's protocol: one update of git ref REF 
 
 reproduce-all: reproduce-fig24 reproduce-fig25 fid reproduce-fig27 reproduce-bias reproduce-anatomy  ## every figure of the profile (budget: about 3 h)
 
-zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (converged: about 2 h, MNIST and Fashion-MNIST; converged-2x: 20 min)
+zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (converged: about 2 h, MNIST and Fashion-MNIST; converged-2x: about 55 min)
 	$(PY) -m reproduce.zoo --profile $(PROFILE) --jobs 2 --device $(DEVICE)
 
 reproduce-fig24: $(STAMP)  ## slide 24: coupling time against width (about 8 min)
