@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)  ## the test suite without the slow tests (about 6 min)
+test: $(STAMP)  ## the test suite without the slow tests (about 5-7 min; the install adds 1-2)
 	$(PY) -m pytest -m "not slow" -q
 
 test-all: $(STAMP)  ## every test, slow ones included (about 20 min)
