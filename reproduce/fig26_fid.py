@@ -364,8 +364,8 @@ def plot_gan_curves(trace: pd.DataFrame, final: pd.DataFrame, path: Path, run: R
 def method_of(model: str, family) -> str:
     """A row's ``method`` (the issue-13 column every result table carries): the DBM's estimator
     preset ("dbm-ucd-mh-lmi" -> "ucd-mh-lmi"), the GAN's kind, or "data" (the training-image floor)."""
-    if family == "dbm" and isinstance(model, str) and model.startswith("dbm-"):
-        return model[len("dbm-"):]
+    if family == "dbm":
+        return model.removeprefix("dbm-")
     return "data" if family == "data" else model
 
 

@@ -3,8 +3,8 @@ import json
 import subprocess
 import sys
 
-import pytest
 import pandas as pd
+import pytest
 import torch
 
 from conftest import ROOT, synthetic_mnist
