@@ -43,8 +43,8 @@ bench-side-by-side: $(STAMP)  ## issue 14's protocol: one update of git ref REF 
 
 reproduce-all: reproduce-fig24 reproduce-fig25 fid reproduce-fig27 reproduce-bias reproduce-anatomy  ## every figure of the profile (budget: about 3 h)
 
-zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (converged: about 2 h, MNIST and Fashion-MNIST; converged-2x: about 55 min)
-	$(PY) -m reproduce.zoo --profile $(PROFILE) --jobs 2 --device $(DEVICE)
+zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (converged: about 2 h, MNIST and Fashion-MNIST; converged-2x: about 55 min; CELLS=ucd-mh-lmi:0,fashion-mnist/cd:0 trains those alone)
+	$(PY) -m reproduce.zoo --profile $(PROFILE) --jobs 2 --device $(DEVICE) $(if $(CELLS),--cells $(CELLS),)
 
 reproduce-fig24: $(STAMP)  ## slide 24: coupling time against width (about 8 min)
 	$(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)

@@ -23,7 +23,7 @@ from .couplings import coupled_gibbs_mh_step, coupled_gibbs_step, coupled_mh_ste
 from .driver import CoupledResult, run_coupled, tree_cat, tree_take
 from .meanfield import mean_field
 from .model import DBM
-from .samplers import MH, Gibbs, GibbsMH, draw_uniforms
+from .samplers import MH, Gibbs, GibbsMH, check_order, draw_order, draw_uniforms
 from .stats import per_state_statistics, statistics, surrogate_loss
 from .validate import check_generator, check_visible
 
@@ -297,11 +297,16 @@ class Estimator:
 
 class _LocalModeInit:
     """pi0 of UCD-MH-LMI (spec §2 step 1): uniform start (v clamped in the positive phase), T = 0
-    sweeps to a local mode, then one T = 1 sweep. With ``warm_start`` the search starts from the
-    previous call's local modes of the same phase instead (``EstimatorState.warm_pos`` /
-    ``warm_neg``; hidden units; v is the new data in the positive phase). That is still a valid
-    initial law for the lag-1 estimator: it is fixed given the past, and X0 and Y0 share it."""
+    sweeps to a local mode, then one T = 1 sweep. ``order`` is the block order of both
+    (``dbm.samplers.ORDERS``): "random", the released semantics and the default, draws one order
+    per chain for its whole search and a fresh one per chain for the T = 1 sweep; "even-first"
+    (the suite's pi0 before the faithful-order issue, bit for bit) and "odd-first" fix it. With
+    ``warm_start`` the search starts from the previous call's local modes of the same phase instead
+    (``EstimatorState.warm_pos`` / ``warm_neg``; hidden units; v is the new data in the positive
+    phase). That is still a valid initial law for the lag-1 estimator: it is fixed given the past,
+    and X0 and Y0 share it."""
     warm_start = False
+    order = "random"
 
     def _pi0(self, model, v, clamp, generator, phase, n_copies, state):
         """-> (X0 (and Y0) stacked, their odd logits, LocalModeInfo, the new state, the T = 1 kernel
@@ -315,11 +320,13 @@ class _LocalModeInit:
         else:
             xs = model.random_state(batch * n_copies, generator, vv)
         gibbs = Gibbs(model, 1.0, clamp, vv)
-        xs, lm = gibbs.local_mode(xs, self.max_sweeps)
+        n = xs[0].shape[0]
+        xs, lm = gibbs.local_mode(xs, self.max_sweeps, odd_first=draw_order(self.order, n, generator, v.device))
         if self.warm_start:
             state = state._replace(**{field: xs})
-        u = draw_uniforms(model, xs[0].shape[0], generator)
-        xs, sweep = gibbs.update(xs, u, even_logits=lm.logits)
+        odd_first = draw_order(self.order, n, generator, v.device)     # the T = 1 sweep's own order
+        u = draw_uniforms(model, n, generator)
+        xs, sweep = gibbs.update(xs, u, even_logits=lm.logits, odd_first=odd_first)
         return xs, sweep.odd_logits, lm, state, gibbs
 
 
@@ -337,12 +344,16 @@ class UCDMHLMI(_LocalModeInit, Estimator):
         ``dbm.samplers.GibbsMH``: g block Gibbs sweeps (coupled by ``coupling``, "maximal" or
         "crn", with ``max_tries`` as for ``ucd-gibbs``), then the common-proposal MH step. Still
         unbiased (docs/estimators.md); g = 0 (default) is the paper's MH kernel, draw for draw.
+    order : the block order of pi0 (``_LocalModeInit``): "random" (default, as released),
+        "even-first" or "odd-first". The coupled kernels' own sweeps (``gibbs_sweeps``) stay even first.
     """
     name = "ucd-mh-lmi"
 
     def __init__(self, marginalize=False, y0="same", max_steps=1000, max_sweeps=1000,
-                 warm_start=False, k=0, m=0, gibbs_sweeps=0, coupling="maximal", max_tries=10_000):
+                 warm_start=False, k=0, m=0, gibbs_sweeps=0, coupling="maximal", max_tries=10_000,
+                 order="random"):
         super().__init__(marginalize)
+        self.order = check_order(order)
         if y0 not in ("same", "independent"):
             raise ValueError(f"y0 must be 'same' or 'independent', got {y0!r}")
         if coupling not in ("maximal", "crn"):
@@ -391,12 +402,15 @@ class UCDGibbs(_LocalModeInit, Estimator):
     max_tries : cap on the maximal coupling's residual draws (hits counted per chain in
         ``PhaseInfo.residual_capped``).
     k, m : the time-averaged estimator H_{k:m}, as for ``ucd-mh-lmi`` (default 0, 0).
+    order : the block order of the local-mode pi0 (``init="local-mode"`` only), as for
+        ``ucd-mh-lmi`` (default "random"); the coupled sweeps stay even first.
     """
     name = "ucd-gibbs"
 
     def __init__(self, marginalize=False, init="uniform", y0="independent", coupling="maximal",
-                 max_steps=100, max_sweeps=1000, max_tries=10_000, k=0, m=0):
+                 max_steps=100, max_sweeps=1000, max_tries=10_000, k=0, m=0, order="random"):
         super().__init__(marginalize)
+        self.order = check_order(order)
         if init not in ("uniform", "data", "local-mode"):
             raise ValueError(f"init must be 'uniform', 'data' or 'local-mode', got {init!r}")
         if y0 not in ("same", "independent"):
@@ -433,11 +447,13 @@ class UCDGibbs(_LocalModeInit, Estimator):
 class OfficialSingleChain(_LocalModeInit, Estimator):
     """The authors' released behaviour (spec §2, known discrepancy): from X0 ~ pi0 (local mode +
     one sweep) run one MH chain until its first rejection and return that state. Equal to
-    UCD-MH-LMI when the first proposal is rejected, **biased** otherwise; kept to show it."""
+    UCD-MH-LMI when the first proposal is rejected, **biased** otherwise; kept to show it.
+    ``order``: pi0's block order, as for ``ucd-mh-lmi`` (default "random", as released)."""
     name = "official-single-chain"
 
-    def __init__(self, marginalize=False, max_steps=1000, max_sweeps=1000):
+    def __init__(self, marginalize=False, max_steps=1000, max_sweeps=1000, order="random"):
         super().__init__(marginalize)
+        self.order = check_order(order)
         _check_caps(max_steps=max_steps, max_sweeps=max_sweeps)
         self.max_steps, self.max_sweeps = int(max_steps), int(max_sweeps)
 

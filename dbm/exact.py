@@ -17,7 +17,7 @@ from .model import DBM
 from .validate import check_generator, check_visible
 
 __all__ = ["MAX_ENUM_BITS", "all_bits", "log_partition", "nll", "exact_gradient",
-           "expected_statistics", "joint_table", "sample_exact", "state_index"]
+           "expected_statistics", "joint_table", "sample_exact", "state_index", "pi0_table"]
 
 MAX_ENUM_BITS = 24
 _CHUNK = 1 << 16
@@ -148,3 +148,78 @@ def sample_exact(model: DBM, n: int, generator: torch.Generator, v: Tensor | Non
     dt = model.weights[0].dtype
     return tuple(x.to(dt) for x in xs)
 
+
+
+_ORDER_WEIGHTS = {"even-first": ((0, 1.0),), "odd-first": ((1, 1.0),), "random": ((0, 0.5), (1, 0.5))}
+
+
+def _split_state(model: DBM, bits: Tensor) -> list[Tensor]:
+    return list(bits.split(list(model.layer_sizes), -1))
+
+
+def _search(model: DBM, xs: list[Tensor], first: int, clamp_v: bool, max_sweeps: int = 10_000) -> list[Tensor]:
+    """The T = 0 local search of the spec, written plainly: each sweep thresholds the block
+    ``first`` (0 even, 1 odd) given the other, then the other block (unit = 1 iff its logit >= 0,
+    v kept when clamped); a chain stops after a sweep that changed none of its units."""
+    xs = [x.clone() for x in xs]
+    active = torch.ones(xs[0].shape[0], dtype=torch.bool)
+    for _ in range(max_sweeps):
+        before = [x.clone() for x in xs]
+        for parity in (first, 1 - first):
+            for l in model.layers(parity):
+                if l == 0 and clamp_v:
+                    continue
+                new = (model.logits(xs, l) >= 0).to(xs[l].dtype)
+                xs[l] = torch.where(active.unsqueeze(-1), new, xs[l])
+        active &= torch.stack([(x != b).any(-1) for x, b in zip(xs, before)]).any(0)
+        if not active.any():
+            return xs
+    raise RuntimeError(f"the exact local search did not stop within {max_sweeps} sweeps")
+
+
+def _sweep_log_kernel(model: DBM, xs: list[Tensor], targets: list[Tensor], first: int, clamp_v: bool) -> Tensor:
+    """log P(x' | x) of one T = 1 sweep updating block ``first`` then the other: (S, K) for S
+    states ``xs`` and K targets x' (v of the targets must equal v of xs where clamped)."""
+    S, K = xs[0].shape[0], targets[0].shape[0]
+    cur = [x.unsqueeze(1).expand(S, K, x.shape[-1]).reshape(S * K, -1) for x in xs]
+    tgt = [t.unsqueeze(0).expand(S, K, t.shape[-1]).reshape(S * K, -1) for t in targets]
+    logp = torch.zeros(S * K, dtype=xs[0].dtype)
+    for parity in (first, 1 - first):
+        for l in model.layers(parity):
+            if l == 0 and clamp_v:
+                continue
+            a = model.logits(cur, l)
+            logp += (tgt[l] * torch.nn.functional.logsigmoid(a)
+                     + (1 - tgt[l]) * torch.nn.functional.logsigmoid(-a)).sum(-1)
+        for l in model.layers(parity):
+            if not (l == 0 and clamp_v):
+                cur[l] = tgt[l]
+    return logp.reshape(S, K)
+
+
+@torch.no_grad()
+def pi0_table(model: DBM, order: str = "random", v: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The exact law of UCD-MH-LMI's pi0 (spec §1-2): a uniform start of the free units, the T = 0
+    local search in the search's block order, then one T = 1 sweep in the sweep's own order.
+    ``order``: "even-first", "odd-first" or "random" (search and sweep orders each even or odd
+    first with probability 1/2, independently: the released code). ``v`` (n_0,): clamp the visible
+    units (the positive phase). Returns (bits (K, n) of the joint states, float64 probs (K,)),
+    states indexed as ``joint_table``'s (v fixed to ``v`` when given)."""
+    if order not in _ORDER_WEIGHTS:
+        raise ValueError(f"order must be one of {', '.join(_ORDER_WEIGHTS)}; got {order!r}")
+    m = _double(model)
+    n, n0 = sum(m.layer_sizes), m.layer_sizes[0]
+    _check_size(m, n)
+    bits = all_bits(n)
+    if v is not None:
+        v = check_visible(model, v.reshape(1, -1)).double()
+        bits = bits[(bits[:, :n0] == v).all(-1)]
+    starts = _split_state(m, bits)                 # uniform over the free units: every row once
+    targets = _split_state(m, bits)
+    probs = torch.zeros(bits.shape[0], dtype=torch.float64)
+    for s_first, s_w in _ORDER_WEIGHTS[order]:
+        mode = _search(m, starts, s_first, v is not None)
+        for k_first, k_w in _ORDER_WEIGHTS[order]:
+            kernel = _sweep_log_kernel(m, mode, targets, k_first, v is not None).exp()
+            probs += s_w * k_w * kernel.mean(0)
+    return bits, probs

@@ -1,7 +1,8 @@
 """Inpainting (slide 27): fix the observed pixels of v, fill in the missing ones.
 
 - ``inpaint_local_search``: the paper's completion, a local mode of E with the observed units
-  clamped (T = 0 sweeps from a uniform start of the missing and hidden units).
+  clamped (T = 0 sweeps from a uniform start of the missing and hidden units), each chain's block
+  order drawn as released (``order="random"``, ``dbm.samplers.ORDERS``).
 - ``inpaint_gibbs``: samples from p(v_missing | v_observed) by clamped block Gibbs sweeps started at
   that local mode (``n_samples`` independent chains per image).
 Masks are bool tensors over the visible units, True where a pixel is **observed**.
@@ -57,21 +58,22 @@ def _start(model: DBM, v: Tensor, observed: Tensor, generator: torch.Generator):
 
 @torch.no_grad()
 def inpaint_local_search(model: DBM, v: Tensor, observed: Tensor, generator: torch.Generator,
-                         max_sweeps: int = 1000) -> tuple[Tensor, Tensor]:
+                         max_sweeps: int = 1000, order: str = "random") -> tuple[Tensor, Tensor]:
     """Completed images (B, n_0) and the local-search sweeps per image (B,)."""
     xs, observed = _start(model, v, observed, generator)
-    mode, info = local_mode(model, xs, clamp=observed, max_sweeps=max_sweeps)
+    mode, info = local_mode(model, xs, clamp=observed, max_sweeps=max_sweeps, order=order, generator=generator)
     return mode[0], info.sweeps
 
 
 @torch.no_grad()
 def inpaint_gibbs(model: DBM, v: Tensor, observed: Tensor, generator: torch.Generator,
-                  n_samples: int = 10, sweeps: int = 100) -> Tensor:
-    """Completions (n_samples, B, n_0) by clamped Gibbs sweeps from the clamped local mode."""
+                  n_samples: int = 10, sweeps: int = 100, order: str = "random") -> Tensor:
+    """Completions (n_samples, B, n_0) by clamped Gibbs sweeps (even block first) from the clamped
+    local mode (searched in ``order``)."""
     batch = v.shape[0]
     vv, obs = v.repeat(n_samples, 1), observed.expand_as(v).repeat(n_samples, 1)
     xs, obs = _start(model, vv, obs, generator)
-    xs, _ = local_mode(model, xs, clamp=obs)
+    xs, _ = local_mode(model, xs, clamp=obs, order=order, generator=generator)
     kernel = Gibbs(model, 1.0, obs)
     for _ in range(sweeps):
         xs, _ = kernel.step(xs, generator)

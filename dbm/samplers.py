@@ -11,10 +11,15 @@ deterministic ``update`` that applies it, so a common-random-numbers coupling is
 tensors, and never loop over samples. The free functions ``gibbs_step``, ``mh_step`` and
 ``local_mode`` build the kernel for one call.
 
-Sweep order (fixed for every chain): the even block {v, h2, ...} given the odd block, then the
-odd block {h1, h3, ...} given the even block. Ending on the odd block leaves the odd logits of the
-final state at hand (``SweepInfo.odd_logits``), so its energy costs no further matrix product
-(model eq. (1)).
+Sweep order (spec §1, ``ORDERS``): "even-first" updates the even block {v, h2, ...} given the
+odd block, then the odd block {h1, h3, ...} given the even block; "odd-first" the reverse;
+"random" is the authors' released order, drawn per chain: u ~ U(0, 1) per chain, u < 0.5 even
+first, otherwise odd first (``draw_order``). A T = 1 sweep draws its own order; the T = 0 local
+search draws one per chain and keeps it for all that chain's sweeps. An order is passed to a
+kernel as ``odd_first``, a (B,) bool tensor (None: every chain even first, the fixed order of the
+suite before the faithful-order issue, bit for bit). Every sweep leaves the odd logits of its
+final state given its even block at hand (``SweepInfo.odd_logits``), so the state's energy costs
+no further matrix product (model eq. (1)).
 """
 from __future__ import annotations
 
@@ -26,11 +31,33 @@ from torch import Tensor
 
 from .model import DBM, random_bits
 
-__all__ = ["Clamp", "draw_uniforms", "threshold", "sample_bits", "random_bits", "free_layers", "energy_fn",
+__all__ = ["ORDERS", "check_order", "draw_order", "Clamp", "draw_uniforms", "threshold", "sample_bits", "random_bits", "free_layers", "energy_fn",
            "SweepInfo", "Gibbs", "gibbs_step", "gibbs_update", "LocalModeInfo", "local_mode",
            "MHState", "MHInfo", "MH", "GibbsMH", "mh_init", "mh_step"]
 
 Clamp = None | bool | Tensor  # None: all free; True: all of v fixed; (B, n_0) bool mask: True = fixed
+ORDERS = ("even-first", "odd-first", "random")
+
+
+def check_order(order: str) -> str:
+    """``order`` if it is one of ``ORDERS``, else ValueError."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}; got {order!r}")
+    return order
+
+
+def draw_order(order: str, batch: int, generator: torch.Generator | None, device=None) -> Tensor | None:
+    """The per-chain block order of one sweep or one local search, as ``odd_first`` (B,) bool
+    (True: the odd block first); None for "even-first" (no random number is drawn). "random" draws
+    u ~ U(0, 1) per chain (float32) and goes odd first where u >= 0.5, as the released code."""
+    check_order(order)
+    if order == "even-first":
+        return None
+    if order == "odd-first":
+        return torch.ones(batch, dtype=torch.bool, device=device)
+    if generator is None:
+        raise ValueError("order='random' needs a torch.Generator")
+    return torch.rand(batch, generator=generator, device=device) >= 0.5
 
 
 def energy_fn(model: DBM, marginalize: bool):
@@ -91,15 +118,18 @@ class _Kernel:
             self._v_part = (model.visible_term(v).detach()
                             if clamp is True and v is not None and model.depth >= 1 else None)
 
-    def local_mode(self, xs: Sequence[Tensor], max_sweeps: int = 1000, method: str = "incremental"
-                   ) -> tuple[tuple[Tensor, ...], "LocalModeInfo"]:
+    def local_mode(self, xs: Sequence[Tensor], max_sweeps: int = 1000, method: str = "incremental",
+                   odd_first: Tensor | None = None) -> tuple[tuple[Tensor, ...], "LocalModeInfo"]:
         """``local_mode`` with this kernel's clamp and visible-term cache (``xs[0]`` is the clamped
-        v the kernel was built with when ``clamp`` is True)."""
+        v the kernel was built with when ``clamp`` is True); ``odd_first`` (B,) bool: the chains
+        whose sweeps update the odd block first (None: none; ``draw_order``)."""
+        if odd_first is not None and odd_first.shape != (xs[0].shape[0],):
+            raise ValueError(f"odd_first must be a ({xs[0].shape[0]},) bool tensor, got {tuple(odd_first.shape)}")
         if method == "dense":
-            return _local_mode_dense(self, xs, max_sweeps)
+            return _local_mode_dense(self, xs, max_sweeps, odd_first)
         if method == "incremental":
             mode, sweeps, capped, logits = _local_mode_incremental(self.model, xs, self.clamp, max_sweeps,
-                                                                   self._v_part)
+                                                                   self._v_part, odd_first)
             return mode, LocalModeInfo(sweeps, capped, logits)
         raise ValueError(f"unknown local-search method {method!r}; use 'incremental' or 'dense'")
 
@@ -114,54 +144,75 @@ class _Kernel:
 class Gibbs(_Kernel):
     """Block Gibbs sweeps at temperature ``T`` (T = 0: the deterministic threshold move of the
     local search) with v clamped as ``clamp`` says: None (free), True (all of v fixed; pass the
-    clamped ``v`` (B, n_0) to cache its visible term) or a (B, n_0) bool mask (True = fixed)."""
+    clamped ``v`` (B, n_0) to cache its visible term) or a (B, n_0) bool mask (True = fixed).
+    ``order``: the block order of the sweeps ``step`` draws (``ORDERS``; "even-first" default)."""
 
     def __init__(self, model: DBM, T: float = 1.0, clamp: Clamp = None, v: Tensor | None = None,
-                 like: _Kernel | None = None):
+                 like: _Kernel | None = None, order: str = "even-first"):
         super().__init__(model, clamp, v, like)
         self.T = float(T)
+        self.order = check_order(order)
 
     @torch.no_grad()
     def block(self, xs: Sequence[Tensor], parity: int, u: Sequence[Tensor] | None,
-              rows: Tensor | None = None, logits: dict[int, Tensor] | None = None
-              ) -> tuple[tuple[Tensor, ...], dict[int, Tensor]]:
+              rows: Tensor | None = None, logits: dict[int, Tensor] | None = None,
+              only: Tensor | None = None) -> tuple[tuple[Tensor, ...], dict[int, Tensor]]:
         """Resample the even (0) or odd (1) block given the other one with uniforms ``u`` (a (B, n_l)
         tensor per layer; None when T = 0). Returns the new state and the block's logits
-        {l: (B, n_l)}; ``logits`` are the block's logits when the caller already has them
-        (``LocalModeInfo.logits``)."""
+        {l: (B, n_l)} (of every chain); ``logits`` are the block's logits when the caller already
+        has them (``LocalModeInfo.logits``); ``only`` (B,) bool: update these chains alone."""
         model, (clamp, v_part) = self.model, self.at(rows)
         xs, given, used = list(xs), logits or {}, {}
         for l in model.layers(parity):
             if l == 0 and clamp is True:
                 continue
             a = used[l] = given[l] if l in given else model.logits(xs, l, v_part)
-            xs[l] = _clamped(l, sample_bits(a, None if u is None else u[l], self.T), xs[l], clamp)
+            new = _clamped(l, sample_bits(a, None if u is None else u[l], self.T), xs[l], clamp)
+            xs[l] = new if only is None else torch.where(only.unsqueeze(-1), new, xs[l])
         return tuple(xs), used
 
     def update(self, xs: Sequence[Tensor], u: Sequence[Tensor] | None, rows: Tensor | None = None,
-               even_logits: dict[int, Tensor] | None = None) -> tuple[tuple[Tensor, ...], SweepInfo]:
-        """One sweep (even block, then odd block) with pre-drawn uniforms; deterministic given ``u``."""
-        xs, _ = self.block(xs, 0, u, rows, even_logits)
-        xs, odd = self.block(xs, 1, u, rows)
+               even_logits: dict[int, Tensor] | None = None, odd_first: Tensor | None = None
+               ) -> tuple[tuple[Tensor, ...], SweepInfo]:
+        """One sweep with pre-drawn uniforms, deterministic given ``u`` and ``odd_first`` (B,) bool:
+        those chains update the odd block, then the even block; the others (all when None) the
+        even block, then the odd block. ``even_logits``: the even logits of ``xs`` when at hand
+        (used for an even-first sweep only). With per-chain orders the sweep is three masked
+        half-sweeps (odd for the odd-first chains, even for all, odd for the even-first ones), each
+        chain's units drawn once with its own uniforms; the last one's logits are every chain's odd
+        logits given its new even block."""
+        if odd_first is None:
+            xs, _ = self.block(xs, 0, u, rows, even_logits)
+            xs, odd = self.block(xs, 1, u, rows)
+            return xs, SweepInfo(odd)
+        xs, _ = self.block(xs, 1, u, rows, only=odd_first)
+        xs, _ = self.block(xs, 0, u, rows)
+        xs, odd = self.block(xs, 1, u, rows, only=~odd_first)
         return xs, SweepInfo(odd)
+
+    def draw(self, batch: int, generator: torch.Generator) -> tuple[tuple[Tensor, ...] | None, Tensor | None]:
+        """The random numbers of one sweep: (uniforms, None at T = 0; odd_first, by ``order``)."""
+        w = self.model.weights[0]
+        odd_first = draw_order(self.order, batch, generator, w.device)
+        return (draw_uniforms(self.model, batch, generator) if self.T > 0 else None), odd_first
 
     def step(self, xs: Sequence[Tensor], generator: torch.Generator, rows: Tensor | None = None
              ) -> tuple[tuple[Tensor, ...], SweepInfo]:
-        """One sweep drawing its own uniforms (none at T = 0)."""
-        u = draw_uniforms(self.model, xs[0].shape[0], generator) if self.T > 0 else None
-        return self.update(xs, u, rows)
+        """One sweep drawing its own random numbers (``draw``)."""
+        u, odd_first = self.draw(xs[0].shape[0], generator)
+        return self.update(xs, u, rows, odd_first=odd_first)
 
 
 def gibbs_update(model: DBM, xs: Sequence[Tensor], u: Sequence[Tensor] | None, T: float = 1.0,
-                 clamp: Clamp = None) -> tuple[tuple[Tensor, ...], SweepInfo]:
+                 clamp: Clamp = None, odd_first: Tensor | None = None) -> tuple[tuple[Tensor, ...], SweepInfo]:
     """One block Gibbs sweep with pre-drawn uniforms ``u``: ``Gibbs(model, T, clamp).update``."""
-    return Gibbs(model, T, clamp).update(xs, u)
+    return Gibbs(model, T, clamp).update(xs, u, odd_first=odd_first)
 
 
 def gibbs_step(model: DBM, xs: Sequence[Tensor], generator: torch.Generator, T: float = 1.0,
-               clamp: Clamp = None) -> tuple[tuple[Tensor, ...], SweepInfo]:
-    """One block Gibbs sweep at temperature T: ``Gibbs(model, T, clamp).step``."""
-    return Gibbs(model, T, clamp).step(xs, generator)
+               clamp: Clamp = None, order: str = "even-first") -> tuple[tuple[Tensor, ...], SweepInfo]:
+    """One block Gibbs sweep at temperature T: ``Gibbs(model, T, clamp, order=order).step``."""
+    return Gibbs(model, T, clamp, order=order).step(xs, generator)
 
 
 class LocalModeInfo(NamedTuple):
@@ -175,10 +226,14 @@ class LocalModeInfo(NamedTuple):
 
 
 def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps: int = 1000,
-               method: str = "incremental") -> tuple[tuple[Tensor, ...], LocalModeInfo]:
-    """Local-mode search (spec §2, UCD-MH-LMI step 1): T = 0 block sweeps until a sweep changes
-    nothing. Each block update is the exact arg-min of E over that block, so E never increases.
+               method: str = "incremental", order: str = "even-first",
+               generator: torch.Generator | None = None) -> tuple[tuple[Tensor, ...], LocalModeInfo]:
+    """Local-mode search (spec §2, UCD-MH-LMI step 1): T = 0 block sweeps until a whole sweep
+    changes nothing (with v clamped: none of the free units). Each block update is the exact
+    arg-min of E over that block (unit = 1 iff its logit >= 0), so E never increases.
 
+    order : the block order of each chain's sweeps (``ORDERS``), kept for the whole search;
+        "random" draws it per chain from ``generator`` (the released semantics).
     method : "incremental" (default) keeps every layer's logits and updates them with the
         changes of the neighbouring layers (sparse products once few units flip); a chain leaves
         only after its logits are recomputed exactly and confirm a fixed point. "dense" recomputes
@@ -186,14 +241,18 @@ def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps
 
     Returns (mode, LocalModeInfo).
     """
-    return _Kernel(model, clamp, xs[0]).local_mode(xs, max_sweeps, method)
+    odd_first = draw_order(order, xs[0].shape[0], generator, xs[0].device)
+    return _Kernel(model, clamp, xs[0]).local_mode(xs, max_sweeps, method, odd_first)
 
 
 @torch.no_grad()
-def _local_mode_dense(bound: _Kernel, xs, max_sweeps):
+def _local_mode_dense(bound: _Kernel, xs, max_sweeps, odd_first=None):
     """Only chains still changing are swept (their rows are compacted once per sweep). From the
     second sweep on, the odd block is a function of the previous even block, so an unchanged even
-    block means a fixed point and the odd update is skipped for those chains."""
+    block means a fixed point and the odd update is skipped for those chains. Per-chain orders:
+    ``_local_mode_dense_ordered``."""
+    if odd_first is not None:
+        return _local_mode_dense_ordered(bound, xs, max_sweeps, odd_first)
     batch = xs[0].shape[0]
     out = [x.clone() for x in xs]
     sweeps = torch.full((batch,), max_sweeps, dtype=torch.long, device=xs[0].device)
@@ -225,6 +284,37 @@ def _local_mode_dense(bound: _Kernel, xs, max_sweeps):
             break
         if s > 1:
             cur, _ = kernel.block(cur, 1, None, rows)
+    if idx.numel():
+        for l in range(len(out)):
+            out[l].index_copy_(0, idx, cur[l])
+    return tuple(out), LocalModeInfo(sweeps, capped)
+
+
+@torch.no_grad()
+def _local_mode_dense_ordered(bound: _Kernel, xs, max_sweeps, odd_first):
+    """The reference search with per-chain orders, as the spec reads: each sweep updates every
+    chain's first block, then its second (two masked half-sweeps per block pair over the chains
+    still searching), and a chain stops after the first sweep that changed none of its units."""
+    batch, dev = xs[0].shape[0], xs[0].device
+    out = [x.clone() for x in xs]
+    sweeps = torch.full((batch,), max_sweeps, dtype=torch.long, device=dev)
+    capped = torch.ones(batch, dtype=torch.bool, device=dev)
+    kernel = Gibbs(bound.model, 0.0, bound.clamp, like=bound)
+    idx, cur, of = torch.arange(batch, device=dev), list(xs), odd_first
+    for s in range(1, max_sweeps + 1):
+        before = list(cur)
+        for first, second in ((0, 1), (1, 0)):         # even-first chains: even, odd; odd-first: odd, even
+            cur, _ = kernel.block(cur, first, None, idx, only=~of)
+            cur, _ = kernel.block(cur, second, None, idx, only=of)
+        changed = torch.stack([(c != b).any(-1) for c, b in zip(cur, before)]).any(0)
+        done = ~changed
+        for l in range(len(out)):
+            out[l].index_copy_(0, idx[done], cur[l][done])
+        sweeps[idx[done]] = s
+        capped[idx[done]] = False
+        idx, of, cur = idx[changed], of[changed], [x[changed] for x in cur]
+        if idx.numel() == 0:
+            break
     if idx.numel():
         for l in range(len(out)):
             out[l].index_copy_(0, idx, cur[l])
@@ -267,18 +357,21 @@ class _Change(NamedTuple):
         return torch.from_numpy(d.reshape(self.shape))
 
 
-def _flip(a: Tensor, x: Tensor, fixed: Tensor | None, moved: Tensor) -> _Change | None:
+def _flip(a: Tensor, x: Tensor, fixed: Tensor | None, moved: Tensor, skip: Tensor | None = None
+          ) -> _Change | None:
     """The T = 0 update of one layer: x (b, n) becomes threshold(a) (1 where a >= 0) except where
-    ``fixed`` (b, n) bool is set. Returns the change (None when nothing flips) and sets ``moved``
-    (b,) where a chain flipped a unit. On the CPU, x is changed **in place** (the caller owns it)
-    and NumPy finds the flips in one scan (a comparison and flatnonzero: 5-6x faster than
-    torch.nonzero on a (100, 784) tensor, and no float change tensor); on a device a new x is
-    made (``x_new`` of the change)."""
+    ``fixed`` (b, n) bool is set and in the chains ``skip`` (b,) bool. Returns the change (None
+    when nothing flips) and sets ``moved`` (b,) where a chain flipped a unit. On the CPU, x is
+    changed **in place** (the caller owns it) and NumPy finds the flips in one scan (a comparison
+    and flatnonzero: 5-6x faster than torch.nonzero on a (100, 784) tensor, and no float change
+    tensor); on a device a new x is made (``x_new`` of the change)."""
     if a.device.type == "cpu" and NUMPY_SCAN:
         xf = x.view(-1).numpy()                           # a view: x must be contiguous
         flips = (a.numpy() >= 0).reshape(-1) != (xf != 0)
         if fixed is not None:
             flips &= ~fixed.numpy().reshape(-1)
+        if skip is not None:
+            flips.reshape(x.shape)[skip.numpy()] = False
         flat = np.flatnonzero(flips)
         if flat.size == 0:
             return None
@@ -287,6 +380,8 @@ def _flip(a: Tensor, x: Tensor, fixed: Tensor | None, moved: Tensor) -> _Change 
         moved.numpy()[flat // x.shape[1]] = True
         return _Change(tuple(x.shape), int(flat.size), flat=flat, signs=signs)
     new = _clamped(0, threshold(a), x, fixed)
+    if skip is not None:
+        new = torch.where(skip.unsqueeze(-1), x, new)
     d = new - x
     per_row = d.abs().sum(-1)                             # flips per chain (float sums are fast)
     nnz = int(per_row.sum())
@@ -344,14 +439,23 @@ def _delta_product(delta: _Delta, w: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
+def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
     """Incremental local search: logits a_l are kept per active chain and updated by
     Delta_{l-1} W_l^T + Delta_{l+1} W_{l+1} after each block update. Rounding may make kept
     logits drift (``vp``: the visible-term cache of a clamped v, or None), so a chain that stops
     changing is set aside, and once no chain is active all
     set-aside chains are checked in one batch with exactly recomputed logits: a chain leaves only
     if its state is a fixed point of both exact block updates; the others resume from the exact
-    logits (their sweeps keep counting)."""
+    logits (their sweeps keep counting).
+
+    Per-chain orders (``odd_first`` (B,) bool): every chain follows one schedule, even block then
+    odd block, and an odd-first chain skips the even half of the first sweep, so its own sweeps
+    (odd, even) straddle the schedule's. It cannot stop in sweep 1 (its even block is the random
+    start's). From sweep 2 on an even update that changes nothing proves a fixed point for either
+    order; an odd-first chain that stops at sweep g ran g - 1 of its own sweeps when the odd update
+    of sweep g - 1 left it unchanged too (its own sweep g - 1 then changed nothing), else g. The
+    block updates are the same ones, in the same sequence, as the chain's own order makes, so it
+    reaches the same mode in the same count as the dense reference."""
     batch, dev = xs[0].shape[0], xs[0].device
     n_layers = len(xs)
     free = [l for l in range(n_layers) if not (l == 0 and clamp is True)]
@@ -364,20 +468,21 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
     odd = [l for l in free if l % 2 == 1]
     out_logits = {l: torch.empty(batch, model.layer_sizes[l], dtype=xs[0].dtype, device=dev) for l in even}
     rows_of = (lambda c, r: c.index_select(0, r)) if isinstance(clamp, Tensor) else (lambda c, r: c)  # noqa: E731
+    ordered = odd_first is not None
 
     def exact(state, layers, rows):
         v_part = None if vp is None else vp.index_select(0, rows)
         return {l: model.logits(state, l, v_part).detach() for l in layers}
 
-    def update(parity, a, cur, cm, moved):
-        """Threshold the block's layers; return their changes {l: _Change} and mark in ``moved``
-        (b,) the chains with a flip. ``described`` turns changes into _Deltas once it is known
-        which chains stay."""
+    def update(parity, a, cur, cm, moved, skip=None):
+        """Threshold the block's layers (not in the chains ``skip``); return their changes
+        {l: _Change} and mark in ``moved`` (b,) the chains with a flip. ``described`` turns
+        changes into _Deltas once it is known which chains stay."""
         changes = {}
         for l in model.layers(parity):
             if l not in a:
                 continue
-            c = _flip(a[l], cur[l], cm if l == 0 and isinstance(cm, Tensor) else None, moved)
+            c = _flip(a[l], cur[l], cm if l == 0 and isinstance(cm, Tensor) else None, moved, skip)
             if c is not None:
                 if c.x_new is not None:                   # device: a new tensor
                     cur[l] = c.x_new
@@ -409,13 +514,26 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
 
     def keep(k):
         """Compact the active chains to the rows ``k``."""
-        nonlocal idx, count, cur, a, cm
+        nonlocal idx, count, cur, a, cm, of, odd_moved
         idx, count, cur = idx.index_select(0, k), count.index_select(0, k), [x.index_select(0, k) for x in cur]
         a = {l: t.index_select(0, k) for l, t in a.items()}
         cm = rows_of(clamp, idx)
+        if ordered:
+            of, odd_moved = of.index_select(0, k), odd_moved.index_select(0, k)
 
     def rows(r):
         return [x.index_select(0, r) for x in cur]
+
+    def own_count(r):
+        """The sweeps of the stopping chains ``r`` in their own order (the docstring)."""
+        return count[r] - (of[r] & ~odd_moved[r]).long() if ordered else count[r]
+
+    def odd_update():
+        """The odd half of a sweep after the first; records which chains it moved."""
+        nonlocal odd_moved
+        om = unmarked()
+        propagate(a, described(update(1, a, cur, cm, om)))
+        odd_moved = om
 
     def retire_capped():
         """Chains that ran ``max_sweeps`` leave with the exact even logits of their last state.
@@ -432,6 +550,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
     idx = torch.arange(batch, device=dev)               # the original chains still searching
     count = torch.zeros(batch, dtype=torch.long, device=dev)
     cur, cm = [x.clone(memory_format=torch.contiguous_format) for x in xs], clamp   # _flip works in place
+    of, odd_moved = odd_first, None
     a = exact(cur, even, idx)
     first, pending, most = True, [], 0
     while True:
@@ -439,27 +558,32 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
             count += 1
             most += 1
             moved = unmarked()
-            d_even = update(0, a, cur, cm, moved)
+            d_even = update(0, a, cur, cm, moved, of if first else None)
             if first:                                    # logits exact this sweep: no check needed
                 a.update(exact(cur, odd, idx))
-                propagate(a, described(update(1, a, cur, cm, moved)))
+                om = unmarked() if ordered else moved
+                propagate(a, described(update(1, a, cur, cm, om)))
+                if ordered:                              # odd-first chains cannot stop in sweep 1
+                    odd_moved = om
+                    moved |= om | of
             r, k = _split(moved)
             if r is not None:
                 if first:
                     finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in even}, count[r], False)
                 else:                                    # set aside for the exact check
-                    pending.append((idx[r], rows(r), count[r]))
+                    pending.append((idx[r], rows(r), count[r], own_count(r), of[r] if ordered else None))
                 keep(k)
             if not first and idx.numel():
                 propagate(a, described(d_even, k))
-                propagate(a, described(update(1, a, cur, cm, unmarked())))
+                odd_update()
             first = False
             retire_capped()
         if not pending:
             break
         idx = torch.cat([p[0] for p in pending])
         cur = [torch.cat([p[1][l] for p in pending]) for l in range(n_layers)]
-        count = torch.cat([p[2] for p in pending])
+        count, own = torch.cat([p[2] for p in pending]), torch.cat([p[3] for p in pending])
+        of = torch.cat([p[4] for p in pending]) if ordered else None
         most = int(count.max())
         pending, cm = [], rows_of(clamp, idx)
         a = exact(cur, free, idx)
@@ -471,10 +595,11 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp):
             ok &= agree.all(-1)
         if bool(ok.any()):
             r = ok.nonzero().squeeze(-1)
-            finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in even}, count[r], False)
+            finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in even}, own[r], False)
+        odd_moved = unmarked() if ordered else None
         keep((~ok).nonzero().squeeze(-1))                # drifted: resume from the exact logits
         if idx.numel():
-            propagate(a, described(update(1, a, cur, cm, unmarked())))
+            odd_update()
             retire_capped()
     return tuple(out), sweeps, capped, out_logits
 

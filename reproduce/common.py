@@ -25,6 +25,9 @@ METHOD_COLORS = {
     "ucd-mh-lmi": "#0072B2", "ucd-mh-lmi-marg": "#56B4E9", "ucd-mh-lmi-avg": "#117A8B",
     "ucd-mh-lmi-mixed": "#44AA99", "ucd-mh-lmi-mixed-marg": "#999933",
     "official-single-chain": "#332288",
+    # pi0's fixed-order ablations (the faithful-order issue): darker shades of the method's colour
+    "ucd-mh-lmi-even-first": "#003A5C", "ucd-mh-lmi-odd-first": "#2A4D6E", "ucd-mh-lmi-marg-even-first": "#2B6F8F",
+    "ucd-mh-lmi-mixed-even-first": "#22554C", "official-single-chain-even-first": "#1A1144",
     "ucd-gibbs": "#E69F00", "ucd-gibbs-uniform": "#E69F00", "ucd-gibbs-lmi": "#995500", "ucd-gibbs-avg": "#FFB84D",
     "ucd-gibbs-cap1000": "#B8860B",
     "cd": "#009E73", "cd-1": "#009E73", "cd-10": "#117733", "pcd": "#D55E00", "pcd-1": "#D55E00",

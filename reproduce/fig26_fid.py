@@ -248,6 +248,7 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
             rows.extend(measured(model, family, seed, kind, source, budget_text, **extra))
         else:
             inputs = dict(cache_inputs, dataset=ds, model=model, seed=seed, sample_kind=kind, n_gen=cfg.n_gen,
+                          sample_order="random",      # modes(): the released block order (faithful-order issue)
                           n_ref=n_ref, preprocessing=prep, budget=budget_text,
                           extractors={m: e.weights_hash for m, e in ext.items()})
             cell = cache.cell(NAME + "-samples", inputs, lambda: pd.DataFrame(

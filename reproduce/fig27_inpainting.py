@@ -48,6 +48,7 @@ class Config:
     gibbs_samples: int = 5
     gibbs_sweeps: int = 50
     max_sweeps: int = 1000
+    order: str = "random"                             # the local search's block order (released: random per chain)
     classifier_epochs: int = 2
     classifier_train_limit: int = 0
     data_dir: str | None = None
@@ -87,12 +88,13 @@ def evaluate(model, clf, v, labels, mask: str, cfg: Config, seed: int, ds: str) 
         rows.append({"completion": completion, "metric": metric, "value": m, "se": se})
 
     add("masked", "accuracy", acc(v * obs))
-    ls, sweeps = inpaint_local_search(model, v, obs, g, max_sweeps=cfg.max_sweeps)
+    ls, sweeps = inpaint_local_search(model, v, obs, g, max_sweeps=cfg.max_sweeps, order=cfg.order)
     add("local-search", "missing_error", missing_error(ls, v, obs))
     add("local-search", "accuracy", acc(ls))
     add("local-search", "sweeps", sweeps)
     add("local-search", "capped", sweeps >= cfg.max_sweeps)
-    gs = inpaint_gibbs(model, v, obs, g, n_samples=cfg.gibbs_samples, sweeps=cfg.gibbs_sweeps)  # (S, B, 784)
+    gs = inpaint_gibbs(model, v, obs, g, n_samples=cfg.gibbs_samples, sweeps=cfg.gibbs_sweeps,
+                       order=cfg.order)                                                   # (S, B, 784)
     err = torch.stack([missing_error(s, v, obs) for s in gs]).cpu()                          # (S, B)
     hit = torch.stack([acc(s) for s in gs]).cpu()              # (S, B); the classifier's device may differ
     best = err.argmin(0)
@@ -103,7 +105,7 @@ def evaluate(model, clf, v, labels, mask: str, cfg: Config, seed: int, ds: str) 
     return rows
 
 
-CELL_FIELDS = ("test_n", "gibbs_samples", "gibbs_sweeps", "max_sweeps")
+CELL_FIELDS = ("test_n", "gibbs_samples", "gibbs_sweeps", "max_sweeps", "order")
 
 
 def run_cell(cache: CellCache, ds, method, mask, cfg: Config, model, model_id: str, clf, clf_id: str, v, labels
@@ -131,8 +133,8 @@ def grid(model, v, cfg: Config, path: Path, seed: int, title: str = "", run: Run
     for i, mask in enumerate(cfg.masks):
         g = torch.Generator(device=cfg.device).manual_seed(seed_hash(seed, mask))
         obs = observed_mask(mask, len(v), torch.Generator().manual_seed(seed_hash(seed, mask))).to(cfg.device)
-        ls, _ = inpaint_local_search(model, v, obs, g, max_sweeps=cfg.max_sweeps)
-        gs = inpaint_gibbs(model, v, obs, g, n_samples=1, sweeps=cfg.gibbs_sweeps)[0]
+        ls, _ = inpaint_local_search(model, v, obs, g, max_sweeps=cfg.max_sweeps, order=cfg.order)
+        gs = inpaint_gibbs(model, v, obs, g, n_samples=1, sweeps=cfg.gibbs_sweeps, order=cfg.order)[0]
         for j, x in enumerate((v, torch.where(obs, v, 0.5), ls, gs)):
             ax = axes[i, j]
             ax.imshow(make_grid(x.reshape(-1, 1, 28, 28).cpu(), nrow=8, padding=1, pad_value=1)[0],

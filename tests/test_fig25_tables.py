@@ -53,9 +53,24 @@ def test_the_converged_matrix_has_one_seed_on_fashion_mnist():
     from reproduce.fig25_end_to_end import PROFILES, Config, matrix
     cfg = dataclasses.replace(Config(), **PROFILES["converged"])
     mnist, fashion = matrix(cfg, "mnist"), matrix(cfg, "fashion-mnist")
-    assert ("ucd-mh-lmi", 2) in mnist and ("ucd-gibbs", 1) not in mnist and len(mnist) == 14
-    assert ("ucd-mh-lmi-mixed", 0) in mnist          # the mixed kernel: MNIST only (first_dataset_only)
+    assert ("ucd-mh-lmi", 2) in mnist and ("ucd-gibbs", 1) not in mnist and len(mnist) == 18
+    assert ("ucd-mh-lmi-even-first", 2) in mnist      # the faithful-order issue's ablation, 3 seeds
+    assert ("ucd-mh-lmi-mixed-even-first", 0) in mnist  # the mixed kernel: MNIST only (first_dataset_only)
     assert fashion == [(m, 0) for m in cfg.methods if m not in cfg.first_dataset_only]
+
+
+def test_even_first_ablations_take_the_cache_keys_of_before():
+    """The faithful-order issue: a zoo run cached before pi0's order was drawn is found under its
+    even-first ablation's name, and the faithful preset gets a key of its own."""
+    import dataclasses
+    from reproduce import zoo
+    z = zoo.zoo_config(profile="converged")
+    before = dict(dataclasses.asdict(z), dataset="mnist", method="ucd-mh-lmi", seed=1)   # the key at 5d63874
+    del before["eval_ais_betas"]                  # a late field at its default stays out of the key
+    assert zoo._inputs(z, "mnist", "ucd-mh-lmi-even-first", 1) == before
+    assert zoo._inputs(z, "mnist", "ucd-mh-lmi", 1) == dict(before, pi0_order="random")
+    assert zoo._inputs(z, "mnist", "cd", 1) == dict(before, method="cd")                # other methods keep theirs
+    assert zoo._inputs(z, "mnist", "ucd-mh-lmi-marg-even-first", 0)["method"] == "ucd-mh-lmi-marg"
 
 
 def test_converged_2x_is_the_converged_profile_with_twice_the_updates():
@@ -65,7 +80,8 @@ def test_converged_2x_is_the_converged_profile_with_twice_the_updates():
     a, b = zoo.zoo_config(profile="converged"), zoo.zoo_config(profile="converged-2x")
     assert b.updates == 2 * a.updates and dataclasses.replace(b, updates=a.updates) == a
     cfg = dataclasses.replace(Config(), **PROFILES["converged-2x"])
-    assert cfg.datasets == ("mnist",) and matrix(cfg, "mnist") == [(m, s) for m in ("ucd-mh-lmi", "cd") for s in range(3)]
+    assert cfg.datasets == ("mnist",) and matrix(cfg, "mnist") == [(m, s) for m in ("ucd-mh-lmi-even-first", "cd")
+                                                                         for s in range(3)]
     conv = dataclasses.replace(Config(), **PROFILES["converged"])
     assert (cfg.bracket_betas, cfg.gibbs_sweeps, cfg.fd_n, cfg.ais_runs) == (conv.bracket_betas, conv.gibbs_sweeps,
                                                                              conv.fd_n, conv.ais_runs)

@@ -3,7 +3,9 @@
 Sample kinds (names used in every table and figure of the suite):
 
 - ``mode``: the visible part of a local mode (T = 0 fixed point) from a uniform start: what the
-  authors' ``sample()`` shows; deterministic given the start, not a draw from the model.
+  authors' ``sample()`` shows; deterministic given the start and the block order, not a draw from
+  the model. The order is the released one by default (``order="random"``: drawn per chain for
+  the search, afresh for the sweep after it; ``dbm.samplers.ORDERS``).
 - ``mode+1``: one T = 1 block-Gibbs sweep after that mode (the authors' "random" sample).
 - ``gibbs-<t>-noise`` / ``gibbs-<t>-mode``: the visible layer after t block-Gibbs sweeps at
   T = 1 from a uniform start / from the local mode: MCMC samples, which approach the model's
@@ -19,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..model import DBM
-from ..samplers import Gibbs, draw_uniforms, gibbs_update, local_mode
+from ..samplers import Gibbs, draw_order, draw_uniforms, gibbs_update, local_mode
 from ..validate import check_generator
 
 __all__ = ["sample_stats", "gibbs_chains", "modes"]
@@ -43,11 +45,15 @@ def sample_stats(v: Tensor, test: Tensor, chunk: int = 1024) -> dict[str, float]
 
 
 @torch.no_grad()
-def modes(model: DBM, n: int, generator: torch.Generator) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """(local modes from ``n`` uniform starts, the states one T = 1 sweep after them)."""
+def modes(model: DBM, n: int, generator: torch.Generator, order: str = "random"
+          ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """(local modes from ``n`` uniform starts, the states one T = 1 sweep after them): the released
+    ``sample()`` with ``order="random"`` (the default); "even-first" is the suite's fixed order
+    before the faithful-order issue, draw for draw."""
     check_generator(generator, model.weights[0].device)
-    mode, _ = local_mode(model, model.random_state(n, generator))
-    swept, _ = gibbs_update(model, mode, draw_uniforms(model, n, generator))
+    mode, _ = local_mode(model, model.random_state(n, generator), order=order, generator=generator)
+    odd_first = draw_order(order, n, generator, model.weights[0].device)
+    swept, _ = gibbs_update(model, mode, draw_uniforms(model, n, generator), odd_first=odd_first)
     return mode, swept
 
 
