@@ -32,7 +32,8 @@ from reproduce.common import Computed, Run, method_palette, progress, save_figur
 NAME = "bias_study"
 ESTIMATORS = ("cd-1", "cd-10", "pcd-1", "ucd-gibbs", "ucd-gibbs-avg", "ucd-mh-lmi", "ucd-mh-lmi-marg",
               "ucd-mh-lmi-avg", "ucd-mh-lmi-mixed", "ucd-mh-lmi-mixed-marg",
-              "official-single-chain")                                  # presets of dbm.presets
+              "official-single-chain", "ucd-mh-lmi-even-first")         # presets of dbm.presets; the last:
+                                                                        # pi0's fixed-order ablation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +163,8 @@ def compute(run: Run) -> Computed:
 def main(argv=None) -> int:
     return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
                        plot=plot, summary=summarise, default_profile="full",
-                       version="2")            # 2: P(any correction in a minibatch of 100), H_{k:m} cost
+                       version="3")            # 2: P(any correction in a minibatch of 100), H_{k:m} cost;
+                                               # 3: pi0's block order drawn per chain (the faithful-order issue)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ class Config:
     gibbs_max_steps: int = 1000
     max_sweeps: int = 10_000              # cap on the local search
     methods: tuple = ("ucd-mh-lmi", "mh-independent-y0", "ucd-gibbs-uniform", "ucd-gibbs-lmi",
-                      "ucd-mh-lmi-mixed")   # the last is not in the paper (issue 17: the mixed kernel)
+                      "ucd-mh-lmi-mixed",   # not in the paper (issue 17: the mixed kernel)
+                      "ucd-mh-lmi-even-first")   # pi0's fixed-order ablation (the faithful-order issue)
     device: str = "cpu"
 
 
@@ -196,7 +197,8 @@ def compute(run: Run) -> Computed:
 
 def main(argv=None) -> int:
     return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
-                       plot=plot, summary=summarise, default_profile="full")
+                       plot=plot, summary=summarise, default_profile="full",
+                       version="2")            # 2: pi0's block order drawn per chain (the faithful-order issue)
 
 
 if __name__ == "__main__":

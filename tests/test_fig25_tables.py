@@ -105,3 +105,24 @@ def test_fig26_converged_takes_fig25s_matrix_and_checks_sample_kinds():
     for bad in ("gibbs-x-noise", "gibbs-3-data", "samples"):
         with pytest.raises(ValueError, match="sample kind"):
             fig26.dbm_sampler(m, "mnist", bad, g)
+
+
+def test_relabel_pi0_renames_rows_and_sidecar_once(tmp_path):
+    """reproduce.relabel_pi0: the committed rows of before the faithful-order issue become the
+    -even-first ablations (model and method columns, sidecar), and a second run changes nothing."""
+    import json
+    import pandas as pd
+    from reproduce import relabel_pi0
+    csv = tmp_path / "t.csv"
+    pd.DataFrame(dict(method=["ucd-mh-lmi", "cd", "ucd-mh-lmi-marg"], model=["dbm-ucd-mh-lmi", "wgan", "x"],
+                      value=[1.0, 2.0, 3.0])).to_csv(csv, index=False)
+    csv.with_suffix(".json").write_text(json.dumps({"config": {"methods": ["ucd-mh-lmi", "cd"]},
+                                                    "argv": ["ucd-mh-lmi"], "seeds": {"ucd-mh-lmi": [0]}}))
+    assert relabel_pi0.relabel(csv, "abc")
+    df, meta = pd.read_csv(csv), json.loads(csv.with_suffix(".json").read_text())
+    assert df.method.tolist() == ["ucd-mh-lmi-even-first", "cd", "ucd-mh-lmi-marg-even-first"]
+    assert df.model.tolist() == ["dbm-ucd-mh-lmi-even-first", "wgan", "x"] and set(df.sample_order) == {"even-first"}
+    assert meta["config"]["methods"] == ["ucd-mh-lmi-even-first", "cd"] and meta["argv"] == ["ucd-mh-lmi"]
+    assert meta["seeds"] == {"ucd-mh-lmi-even-first": [0]} and meta["relabelled"]["commit"] == "abc"
+    before = csv.read_text()
+    assert not relabel_pi0.relabel(csv, "def") and csv.read_text() == before

@@ -41,7 +41,8 @@ def test_fig24_quick(tmp_path):
     assert list(df.columns) == FIG24_COLUMNS
     assert df.value.map(math.isfinite).all()
     assert set(df.metric) == {"tau", "tau_capped", "sweeps", "sweeps_capped", "wall_time_s"}
-    assert set(df.method) == {"ucd-mh-lmi", "mh-independent-y0", "ucd-gibbs-uniform", "ucd-gibbs-lmi", "ucd-mh-lmi-mixed"}
+    assert set(df.method) == {"ucd-mh-lmi", "mh-independent-y0", "ucd-gibbs-uniform", "ucd-gibbs-lmi", "ucd-mh-lmi-mixed",
+                              "ucd-mh-lmi-even-first"}
     mixed = df[df.method == "ucd-mh-lmi-mixed"]           # meets through Gibbs: on the Gibbs widths
     assert set(mixed.width) == set(df[df.method == "ucd-gibbs-lmi"].width)
     tau = df[df.metric == "tau"]
@@ -85,6 +86,23 @@ def test_fig25_quick(tmp_path):
     assert side["profile"] == "quick" and side["fails_definition"] and side["sample_kinds"]["mode"]
     assert (out / "fig25_samples_mnist.png").exists() and (out / "fig25_end_to_end.png").exists()
     assert "fails" in r.stdout and "likelihood_vs_ucd_mh_lmi" in r.stdout
+    kinds = df.kind.isin(["samples", "fd"]) & (df.method != "data")
+    assert set(df[kinds].sample_order) == {"random"}              # the released sample(): order per chain
+    # a partial run of one method (here: its sample kinds in the even-first order) spliced into the table
+    part = tmp_path / "part"
+    run_module("reproduce.fig25_end_to_end", "--quick", "--out-dir", str(part), "--work-dir", str(tmp_path / "runs"),
+               "--data-dir", str(shared_data_dir()), "--updates", "20", "--datasets", "mnist", "--methods",
+               "ucd-mh-lmi", "--sample-order", "even-first")
+    before = df[df.method.isin(["cd", "pcd"])].reset_index(drop=True)
+    run_module("reproduce.fig25_splice", "--table", str(out), "--part", str(part))
+    after = read_tables(out, "fig25_end_to_end")
+    kinds = after.kind.isin(["samples", "fd"])
+    assert set(after[kinds & (after.method == "ucd-mh-lmi")].sample_order) == {"even-first"}
+    assert set(after[kinds & (after.method == "cd")].sample_order) == {"random"} and len(after) == len(df)
+    pd.testing.assert_frame_equal(after[after.method.isin(["cd", "pcd"])].reset_index(drop=True), before,
+                                  check_dtype=False)
+    side = json.loads((out / "fig25_end_to_end.json").read_text())
+    assert side["spliced"][0]["cells"] == ["mnist/ucd-mh-lmi"] and side["verdicts"] and side["summary"]
 
 
 def test_bias_study_quick(tmp_path):

@@ -1,0 +1,92 @@
+"""Relabel the committed results computed before pi0's block order was drawn per chain (the
+faithful-order issue, commit c4595a5).
+
+Before that commit every UCD-MH-LMI-based preset searched and swept with the even block first
+(``dbm.samplers.ORDERS``), and the 'mode' / 'mode+1' sample kinds and the inpainting search did
+too. Those runs are exactly what the ``-even-first`` ablation presets train now (checked bit for
+bit in tests/test_pi0_order.py), so their rows are renamed rather than retrained:
+
+    ucd-mh-lmi -> ucd-mh-lmi-even-first          (also "dbm-ucd-mh-lmi" in fig26's model column)
+    ucd-mh-lmi-marg -> ucd-mh-lmi-marg-even-first
+    ucd-mh-lmi-mixed -> ucd-mh-lmi-mixed-even-first
+    official-single-chain -> official-single-chain-even-first
+
+and every row gets ``sample_order`` = "even-first" (its sample kinds' and inpainting search's
+order). The sidecar JSON gets the same renames in its config and summaries, and a ``relabelled``
+record (this script, its commit, the mapping). A file already relabelled is left alone, so the
+script can run again.
+
+    python -m reproduce.relabel_pi0 [FILES.csv ...]     (default: RELABELLED below)
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from dbm.results import atomic_write_text, git_sha, write_csv
+
+MAPPING = {"ucd-mh-lmi": "ucd-mh-lmi-even-first", "ucd-mh-lmi-marg": "ucd-mh-lmi-marg-even-first",
+           "ucd-mh-lmi-mixed": "ucd-mh-lmi-mixed-even-first",
+           "official-single-chain": "official-single-chain-even-first"}
+NAMES = {**MAPPING, **{f"dbm-{k}": f"dbm-{v}" for k, v in MAPPING.items()}}
+COLUMNS = ("method", "model", "estimator")
+# the committed tables computed before c4595a5 that are not recomputed with the faithful pi0
+RELABELLED = ("results/fig25_end_to_end.csv", "results/fig26_fid.csv", "results/fig27_inpainting.csv",
+              "results/converged/fig25_end_to_end.csv", "results/converged/fig25_end_to_end_trace.csv",
+              "results/converged/fig26_fid.csv", "results/converged-2x/fig25_end_to_end.csv",
+              "results/converged-2x/fig25_end_to_end_trace.csv")
+SKIP_KEYS = ("argv", "environment", "relabelled")
+
+
+def rename(obj, key=None):
+    """``obj`` (parsed JSON) with every string equal to a mapped name renamed, dict keys included."""
+    if key in SKIP_KEYS:
+        return obj
+    if isinstance(obj, str):
+        return NAMES.get(obj, obj)
+    if isinstance(obj, list):
+        return [rename(x) for x in obj]
+    if isinstance(obj, dict):
+        return {NAMES.get(k, k): rename(v, k) for k, v in obj.items()}
+    return obj
+
+
+def relabel_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with its method / model / estimator names renamed and ``sample_order`` added."""
+    df = df.copy()
+    for c in COLUMNS:
+        if c in df:
+            df[c] = df[c].map(lambda x: NAMES.get(x, x) if isinstance(x, str) else x)
+    df["sample_order"] = "even-first"
+    return df
+
+
+def relabel(csv: Path, commit: str) -> bool:
+    """Relabel one CSV and its sidecar; False when it was relabelled already."""
+    side = csv.with_suffix(".json")
+    meta = json.loads(side.read_text()) if side.exists() else {}
+    if "relabelled" in meta:
+        return False
+    write_csv(relabel_table(pd.read_csv(csv)), csv)
+    meta = rename(meta)
+    meta["relabelled"] = {"by": "reproduce/relabel_pi0.py", "commit": commit, "mapping": MAPPING,
+                          "why": "computed before pi0's block order was drawn per chain (c4595a5): these rows "
+                                 "are the even-first ablations; sample_order 'even-first' is the order of "
+                                 "their mode / mode+1 sample kinds and inpainting search"}
+    atomic_write_text(side, json.dumps(meta, indent=2, default=str) + "\n")
+    return True
+
+
+def main(argv=None) -> int:
+    files = [Path(f) for f in (argv if argv is not None else sys.argv[1:]) or RELABELLED]
+    commit = git_sha()
+    for f in files:
+        print(f"{f}: {'relabelled' if relabel(f, commit) else 'already relabelled, left alone'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
