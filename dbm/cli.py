@@ -49,9 +49,46 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _nonneg_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 10 ** 9:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 10^9], got {text!r}")
+    return n
+
+
+def _step_size(text: str) -> float:
+    """--eps: a finite step size >= 0 (0: the training eps)."""
+    try:
+        x = float(text)
+    except ValueError:
+        x = float("nan")
+    if not (x >= 0 and x < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite step size >= 0 (0: the training eps), got {text!r}")
+    return x
+
+
+def _check_sizes(text: str) -> list[int]:
+    """--sizes of ``check``: two or more positive widths whose even block can be enumerated."""
+    from .errors import ConfigError
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        sizes = []
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ConfigError(f"--sizes must be two or more positive layer widths like 3,3,3; got {text!r}")
+    even = sum(sizes[0::2])
+    if even > exact.MAX_ENUM_BITS or sum(sizes) > 4096:
+        raise ConfigError(f"--sizes {text}: the exact gradient enumerates 2^{even} even-block states; at most "
+                          f"2^{exact.MAX_ENUM_BITS} (and 4096 units in all) are allowed")
+    return sizes
+
+
 def _check(args) -> int:
     """Compare an estimator with the exact gradient on a random enumerable DBM."""
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = _check_sizes(args.sizes)
     g = torch.Generator().manual_seed(args.seed)
     m = DBM(sizes, init="gaussian", sigma=1.0, generator=g)
     with torch.no_grad():
@@ -78,6 +115,8 @@ def _train(args, config_cls, trainer_cls) -> int:
     cfg = config_from_args(args, config_cls)            # validated: ConfigError before any work
     if args.resume and args.force:
         raise CheckpointError("--resume and --force contradict each other; pick one")
+    if args.resume and not RunDir(cfg.out_dir, trainer_cls.WEIGHTS).checkpoints():     # before anything is created
+        raise CheckpointError(f"--resume: {cfg.out_dir} holds no checkpoint to resume; run without --resume")
     if args.force:
         run_dir = RunDir(cfg.out_dir, trainer_cls.WEIGHTS)
         with run_dir.locked():
@@ -194,7 +233,7 @@ def _main(argv) -> int:
     e.add_argument("run", help="the run folder holding net.safetensors")
     e.add_argument("--n", type=_positive_int, default=64)
     e.add_argument("--steps", type=_positive_int, default=10000)
-    e.add_argument("--eps", type=float, default=0.0, help="step size (default: the training eps)")
+    e.add_argument("--eps", type=_step_size, default=0.0, help="step size (default: the training eps)")
     e.add_argument("--init", default="uniform", choices=("uniform", "gaussian"))
     e.add_argument("--mala", action="store_true", help="Metropolis-adjusted (records acceptance rates)")
     e.add_argument("--seed", type=int, default=0)
@@ -203,7 +242,7 @@ def _main(argv) -> int:
     d = sub.add_parser("sample", help="samples of a trained DBM by kind: PNG grids and image folders (pytorch_fid)")
     d.add_argument("run", help="the run folder holding model.safetensors")
     d.add_argument("--n", type=_positive_int, default=64, help="images per kind")
-    d.add_argument("--sweeps", type=int, default=1000, help="block-Gibbs sweeps of the MCMC kinds (0: none)")
+    d.add_argument("--sweeps", type=_nonneg_int, default=1000, help="block-Gibbs sweeps of the MCMC kinds (0: none)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default="cpu")
     d.add_argument("--out", default=None, help="output folder (default <run>/samples)")

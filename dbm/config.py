@@ -8,7 +8,21 @@ import math
 
 from .errors import ConfigError
 
-__all__ = ["add_config_args", "config_from_args", "check_config", "flag"]
+__all__ = ["add_config_args", "config_from_args", "check_config", "flag", "MAX_COUNT", "MAX_BATCH", "MAX_WIDTH",
+           "upper_bound"]
+
+# Upper bounds of the integer options, checked before anything is created (README, "Reliability"):
+MAX_COUNT = 10 ** 9        # counts of updates, steps, sweeps, intervals: int64 arithmetic and loops that end
+MAX_BATCH = 10 ** 6        # chains, images or samples held at once (a batch of 10^6 MNIST images is 3 GB)
+MAX_WIDTH = 10 ** 5        # a layer's width or a net's channels (a 10^5 x 10^5 weight is 40 GB)
+_BOUNDS = {"batch_size": MAX_BATCH, "eval_samples": MAX_BATCH, "eval_ais_runs": MAX_BATCH, "bank_size": MAX_BATCH,
+           "fd_n": MAX_BATCH, "correction_window": MAX_BATCH, "toy_groups": 10 ** 4, "n_f": MAX_WIDTH,
+           "width": MAX_WIDTH, "hidden": MAX_WIDTH}
+
+
+def upper_bound(name: str) -> int:
+    """The largest value the integer option ``name`` accepts."""
+    return _BOUNDS.get(name, MAX_COUNT)
 
 
 def flag(name: str) -> str:
@@ -18,13 +32,16 @@ def flag(name: str) -> str:
 def check_config(cfg, *, positive_int=(), nonneg_int=(), positive=(), nonneg=(), fraction=(),
                  choices: dict | None = None) -> None:
     """ConfigError for the first field out of range: ``positive_int`` >= 1, ``nonneg_int`` >= 0,
-    ``positive`` finite > 0, ``nonneg`` finite >= 0, ``fraction`` finite in [0, 1],
-    ``choices`` {field: allowed values}."""
+    each at most ``upper_bound(name)``, ``positive`` finite > 0, ``nonneg`` finite >= 0,
+    ``fraction`` finite in [0, 1], ``choices`` {field: allowed values}."""
     for name in positive_int + nonneg_int:
         v = getattr(cfg, name)
         low = 1 if name in positive_int else 0
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ConfigError(f"{flag(name)} must be an integer >= {low}, got {v!r}")
+        if v > upper_bound(name):
+            raise ConfigError(f"{flag(name)} must be at most {upper_bound(name):,} (this suite's bound for it), "
+                              f"got {v:.3g}")
     ranges = [(positive, lambda v: v > 0, "finite and > 0"), (nonneg, lambda v: v >= 0, "finite and >= 0"),
               (fraction, lambda v: 0 <= v <= 1, "in [0, 1]")]
     for names, ok, what in ranges:

@@ -14,6 +14,7 @@ caller passes in, gets back and checkpoints (tensors only).
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -159,16 +160,26 @@ class Accumulator:
         return self.total
 
 
+MAX_CAP = 10 ** 9          # the largest cap or count an option accepts (dbm.config.MAX_COUNT)
+
+
+def _is_count(v, low: int) -> bool:
+    """An integer (or an integral finite float, as JSON gives) in [low, MAX_CAP]."""
+    return (not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and int(v) == v
+            and low <= v <= MAX_CAP)
+
+
 def _check_caps(**caps) -> None:
-    """ValueError unless every cap is an integer >= 1 (a cap of 0 would silently return no estimate)."""
+    """ValueError unless every cap is an integer in [1, MAX_CAP] (a cap of 0 would silently return
+    no estimate; one beyond MAX_CAP is no cap)."""
     for name, v in caps.items():
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if not _is_count(v, 1):
+            raise ValueError(f"{name} must be an integer >= 1 and at most {MAX_CAP:,}, got {v!r}")
 
 
 def _check_window(k, m, max_steps: int) -> tuple[int, int]:
     """ValueError unless 0 <= k <= m < max_steps are integers (the window of H_{k:m})."""
-    if any(isinstance(v, bool) or int(v) != v for v in (k, m)) or not 0 <= k <= m < max_steps:
+    if not all(_is_count(v, 0) for v in (k, m)) or not 0 <= k <= m < max_steps:
         raise ValueError(f"need integers 0 <= k <= m < max_steps, got k={k!r}, m={m!r}, max_steps={max_steps}")
     return int(k), int(m)
 
@@ -359,8 +370,8 @@ class UCDMHLMI(_LocalModeInit, Estimator):
         if coupling not in ("maximal", "crn"):
             raise ValueError(f"coupling must be 'maximal' or 'crn', got {coupling!r}")
         _check_caps(max_steps=max_steps, max_sweeps=max_sweeps, max_tries=max_tries)
-        if isinstance(gibbs_sweeps, bool) or int(gibbs_sweeps) != gibbs_sweeps or gibbs_sweeps < 0:
-            raise ValueError(f"gibbs_sweeps must be an integer >= 0, got {gibbs_sweeps!r}")
+        if not _is_count(gibbs_sweeps, 0):
+            raise ValueError(f"gibbs_sweeps must be an integer >= 0 and at most {MAX_CAP:,}, got {gibbs_sweeps!r}")
         self.y0, self.max_steps, self.max_sweeps = y0, int(max_steps), int(max_sweeps)
         self.warm_start = bool(warm_start)
         self.k, self.m = _check_window(k, m, self.max_steps)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import math
@@ -51,6 +52,10 @@ __all__ = ["RunDir", "RunTrainer", "check_resume_config", "ResumeMismatchError",
 METRIC_COLUMNS = ("step", "metric", "value")
 _STEP_DIR = re.compile(r"^step-(\d{9,})$")
 _LEGACY = ("state.pt",)
+_FILES = ("weights.safetensors", "state.pt")      # a checkpoint's files besides manifest.json, exactly these
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_STEP = 10 ** 12                               # a step beyond this is no step of a real run
+MAX_MANIFEST_BYTES = 1 << 20
 
 
 class ResumeMismatchError(CheckpointError, ValueError):
@@ -70,9 +75,10 @@ def check_resume_config(saved: dict, now: dict, keys, out) -> None:
 
 
 def _step_of(d: Path) -> int | None:
-    """The step of a checkpoint folder ``step-NNNNNNNNN``, None for any other name."""
+    """The step of a checkpoint folder ``step-NNNNNNNNN`` (the canonical name of its step: at least
+    9 digits, no extra leading zero), None for any other name (a stray folder is no checkpoint)."""
     m = _STEP_DIR.match(d.name)
-    return int(m.group(1)) if m else None
+    return int(m.group(1)) if m and d.name == f"step-{int(m.group(1)):09d}" else None
 
 
 def _failpoint(name: str, step: int) -> None:
@@ -100,6 +106,59 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that never follows a symbolic link at ``path`` (a run folder's own files):
+    CheckpointError naming it when it is one."""
+    try:
+        return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0), mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise CheckpointError(f"{path} is a symbolic link; a run folder's own files are never opened "
+                                  "through links: remove it, or choose another --out-dir") from None
+        raise
+
+
+def _space_error(e: BaseException) -> bool:
+    """True for 'no space left' (or over quota), as an OSError or as the message of a library's error."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(e) or "Disk quota exceeded" in str(e)
+
+
+def _mount_of(path: Path) -> Path:
+    p = path.absolute()
+    while not os.path.ismount(p) and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_manifest(m, d: Path) -> dict:
+    """The manifest ``m`` if it fits the schema (types, ranges, the required keys, exactly the
+    checkpoint's own file names); CheckpointError naming what does not."""
+    def bad(why):
+        raise CheckpointError(f"{d / 'manifest.json'}: {why}")
+    if not isinstance(m, dict):
+        bad("not a JSON object")
+    step = m.get("step")
+    if type(step) is not int or not 0 <= step < MAX_STEP:
+        bad(f"step must be an integer in [0, {MAX_STEP}), got {step!r}")
+    if d.name != f"step-{step:09d}":
+        bad(f"the manifest says step {step}")
+    mb = m.get("metrics_bytes")
+    if type(mb) is not int or mb < 1:
+        bad(f"metrics_bytes must be an integer >= 1, got {mb!r}")
+    if not isinstance(m.get("config"), dict) or not m["config"]:
+        bad(f"config must be a non-empty object, got {m.get('config')!r}")
+    files = m.get("files")
+    if not isinstance(files, dict) or sorted(files) != sorted(_FILES):
+        bad(f"files must name exactly {', '.join(_FILES)}, got {files!r}"[:300])
+    for name, want in files.items():
+        if (not isinstance(want, dict) or type(want.get("bytes")) is not int or want["bytes"] < 0
+                or not isinstance(want.get("sha256"), str) or not _SHA256.match(want["sha256"])):
+            bad(f"files[{name!r}] must be {{bytes: integer >= 0, sha256: 64 hex digits}}, got {want!r}"[:300])
+    return m
+
+
 def _format_value(v) -> str:
     if isinstance(v, bool):
         return str(int(v))
@@ -118,8 +177,17 @@ class RunDir:
         self.columns = (*self.labels, *METRIC_COLUMNS)
         self.ckpt_root = self.path / "checkpoints"
         self.metrics_path = self.path / "metrics.csv"
+        self.loaded: Path | None = None           # the checkpoint folder ``load`` read last
 
     # ------------------------------------------------------------------ folder and lock
+    def check_links(self) -> None:
+        """CheckpointError when one of the run folder's own entries is a symbolic link (they are
+        never followed: a link could make a run overwrite a file outside its folder)."""
+        for name in ("run.lock", "metrics.csv", "checkpoints", self.weights_name):
+            if (self.path / name).is_symlink():
+                raise CheckpointError(f"{self.path / name} is a symbolic link; a run folder's own files are "
+                                      "never opened through links: remove it, or choose another --out-dir")
+
     def check_layout(self) -> None:
         """CheckpointError for a folder written by an older dbm (a pickled top-level state.pt)."""
         if any((self.path / f).exists() for f in _LEGACY) and not self.ckpt_root.exists():
@@ -136,7 +204,8 @@ class RunDir:
             return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            f = open(self.path / "run.lock", "a+")
+            self.check_links()
+            f = os.fdopen(open_nofollow(self.path / "run.lock", os.O_RDWR | os.O_CREAT), "r+")
         except OSError as e:
             raise CheckpointError(f"cannot write the run folder {self.path}: {e.strerror or e}; "
                                   "choose a writable --out-dir") from e
@@ -176,7 +245,9 @@ class RunDir:
         synced to disk; returns its length. A file begun by an older dbm without the label
         columns keeps its own header."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.metrics_path, "a+", newline="") as f:
+        fd = open_nofollow(self.metrics_path, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+        with os.fdopen(fd, "a+", newline="") as f:
+            f.seek(0, os.SEEK_END)
             if f.tell() == 0:
                 f.write(",".join(self.columns) + "\n")
                 columns = self.columns
@@ -193,7 +264,22 @@ class RunDir:
 
     def save(self, step: int, tensors: dict, meta: dict, state: dict, config: dict, rows: list[dict]) -> Path:
         """Write the checkpoint of ``step`` (metrics first, then the folder, renamed into place
-        whole), publish its weights and keep the newest ``keep`` checkpoints."""
+        whole), publish its weights and keep the newest ``keep`` checkpoints. A full disk is one
+        CheckpointError naming the file system and the last good checkpoint; the partial folder
+        is removed (and the half-written metrics rows are cut by the next resume)."""
+        try:
+            return self._save(step, tensors, meta, state, config, rows)
+        except Exception as e:
+            if not _space_error(e):
+                raise
+            for d in self.ckpt_root.glob(f".tmp-step-{step:09d}-{os.getpid()}"):
+                shutil.rmtree(d, ignore_errors=True)
+            last = self.checkpoints()
+            raise CheckpointError(f"no space left on {_mount_of(self.path)} while writing the checkpoint of step "
+                                  f"{step} in {self.path}; the last good checkpoint is step "
+                                  f"{_step_of(last[-1]) if last else 'none'}: free space, then --resume") from None
+
+    def _save(self, step, tensors, meta, state, config, rows) -> Path:
         from safetensors.torch import save_file
         metrics_bytes = self.append_metrics(rows)
         _failpoint("metrics-appended", step)
@@ -258,43 +344,78 @@ class RunDir:
         return [d for _, d in sorted(found)]
 
     def _verify(self, d: Path) -> dict:
+        """The manifest of checkpoint ``d`` once it fits its schema and every file its size and
+        SHA-256; CheckpointError otherwise. Nothing is followed through a link."""
+        man = d / "manifest.json"
         try:
-            manifest = json.loads((d / "manifest.json").read_text())
-            files, step = manifest["files"], int(manifest["step"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{d}: unreadable manifest.json ({e})") from e
-        if d.name != f"step-{step:09d}":
-            raise CheckpointError(f"{d}: the manifest says step {step}")
-        for name, want in files.items():
+            if d.is_symlink() or man.is_symlink() or not man.is_file():
+                raise CheckpointError(f"{man}: missing, or a symbolic link")
+            if man.stat().st_size > MAX_MANIFEST_BYTES:
+                raise CheckpointError(f"{man}: larger than {MAX_MANIFEST_BYTES} bytes")
+            manifest = json.loads(man.read_text())
+        except (OSError, ValueError, RecursionError) as e:
+            raise CheckpointError(f"{man}: unreadable ({type(e).__name__})") from None
+        check_manifest(manifest, d)
+        for name, want in manifest["files"].items():
             p = d / name
-            if not p.is_file() or p.stat().st_size != want["bytes"] or _sha256(p) != want["sha256"]:
+            if (p.is_symlink() or not p.is_file() or p.stat().st_size != want["bytes"]
+                    or _sha256(p) != want["sha256"]):
                 raise CheckpointError(f"{p}: missing or not the file the manifest names (size or SHA-256 differ)")
         return manifest
 
-    def latest(self) -> tuple[Path, dict] | None:
+    def _set_aside(self, d: Path) -> Path:
+        """Rename a damaged checkpoint folder to ``damaged-<name>`` (never deleted; no longer a
+        checkpoint)."""
+        target, i = self.ckpt_root / f"damaged-{d.name}", 1
+        while target.exists() or target.is_symlink():
+            i += 1
+            target = self.ckpt_root / f"damaged-{d.name}-{i}"
+        os.rename(d, target)
+        return target
+
+    def latest(self, set_aside: bool = False) -> tuple[Path, dict] | None:
         """The newest checkpoint that verifies against its manifest (older ones are tried when the
-        newest is damaged); None when there is none; CheckpointError when all are damaged."""
+        newest is damaged); None when there is none; CheckpointError when all are damaged. With
+        ``set_aside`` (the writer, under the lock) each damaged one is moved aside
+        (``damaged-step-...``), with one warning naming it, so the run continues from the newest
+        valid one."""
         found = self.checkpoints()
         errors = []
         for d in reversed(found):
             try:
                 return d, self._verify(d)
             except CheckpointError as e:
-                warnings.warn(f"skipping a damaged checkpoint: {e}", stacklevel=2)
+                where = f"; moved aside to {self._set_aside(d).name}" if set_aside else ""
+                warnings.warn(f"skipping the damaged checkpoint {d.name}{where}: {e}", stacklevel=2)
                 errors.append(str(e))
         if found:
             raise CheckpointError(f"{self.path}: every checkpoint is damaged: {'; '.join(errors)}")
         return None
+
+    def check_metrics_header(self) -> None:
+        """CheckpointError unless metrics.csv's header is this run's columns (or, for a file begun
+        by an older dbm, the columns without the labels)."""
+        if not self.metrics_path.exists():
+            return
+        with os.fdopen(open_nofollow(self.metrics_path, os.O_RDONLY), "r") as f:
+            header = tuple(f.readline(1 << 12).strip().split(","))
+        if header not in (tuple(self.columns), METRIC_COLUMNS):
+            raise CheckpointError(f"{self.metrics_path}: its header {','.join(header)!r} is not "
+                                  f"{','.join(self.columns)!r}; rows would land under the wrong columns")
 
     def load(self, device, config: dict, must_match, truncate_metrics: bool = True):
         """(tensors, state) of the newest checkpoint, or None when there is none. The settings
         are compared before anything else is read; the step of weights, state and manifest must
         agree; metrics.csv is cut back to the rows written up to that step."""
         self.check_layout()
-        found = self.latest()
+        self.check_links()
+        found = self.latest(set_aside=truncate_metrics)
         if found is None:
             return None
         d, manifest = found
+        self.loaded = d
+        if truncate_metrics:
+            self.check_metrics_header()
         check_resume_config(manifest.get("config", {}), config, must_match, self.path)
         try:
             state = torch.load(d / "state.pt", map_location=device, weights_only=True)
@@ -321,8 +442,11 @@ class RunDir:
                 raise CheckpointError(f"{self.metrics_path} is shorter ({size} bytes) than at step "
                                       f"{steps['state']} ({manifest['metrics_bytes']} bytes): metrics were lost")
             if size > manifest["metrics_bytes"]:
-                with open(self.metrics_path, "r+") as f:
-                    f.truncate(manifest["metrics_bytes"])
+                fd = open_nofollow(self.metrics_path, os.O_RDWR)
+                try:
+                    os.ftruncate(fd, manifest["metrics_bytes"])
+                finally:
+                    os.close(fd)
         return tensors, state
 
     def metrics(self) -> pd.DataFrame:
@@ -398,11 +522,34 @@ class RunTrainer:
         if got is None:
             return False
         tensors, state = got
-        self.restore(tensors, state)
+        try:
+            self.restore(tensors, state)
+        except (KeyError, IndexError, RuntimeError, ValueError, TypeError, AttributeError) as e:
+            raise CheckpointError(self._misfit(tensors, state, e)) from None
         self.step = self._saved_step = int(state["step"])
         self._wall_before = float(state.get("wall_time_s", 0.0))
         self.rows = []
         return True
+
+    def _misfit(self, tensors: dict, state, error: Exception) -> str:
+        """One line saying which file of the loaded checkpoint does not fit this trainer, and how:
+        a tensor missing or of another shape in weights.safetensors, an entry missing from
+        state.pt, or else the first line of ``error``."""
+        d = self.run_dir.loaded
+        want = self.checkpoint_tensors()
+        for k, v in want.items():
+            if k not in tensors:
+                return f"{d / 'weights.safetensors'} has no tensor {k!r}; it is not a checkpoint of this run"
+            if tuple(tensors[k].shape) != tuple(v.shape):
+                return (f"{d / 'weights.safetensors'}: {k!r} has shape {tuple(tensors[k].shape)}, this run's is "
+                        f"{tuple(v.shape)}; it is not a checkpoint of this run")
+        if not isinstance(state, dict):
+            return f"{d / 'state.pt'} is not a dictionary; it is not a checkpoint of this run"
+        missing = [k for k in self.checkpoint_state() if k not in state]
+        if missing:
+            return f"{d / 'state.pt'} has no {', '.join(map(repr, missing))}; it is not a checkpoint of this run"
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        return f"{d}: state.pt or weights.safetensors does not fit this run ({type(error).__name__}: {first})"
 
     def _check_continues(self) -> None:
         """Refuse to write over a folder whose newest checkpoint is not the one this trainer holds."""

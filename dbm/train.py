@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import exact
-from .config import check_config, check_device
+from .config import check_config, check_device, upper_bound
 from .data import load_images
 from .encoding import ENCODINGS
 from .encoding import encode as encode_images
@@ -81,11 +81,14 @@ class TrainConfig:
                                  "eval_samples"),
                      positive=("lr", "pretrain_lr"), nonneg=("gamma",), fraction=("correction_warn_below",),
                      choices=self.CHOICES)
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"--seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or abs(self.seed) >= 2 ** 63:
+            raise ConfigError(f"--seed must be an integer of at most 63 bits, got {self.seed!r}")
         hidden = tuple(self.hidden) if isinstance(self.hidden, (tuple, list)) else ()
         if not hidden or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in hidden):
             raise ConfigError(f"--hidden must be one or more positive layer widths like 500,500; got {self.hidden!r}")
+        if max(hidden) > upper_bound("hidden") or len(hidden) > 100:
+            raise ConfigError(f"--hidden: each width must be at most {upper_bound('hidden'):,} and the layers at "
+                              f"most 100, got {len(hidden)} layers, widest {max(hidden):.3g}")
         object.__setattr__(self, "hidden", hidden)
         opts = self.estimator_options
         if isinstance(opts, str):                      # JSON text (older checkpoints, hand-written configs)
