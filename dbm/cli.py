@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from . import exact
+from .config import MAX_BATCH, MAX_COUNT
 from .errors import EXIT_DIVERGED, EXIT_USER_ERROR, CheckpointError, DivergenceError, UserError
 from .model import DBM
 from .presets import PRESETS, build
@@ -39,24 +40,23 @@ def run_main(fn, argv=None, debug: bool | None = None) -> int:
         return EXIT_DIVERGED if isinstance(e, DivergenceError) else EXIT_USER_ERROR
 
 
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return n
+def _int_in(low: int, high: int):
+    """An argparse type: an integer in [low, high] (the bounds of ``dbm.config``)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or not low <= n <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in [{low}, {high:.0e}], got {text!r}")
+        return n
+    return parse
 
 
-def _nonneg_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if not 0 <= n <= 10 ** 9:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 10^9], got {text!r}")
-    return n
+_positive_int = _int_in(1, MAX_BATCH)          # chains, images
+_steps = _int_in(1, MAX_COUNT)
+_nonneg_int = _int_in(0, MAX_COUNT)            # sweeps
+_seed = _int_in(-(2 ** 63) + 1, 2 ** 63 - 1)
 
 
 def _step_size(text: str) -> float:
@@ -213,7 +213,7 @@ def _main(argv) -> int:
     c.add_argument("--options", default="{}", help='JSON over the preset\'s options, e.g. \'{"marginalize": true}\'')
     c.add_argument("--sizes", default="3,3,3")
     c.add_argument("--chains", type=_positive_int, default=20000)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=_seed, default=0)
     from .baselines.train_gan import GANConfig, GANTrainer
     from .config import add_config_args
     from .train import TrainConfig, Trainer
@@ -232,18 +232,18 @@ def _main(argv) -> int:
     e = sub.add_parser("sample-ebm", help="long-run Langevin / MALA sampling from an EBM checkpoint")
     e.add_argument("run", help="the run folder holding net.safetensors")
     e.add_argument("--n", type=_positive_int, default=64)
-    e.add_argument("--steps", type=_positive_int, default=10000)
+    e.add_argument("--steps", type=_steps, default=10000)
     e.add_argument("--eps", type=_step_size, default=0.0, help="step size (default: the training eps)")
     e.add_argument("--init", default="uniform", choices=("uniform", "gaussian"))
     e.add_argument("--mala", action="store_true", help="Metropolis-adjusted (records acceptance rates)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--out", default=None, help="output path without suffix (default <run>/long_run_<steps>)")
     d = sub.add_parser("sample", help="samples of a trained DBM by kind: PNG grids and image folders (pytorch_fid)")
     d.add_argument("run", help="the run folder holding model.safetensors")
     d.add_argument("--n", type=_positive_int, default=64, help="images per kind")
     d.add_argument("--sweeps", type=_nonneg_int, default=1000, help="block-Gibbs sweeps of the MCMC kinds (0: none)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--device", default="cpu")
     d.add_argument("--out", default=None, help="output folder (default <run>/samples)")
     args = p.parse_args(argv)

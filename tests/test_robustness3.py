@@ -231,3 +231,12 @@ def test_a_reordered_metrics_header_is_refused_on_resume(base, capsys):
     (out / "metrics.csv").write_text("".join(lines))
     code, err = cli_error(capsys, *resume_to(argv, 9))
     assert code == 2 and "metrics.csv" in err and "header" in err
+
+
+@pytest.mark.parametrize("argv", [["check", "--chains", HUGE], ["check", "--seed", HUGE],
+                                  ["sample-ebm", "x", "--steps", HUGE], ["sample", "x", "--n", HUGE],
+                                  ["sample", "x", "--sweeps", HUGE]])
+def test_subcommand_counts_and_seeds_have_upper_bounds(capsys, argv):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2 and "expected an integer in" in capsys.readouterr().err
