@@ -337,7 +337,7 @@ class _LocalModeInit:
             state = state._replace(**{field: xs})
         odd_first = draw_order(self.order, n, generator, v.device)     # the T = 1 sweep's own order
         u = draw_uniforms(model, n, generator)
-        xs, sweep = gibbs.update(xs, u, even_logits=lm.logits, odd_first=odd_first)
+        xs, sweep = gibbs.update(xs, u, logits=lm.logits, odd_first=odd_first)
         return xs, sweep.odd_logits, lm, state, gibbs
 
 

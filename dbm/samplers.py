@@ -172,23 +172,45 @@ class Gibbs(_Kernel):
         return tuple(xs), used
 
     def update(self, xs: Sequence[Tensor], u: Sequence[Tensor] | None, rows: Tensor | None = None,
-               even_logits: dict[int, Tensor] | None = None, odd_first: Tensor | None = None
+               logits: dict[int, Tensor] | None = None, odd_first: Tensor | None = None
                ) -> tuple[tuple[Tensor, ...], SweepInfo]:
         """One sweep with pre-drawn uniforms, deterministic given ``u`` and ``odd_first`` (B,) bool:
         those chains update the odd block, then the even block; the others (all when None) the
-        even block, then the odd block. ``even_logits``: the even logits of ``xs`` when at hand
-        (used for an even-first sweep only). With per-chain orders the sweep is three masked
-        half-sweeps (odd for the odd-first chains, even for all, odd for the even-first ones), each
-        chain's units drawn once with its own uniforms; the last one's logits are every chain's odd
-        logits given its new even block."""
+        even block, then the odd block. ``logits``: {l: (B, n_l)} logits of ``xs``'s free layers
+        given the other block, when at hand (``LocalModeInfo.logits``); each chain's first
+        half-sweep uses its block's. With per-chain orders each group of chains sweeps in its own
+        order on its own rows, each chain's units drawn with its own uniforms; the odd-first
+        group's odd logits given its new even block are computed after its sweep, so
+        ``SweepInfo.odd_logits`` holds every chain's."""
         if odd_first is None:
-            xs, _ = self.block(xs, 0, u, rows, even_logits)
+            xs, _ = self.block(xs, 0, u, rows, logits)
             xs, odd = self.block(xs, 1, u, rows)
             return xs, SweepInfo(odd)
-        xs, _ = self.block(xs, 1, u, rows, only=odd_first)
-        xs, _ = self.block(xs, 0, u, rows)
-        xs, odd = self.block(xs, 1, u, rows, only=~odd_first)
-        return xs, SweepInfo(odd)
+        out, odd_out = [torch.empty_like(x) for x in xs], {}
+        groups = _groups(odd_first)
+        for first, r in groups:
+            sub = [x.index_select(0, r) for x in xs]
+            su = None if u is None else [t.index_select(0, r) for t in u]
+            sr = r if rows is None else rows.index_select(0, r)
+            given = None if logits is None else {l: t.index_select(0, r) for l, t in logits.items()}
+            if first == 0:
+                sub, _ = self.block(sub, 0, su, sr, given)
+                sub, odd = self.block(sub, 1, su, sr)
+            else:
+                sub, _ = self.block(sub, 1, su, sr, given)
+                sub, _ = self.block(sub, 0, su, sr)
+                odd = self.logits(sub, 1, sr)
+            for l in range(len(out)):
+                out[l].index_copy_(0, r, sub[l])
+            for l, a in odd.items():
+                odd_out.setdefault(l, torch.empty(xs[0].shape[0], a.shape[1], dtype=a.dtype, device=a.device))
+                odd_out[l].index_copy_(0, r, a)
+        return tuple(out), SweepInfo(odd_out)
+
+    def logits(self, xs: Sequence[Tensor], parity: int, rows: Tensor | None = None) -> dict[int, Tensor]:
+        """{l: (B, n_l)} the logits of the block's free layers given the other block."""
+        model, (clamp, v_part) = self.model, self.at(rows)
+        return {l: model.logits(xs, l, v_part) for l in model.layers(parity) if not (l == 0 and clamp is True)}
 
     def draw(self, batch: int, generator: torch.Generator) -> tuple[tuple[Tensor, ...] | None, Tensor | None]:
         """The random numbers of one sweep: (uniforms, None at T = 0; odd_first, by ``order``)."""
@@ -218,8 +240,10 @@ def gibbs_step(model: DBM, xs: Sequence[Tensor], generator: torch.Generator, T: 
 class LocalModeInfo(NamedTuple):
     """sweeps: (B,) long, T = 0 sweeps run including the one that changed nothing;
     capped: (B,) bool, the search stopped at ``max_sweeps`` before reaching a fixed point;
-    logits: {l: (B, n_l)} the exact logits of the free even layers at the mode given its odd
-    block, which the next sweep can reuse (``Gibbs.update(even_logits=...)``); None for "dense"."""
+    logits: {l: (B, n_l)} the exact logits of every free layer at the mode given the other block
+    (at a fixed point both blocks' logits are those of the final state), which the next sweep's
+    first half reuses, whichever block it starts with (``Gibbs.update(logits=...)``);
+    None for "dense"."""
     sweeps: Tensor
     capped: Tensor
     logits: dict | None = None
@@ -391,6 +415,17 @@ def _flip(a: Tensor, x: Tensor, fixed: Tensor | None, moved: Tensor, skip: Tenso
     return _Change(tuple(x.shape), nnz, d=d, per_row=per_row, x_new=new)
 
 
+def _groups(odd_first: Tensor) -> list[tuple[int, Tensor]]:
+    """[(0, rows of the even-first chains), (1, rows of the odd-first chains)], long, empty
+    groups left out (NumPy on the CPU, as ``_split``)."""
+    if odd_first.device.type == "cpu" and NUMPY_SCAN:
+        m = odd_first.numpy()
+        parts = (np.flatnonzero(~m), np.flatnonzero(m))
+        return [(p, torch.from_numpy(r)) for p, r in enumerate(parts) if r.size]
+    return [(p, r) for p, r in enumerate(((~odd_first).nonzero().squeeze(-1), odd_first.nonzero().squeeze(-1)))
+            if r.numel()]
+
+
 def _split(moved: Tensor) -> tuple[Tensor | None, Tensor | None]:
     """(rows of the chains that did not move, rows of those that did), long; (None, None) when
     every chain moved (NumPy on the CPU: these are 100-element masks, where torch's per-call
@@ -466,7 +501,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
     capped = torch.ones(batch, dtype=torch.bool, device=dev)
     even = [l for l in free if l % 2 == 0]
     odd = [l for l in free if l % 2 == 1]
-    out_logits = {l: torch.empty(batch, model.layer_sizes[l], dtype=xs[0].dtype, device=dev) for l in even}
+    out_logits = {l: torch.empty(batch, model.layer_sizes[l], dtype=xs[0].dtype, device=dev) for l in free}
     rows_of = (lambda c, r: c.index_select(0, r)) if isinstance(clamp, Tensor) else (lambda c, r: c)  # noqa: E731
     ordered = odd_first is not None
 
@@ -504,7 +539,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
     def finish(rows, state, logits, count, is_capped):
         for l in range(n_layers):
             out[l].index_copy_(0, rows, state[l])
-        for l in even:
+        for l in free:
             out_logits[l].index_copy_(0, rows, logits[l])
         sweeps[rows] = count
         capped[rows] = is_capped
@@ -536,7 +571,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
         odd_moved = om
 
     def retire_capped():
-        """Chains that ran ``max_sweeps`` leave with the exact even logits of their last state.
+        """Chains that ran ``max_sweeps`` leave with the exact logits of their last state.
         ``most``, a bound on the active chains' counts kept in Python, spares a check per sweep."""
         if most < max_sweeps:
             return
@@ -544,7 +579,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
         if bool(cap.any()):
             r = cap.nonzero().squeeze(-1)
             state = rows(r)
-            finish(idx[r], state, exact(state, even, idx[r]), count[r], True)
+            finish(idx[r], state, exact(state, free, idx[r]), count[r], True)
             keep((~cap).nonzero().squeeze(-1))
 
     idx = torch.arange(batch, device=dev)               # the original chains still searching
@@ -569,7 +604,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
             r, k = _split(moved)
             if r is not None:
                 if first:
-                    finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in even}, count[r], False)
+                    finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in free}, count[r], False)
                 else:                                    # set aside for the exact check
                     pending.append((idx[r], rows(r), count[r], own_count(r), of[r] if ordered else None))
                 keep(k)
@@ -595,7 +630,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
             ok &= agree.all(-1)
         if bool(ok.any()):
             r = ok.nonzero().squeeze(-1)
-            finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in even}, own[r], False)
+            finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in free}, own[r], False)
         odd_moved = unmarked() if ordered else None
         keep((~ok).nonzero().squeeze(-1))                # drifted: resume from the exact logits
         if idx.numel():

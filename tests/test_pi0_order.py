@@ -100,9 +100,10 @@ def test_incremental_search_equals_dense_reference_per_chain_order(sizes, clamp,
     b, ib = kernel.local_mode(xs, method="dense", odd_first=of)
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert torch.equal(ia.sweeps, ib.sweeps) and not ia.capped.any()
-    logits = m.block_logits(a, 0)
-    for l, t in ia.logits.items():                           # the even logits handed on are exact
+    logits = {**m.block_logits(a, 0), **m.block_logits(a, 1)}
+    for l, t in ia.logits.items():                           # the logits handed on are exact, both blocks
         assert torch.allclose(t, logits[l].detach(), atol=1e-8)
+    assert set(ia.logits) == {l for l in range(len(sizes)) if not (l == 0 and clamp is True)}
 
 
 @pytest.mark.parametrize("clamp", [None, True, "mask"])
