@@ -320,8 +320,9 @@ class _LocalModeInit:
     order = "random"
 
     def _pi0(self, model, v, clamp, generator, phase, n_copies, state):
-        """-> (X0 (and Y0) stacked, their odd logits, LocalModeInfo, the new state, the T = 1 kernel
-        (its visible-term cache serves the phase's MH kernel))."""
+        """-> (X0 (and Y0) stacked, the T = 1 sweep's SweepInfo (their odd logits, or with
+        per-chain orders their energies), LocalModeInfo, the new state, the T = 1 kernel (its
+        visible-term cache serves the phase's MH kernel))."""
         batch = v.shape[0]
         field = f"warm_{phase}"
         prev = getattr(state, field) if self.warm_start else ()
@@ -337,8 +338,8 @@ class _LocalModeInit:
             state = state._replace(**{field: xs})
         odd_first = draw_order(self.order, n, generator, v.device)     # the T = 1 sweep's own order
         u = draw_uniforms(model, n, generator)
-        xs, sweep = gibbs.update(xs, u, logits=lm.logits, odd_first=odd_first)
-        return xs, sweep.odd_logits, lm, state, gibbs
+        xs, sweep = gibbs.update(xs, u, logits=lm.logits, odd_first=odd_first, odd_logits=self.marginalize)
+        return xs, sweep, lm, state, gibbs
 
 
 class UCDMHLMI(_LocalModeInit, Estimator):
@@ -380,7 +381,7 @@ class UCDMHLMI(_LocalModeInit, Estimator):
     def _phase(self, model, v, clamp, generator, phase, sink, state):
         batch = v.shape[0]
         n_copies = 2 if self.y0 == "independent" else 1
-        xs, odd, lm, state, gibbs = self._pi0(model, v, clamp, generator, phase, n_copies, state)
+        xs, sweep, lm, state, gibbs = self._pi0(model, v, clamp, generator, phase, n_copies, state)
         residual = None
         if self.gibbs_sweeps:
             mh = GibbsMH(model, clamp, self.marginalize, self.gibbs_sweeps, like=gibbs)
@@ -393,7 +394,7 @@ class UCDMHLMI(_LocalModeInit, Estimator):
 
             def coupled_step(x, y, idx):
                 return coupled_mh_step(mh, x, y, generator, idx)
-        s = mh.init(xs, odd)
+        s = mh.init(xs, sweep.odd_logits, sweep.energy)
         x0 = tree_take(s, slice(0, batch))
         y0 = tree_take(s, slice(batch, 2 * batch)) if n_copies == 2 else x0
         res = _coupled(sink, x0, y0, lambda st: st.xs,
@@ -470,9 +471,9 @@ class OfficialSingleChain(_LocalModeInit, Estimator):
 
     def _phase(self, model, v, clamp, generator, phase, sink, state):
         batch = v.shape[0]
-        xs, odd, lm, state, gibbs = self._pi0(model, v, clamp, generator, phase, 1, state)
+        xs, sweep, lm, state, gibbs = self._pi0(model, v, clamp, generator, phase, 1, state)
         mh = MH(model, clamp, self.marginalize, like=gibbs)
-        s = mh.init(xs, odd)
+        s = mh.init(xs, sweep.odd_logits, sweep.energy)
         out = [x.clone() for x in s.xs]
         tau = torch.full((batch,), self.max_steps, dtype=torch.long, device=v.device)
         idx = torch.arange(batch, device=v.device)

@@ -221,6 +221,23 @@ class DBM(nn.Module):
             e = e - (self.centred(xs, l) * a).sum(-1)
         return e
 
+    def energy_from_even(self, xs: Sequence[Tensor], even_logits: dict[int, Tensor],
+                         v_part: Tensor | None = None) -> Tensor:
+        """E(x), (B,), from the even block's logits given the odd block (eq. (1) summed the other
+        way: -sum_{l odd} b_l^T c_l - sum_{l even} c_l^T a_l). When v's logits are not among them
+        (v clamped), its terms are c_0^T b_0 + c_1^T (v_part - b_1), with ``v_part`` the cached
+        ``visible_term`` of v (computed when None)."""
+        check_state(self, xs)
+        e = 0.0
+        for l in self.layers(1):
+            e = e - self.centred(xs, l) @ self.biases[l]
+        for l, a in even_logits.items():
+            e = e - (self.centred(xs, l) * a).sum(-1)
+        if 0 not in even_logits:
+            vp = self.visible_term(xs[0]) if v_part is None else v_part
+            e = e - self.centred(xs, 0) @ self.biases[0] - (self.centred(xs, 1) * (vp - self.biases[1])).sum(-1)
+        return e
+
     def _even_part(self, xs, odd_logits):
         """-sum_{l even} b_l^T c_l, and the odd-block logits (computed unless given)."""
         if odd_logits is None:

@@ -101,9 +101,13 @@ def draw_uniforms(model: DBM, batch: int, generator: torch.Generator) -> tuple[T
 
 
 class SweepInfo(NamedTuple):
-    """odd_logits: {l: (B, n_l)} the odd block's logits used by the sweep's last half; they are the
-    odd logits of the new state given its even block, so its energy needs no further product."""
-    odd_logits: dict
+    """odd_logits: {l: (B, n_l)} the odd logits of the new state given its even block (the last
+    half's, for an even-first sweep), so its energy needs no further product; None when a sweep
+    with per-chain orders was asked not to compute them (``update(odd_logits=False)``).
+    energy: (B,) E of the new state, from whichever block's logits each chain's last half
+    computed (per-chain orders only; else None)."""
+    odd_logits: dict | None
+    energy: Tensor | None = None
 
 
 class _Kernel:
@@ -172,23 +176,26 @@ class Gibbs(_Kernel):
         return tuple(xs), used
 
     def update(self, xs: Sequence[Tensor], u: Sequence[Tensor] | None, rows: Tensor | None = None,
-               logits: dict[int, Tensor] | None = None, odd_first: Tensor | None = None
-               ) -> tuple[tuple[Tensor, ...], SweepInfo]:
+               logits: dict[int, Tensor] | None = None, odd_first: Tensor | None = None,
+               odd_logits: bool = True) -> tuple[tuple[Tensor, ...], SweepInfo]:
         """One sweep with pre-drawn uniforms, deterministic given ``u`` and ``odd_first`` (B,) bool:
         those chains update the odd block, then the even block; the others (all when None) the
         even block, then the odd block. ``logits``: {l: (B, n_l)} logits of ``xs``'s free layers
         given the other block, when at hand (``LocalModeInfo.logits``); each chain's first
         half-sweep uses its block's. With per-chain orders each group of chains sweeps in its own
-        order on its own rows, each chain's units drawn with its own uniforms; the odd-first
-        group's odd logits given its new even block are computed after its sweep, so
-        ``SweepInfo.odd_logits`` holds every chain's."""
+        order on its own rows, each chain's units drawn with its own uniforms, and
+        ``SweepInfo.energy`` is every chain's new energy, from the logits of its last half (the
+        even-first group's odd logits, the odd-first group's even logits: ``DBM.energy_from_even``).
+        The odd-first group's odd logits cost one more product, made only with ``odd_logits``
+        (a marginalised chain's free energy needs them)."""
         if odd_first is None:
             xs, _ = self.block(xs, 0, u, rows, logits)
             xs, odd = self.block(xs, 1, u, rows)
             return xs, SweepInfo(odd)
+        batch, model = xs[0].shape[0], self.model
         out, odd_out = [torch.empty_like(x) for x in xs], {}
-        groups = _groups(odd_first)
-        for first, r in groups:
+        energy = torch.empty(batch, dtype=xs[0].dtype, device=xs[0].device)
+        for first, r in _groups(odd_first):
             sub = [x.index_select(0, r) for x in xs]
             su = None if u is None else [t.index_select(0, r) for t in u]
             sr = r if rows is None else rows.index_select(0, r)
@@ -196,16 +203,19 @@ class Gibbs(_Kernel):
             if first == 0:
                 sub, _ = self.block(sub, 0, su, sr, given)
                 sub, odd = self.block(sub, 1, su, sr)
+                e = model.energy(sub, odd)
             else:
                 sub, _ = self.block(sub, 1, su, sr, given)
-                sub, _ = self.block(sub, 0, su, sr)
-                odd = self.logits(sub, 1, sr)
+                sub, even = self.block(sub, 0, su, sr)
+                e = model.energy_from_even(sub, even, self.at(sr)[1])
+                odd = self.logits(sub, 1, sr) if odd_logits else {}
+            energy.index_copy_(0, r, e)
             for l in range(len(out)):
                 out[l].index_copy_(0, r, sub[l])
             for l, a in odd.items():
-                odd_out.setdefault(l, torch.empty(xs[0].shape[0], a.shape[1], dtype=a.dtype, device=a.device))
+                odd_out.setdefault(l, torch.empty(batch, a.shape[1], dtype=a.dtype, device=a.device))
                 odd_out[l].index_copy_(0, r, a)
-        return tuple(out), SweepInfo(odd_out)
+        return tuple(out), SweepInfo(odd_out if odd_logits else None, energy)
 
     def logits(self, xs: Sequence[Tensor], parity: int, rows: Tensor | None = None) -> dict[int, Tensor]:
         """{l: (B, n_l)} the logits of the block's free layers given the other block."""
@@ -673,10 +683,15 @@ class MH(_Kernel):
         self.energy_fn = energy_fn(model, self.marginalize)
 
     @torch.no_grad()
-    def init(self, xs: Sequence[Tensor], odd_logits: dict[int, Tensor] | None = None) -> MHState:
+    def init(self, xs: Sequence[Tensor], odd_logits: dict[int, Tensor] | None = None,
+             energy: Tensor | None = None) -> MHState:
         """Wrap a state; with ``marginalize`` the odd layers are zeroed (they are summed out).
-        ``odd_logits``: the state's odd logits when at hand (``SweepInfo.odd_logits``)."""
+        ``odd_logits``: the state's odd logits when at hand (``SweepInfo.odd_logits``);
+        ``energy``: its E(x) when at hand (``SweepInfo.energy``; not used with ``marginalize``,
+        whose target is F)."""
         xs = tuple(torch.zeros_like(x) if (self.marginalize and l % 2) else x for l, x in enumerate(xs))
+        if energy is not None and not self.marginalize:
+            return MHState(xs, energy)
         return MHState(xs, self.energy_fn(xs, odd_logits))
 
     def propose(self, xs: Sequence[Tensor], generator: torch.Generator, rows: Tensor | None = None

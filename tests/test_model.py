@@ -145,3 +145,17 @@ def test_panel_transpose_equals_the_transpose():
     for shape in ((784, 784), (1000, 300), (100, 784), (257, 3)):
         w = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
         assert torch.equal(transpose(w), w.T.contiguous()) and transpose(w).is_contiguous()
+
+
+@pytest.mark.parametrize("sizes,clamp", [([5, 4, 3], False), ([5, 4, 3], True), ([6, 5], True), ([4, 3, 3, 2], False)])
+def test_energy_from_the_even_logits_equals_the_energy(sizes, clamp, gen):
+    """DBM.energy_from_even: eq. (1) summed over the even block's logits (v's terms from the
+    visible-term cache when v is clamped) gives E(x), centred models included."""
+    for centered in (False, True):
+        m = dbm.DBM(sizes, init="gaussian", sigma=0.7, generator=torch.Generator().manual_seed(3))
+        if centered:
+            m.set_offsets([torch.rand(n, generator=gen) for n in sizes])
+        xs = m.random_state(50, gen)
+        even = {l: m.logits(xs, l) for l in m.layers(0) if not (l == 0 and clamp)}
+        vp = m.visible_term(xs[0]) if clamp else None
+        assert torch.allclose(m.energy_from_even(xs, even, vp), m.energy(xs), atol=1e-4)

@@ -28,24 +28,27 @@ def sample_pi0(model, order, gen, v=None):
     est = UCDMHLMI(order=order)
     n0 = model.layer_sizes[0]
     batch_v = torch.zeros(N, n0) if v is None else v.expand(N, n0).clone()
-    xs, odd, _, _, _ = est._pi0(model, batch_v, None if v is None else True, gen, "neg" if v is None else "pos", 1,
-                                est.init_state())
-    return xs, odd
+    xs, sweep, _, _, _ = est._pi0(model, batch_v, None if v is None else True, gen, "neg" if v is None else "pos", 1,
+                                  est.init_state())
+    return xs, sweep
 
 
 @pytest.mark.parametrize("clamped", [False, True])
 @pytest.mark.parametrize("order", ["even-first", "odd-first", "random"])
 def test_pi0_matches_its_exact_law(order, clamped, gen):
     """The estimator's X0 (local search in the search's order, one T = 1 sweep in its own) has the
-    law enumerated by ``exact.pi0_table``; the odd logits it hands on are exact for every chain."""
+    law enumerated by ``exact.pi0_table``; the odd logits (even first) or the energies (per-chain
+    orders) it hands on to the MH chain are exact for every chain."""
     m = random_dbm(SIZES, seed=21, w_scale=2.0)
     v = torch.tensor([1.0, 0.0, 1.0]) if clamped else None
-    xs, odd = sample_pi0(m, order, gen, v)
+    xs, sweep = sample_pi0(m, order, gen, v)
     if clamped:
         assert torch.equal(xs[0], v.expand_as(xs[0]))
     chi2_gof(joint_index(xs), full_table(m, order, v))
-    for l, a in odd.items():
+    for l, a in (sweep.odd_logits or {}).items():
         assert torch.allclose(a, m.logits(xs, l).detach(), atol=1e-5)
+    if order != "even-first":
+        assert torch.allclose(sweep.energy, m.energy(xs).detach(), atol=1e-4)
 
 
 @pytest.mark.parametrize("order", ["even-first", "random"])
