@@ -62,6 +62,7 @@ class Config:
     dbm_methods: tuple = zoo.METHODS                  # the zoo's (fig25's) models
     sample_kinds: tuple = ("mode", "random")          # module docstring; "random" = mode+1 (older name)
     dbm_matrix: bool = False                          # DBM cells: fig25's matrix of the profile (methods, seeds)
+    dbm_only: tuple = ()                              # only these methods' DBM cells (a partial run: reproduce/splice.py)
     gans: tuple = ("wgan-gp", "wgan")
     gan_steps: int = 500                              # generator steps (5 critic steps each); the cap with a plateau rule
     gan_width: int = 0                                # 0: the recipe's (64 for 28x28, 128 for CIFAR-10)
@@ -120,8 +121,10 @@ def dbm_cells(ds: str, cfg: Config, profile: str) -> list[tuple[str, int]]:
     ``dbm_matrix``, else ``dbm_methods`` x ``seeds``."""
     if cfg.dbm_matrix:
         from reproduce import fig25_end_to_end as fig25
-        return fig25.matrix(fig25.Config(**fig25.PROFILES[profile]), ds)
-    return [(m, s) for s in range(cfg.seeds) for m in cfg.dbm_methods]
+        cells = fig25.matrix(fig25.Config(**fig25.PROFILES[profile]), ds)
+    else:
+        cells = [(m, s) for s in range(cfg.seeds) for m in cfg.dbm_methods]
+    return [(m, s) for m, s in cells if not cfg.dbm_only or m in cfg.dbm_only]
 
 
 def dbm_models(ds: str, cfg: Config, profile: str, cache: CellCache):

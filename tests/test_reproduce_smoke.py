@@ -94,7 +94,7 @@ def test_fig25_quick(tmp_path):
                "--data-dir", str(shared_data_dir()), "--updates", "20", "--datasets", "mnist", "--methods",
                "ucd-mh-lmi", "--sample-order", "even-first")
     before = df[df.method.isin(["cd", "pcd"])].reset_index(drop=True)
-    run_module("reproduce.fig25_splice", "--table", str(out), "--part", str(part))
+    run_module("reproduce.splice", "--figure", "fig25", "--table", str(out), "--part", str(part))
     after = read_tables(out, "fig25_end_to_end")
     kinds = after.kind.isin(["samples", "fd"])
     assert set(after[kinds & (after.method == "ucd-mh-lmi")].sample_order) == {"even-first"}
@@ -173,6 +173,18 @@ def test_fig26_quick_on_synthetic_mnist_and_cifar(tmp_path):
     assert (df[df.dataset == "cifar10"].preprocessing == "8-bit pixels / 255").all()
     assert (out / "fig26_samples_cifar10.png").exists() and (out / "fig26_fid.png").exists()
     assert "classifier_fd" in r.stdout
+    # a partial run of the DBM rows alone (no GANs), spliced into the table: the GAN rows stay
+    part = tmp_path / "part"
+    run_module("reproduce.fig26_fid", "--quick", "--out-dir", str(part), "--work-dir", str(work), "--data-dir",
+               str(data), "--datasets", "mnist", "--n-gen", "60", "--n-ref", "60", "--sample-kinds", "mode,mode+1",
+               "--gans", "", "--dbm-only", "ucd-mh-lmi")
+    p = pd.read_csv(part / "fig26_fid.csv")
+    assert set(p.family) == {"data", "dbm"}
+    run_module("reproduce.splice", "--figure", "fig26", "--table", str(out), "--part", str(part))
+    after = pd.read_csv(out / "fig26_fid.csv")
+    mn = after[(after.dataset == "mnist") & (after.family == "dbm")]
+    assert set(mn.sample_kind) == {"mode", "mode+1"} and len(after[after.family == "gan"]) == len(gan)
+    assert json.loads((out / "fig26_fid.json").read_text())["spliced"][0]["cells"] == ["mnist/dbm-ucd-mh-lmi"]
     # every DBM x sample kind is a cached cell: a second run reads the same rows back
     dbm_rows = df[df.family == "dbm"]
     cells = list((work / "fig26_fid-samples").glob("*.json"))

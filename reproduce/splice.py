@@ -1,0 +1,115 @@
+"""Splice a partial run of fig25 or fig26 into a profile's committed table.
+
+A profile's full table comes from one run of the figure's script. When some of its methods change
+(the faithful-order issue changed pi0 of every UCD-MH-LMI preset) and the cell cache of the others
+is gone, those methods are re-run alone into a folder of their own:
+
+    python -m reproduce.fig25_end_to_end --profile converged --methods ucd-mh-lmi \\
+        --out-dir results/converged/faithful
+    python -m reproduce.fig26_fid --profile converged --dbm-only ucd-mh-lmi --gans '' \\
+        --out-dir results/converged/faithful-fig26
+
+and spliced into the table:
+
+    python -m reproduce.splice --figure fig25 --profile converged --part results/converged/faithful
+
+The part's cells (fig25: data set and method; fig26: data set and model) replace the table's rows
+of the same cells, trace rows included; the training-image floor ("data" rows) stays the table's.
+The sidecar keeps its provenance and gains a ``spliced`` record per part (its folder, cells,
+commit, CPU, wall time and config, from the part's own sidecar); its summary (and fig25's
+verdicts) are recomputed from the spliced rows, and the figure is redrawn. Splicing the same part
+again replaces the same cells.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from dbm.results import atomic_write_text, write_csv
+
+
+def _figure(name: str):
+    """(module, its table's name, the cell's key columns, the column whose "data" rows are the floor)."""
+    if name == "fig25":
+        from reproduce import fig25_end_to_end as m
+        return m, m.NAME, ("dataset", "method"), "method"
+    if name == "fig26":
+        from reproduce import fig26_fid as m
+        return m, m.NAME, ("dataset", "model"), "family"
+    raise SystemExit(f"--figure must be fig25 or fig26, got {name!r}")
+
+
+def _read(folder: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    csv = folder / f"{name}.csv"
+    if not csv.exists():
+        raise SystemExit(f"{csv} not found: run the figure into {folder} first")
+    trace = folder / f"{name}_trace.csv"
+    side = csv.with_suffix(".json")
+    return (pd.read_csv(csv), pd.read_csv(trace) if trace.exists() else pd.DataFrame(),
+            json.loads(side.read_text()) if side.exists() else {})
+
+
+def _cells(df: pd.DataFrame, key) -> list[tuple]:
+    return list(zip(*(df[k] for k in key))) if not df.empty else []
+
+
+def splice(table: Path, part: Path, figure: str = "fig25") -> dict:
+    """Replace ``table``'s rows of the cells in ``part``; returns the ``spliced`` record."""
+    mod, name, key, floor = _figure(figure)
+    base, base_trace, meta = _read(table, name)
+    new, new_trace, part_meta = _read(part, name)
+    new = new[new[floor] != "data"]
+    new = new[new[key[1]].notna()] if key[1] in new else new
+    cells = set(_cells(new, key))
+
+    def without(df):
+        return df if df.empty else df[[c not in cells for c in _cells(df, key)]]
+    final = pd.concat([without(base), new], ignore_index=True)
+    trace = pd.concat([without(base_trace), new_trace[[c in cells for c in _cells(new_trace, key)]]
+                       if not new_trace.empty else new_trace], ignore_index=True)
+    env = part_meta.get("environment", {})
+    record = {"part": str(part), "cells": sorted("/".join(map(str, c)) for c in cells), "git_sha": env.get("git_sha"),
+              "device_name": env.get("device_name"), "wall_time_s": part_meta.get("wall_time_s"),
+              "config": part_meta.get("config")}
+    write_csv(final, table / f"{name}.csv")
+    if not trace.empty:
+        write_csv(trace, table / f"{name}_trace.csv")
+    both = pd.concat([final, trace], ignore_index=True)
+    meta["spliced"] = [r for r in meta.get("spliced", []) if r.get("part") != str(part)] + [record]
+    meta["summary"] = mod.summarise(both).to_dict("records")
+    if figure == "fig25":
+        meta["verdicts"] = mod.verdicts(both).to_dict("records")
+        meta["seeds"] = {ds: {m: sorted(int(s) for s in g.seed.unique()) for m, g in d.groupby("method", sort=False)}
+                         for ds, d in final[final.method != "data"].groupby("dataset")}
+    atomic_write_text(table / f"{name}.json", json.dumps(meta, indent=2, default=str) + "\n")
+    mod.plot(both, table / f"{name}.png")
+    return record
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--figure", default="fig25", choices=("fig25", "fig26"))
+    p.add_argument("--profile", default="converged", help="the table: results/<profile>/ (budget: results/)")
+    p.add_argument("--table", default=None, help="the table's folder (default from --profile)")
+    p.add_argument("--part", required=True, help="the folder of the partial run")
+    args = p.parse_args(argv)
+    table = Path(args.table or ("results" if args.profile == "budget" else f"results/{args.profile}"))
+    rec = splice(table, Path(args.part), args.figure)
+    print(f"spliced {len(rec['cells'])} cells from {args.part} into {table}: {', '.join(rec['cells'])}")
+    if args.figure == "fig25":
+        from reproduce import fig25_end_to_end as fig25
+        name = fig25.NAME
+        both = pd.concat([pd.read_csv(table / f"{name}.csv")] + ([pd.read_csv(table / f"{name}_trace.csv")]
+                                                                 if (table / f"{name}_trace.csv").exists() else []))
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            print(fig25.verdicts(both).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    from dbm.cli import run_main
+    sys.exit(run_main(main))
