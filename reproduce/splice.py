@@ -57,12 +57,15 @@ def _cells(df: pd.DataFrame, key) -> list[tuple]:
     return list(zip(*(df[k] for k in key))) if not df.empty else []
 
 
-def splice(table: Path, part: Path, figure: str = "fig25") -> dict:
-    """Replace ``table``'s rows of the cells in ``part``; returns the ``spliced`` record."""
+def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = ()) -> dict:
+    """Replace ``table``'s rows of the cells in ``part`` (those of ``datasets`` alone when given:
+    e.g. where the part's feature extractor is the table's); returns the ``spliced`` record."""
     mod, name, key, floor = _figure(figure)
     base, base_trace, meta = _read(table, name)
     new, new_trace, part_meta = _read(part, name)
     new = new[new[floor] != "data"]
+    if datasets:
+        new = new[new.dataset.isin(datasets)]
     new = new[new[key[1]].notna()] if key[1] in new else new
     cells = set(_cells(new, key))
 
@@ -96,9 +99,10 @@ def main(argv=None) -> int:
     p.add_argument("--profile", default="converged", help="the table: results/<profile>/ (budget: results/)")
     p.add_argument("--table", default=None, help="the table's folder (default from --profile)")
     p.add_argument("--part", required=True, help="the folder of the partial run")
+    p.add_argument("--datasets", default="", help="splice these data sets' cells alone (comma-separated)")
     args = p.parse_args(argv)
     table = Path(args.table or ("results" if args.profile == "budget" else f"results/{args.profile}"))
-    rec = splice(table, Path(args.part), args.figure)
+    rec = splice(table, Path(args.part), args.figure, tuple(filter(None, args.datasets.split(","))))
     print(f"spliced {len(rec['cells'])} cells from {args.part} into {table}: {', '.join(rec['cells'])}")
     if args.figure == "fig25":
         from reproduce import fig25_end_to_end as fig25
