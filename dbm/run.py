@@ -43,7 +43,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .errors import CheckpointError, ConfigError, DivergenceError, RunLockedError
+from .errors import CheckpointError, ConfigError, DivergenceError, RunLockedError, UserError
 
 __all__ = ["RunDir", "RunTrainer", "check_resume_config", "ResumeMismatchError", "METRIC_COLUMNS", "read_weights",
            "set_generator_state", "train_seconds", "train_seconds_of",
@@ -524,6 +524,8 @@ class RunTrainer:
         tensors, state = got
         try:
             self.restore(tensors, state)
+        except UserError:                 # the trainer's own refusal (another device, settings): as it is
+            raise
         except (KeyError, IndexError, RuntimeError, ValueError, TypeError, AttributeError) as e:
             raise CheckpointError(self._misfit(tensors, state, e)) from None
         self.step = self._saved_step = int(state["step"])
