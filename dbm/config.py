@@ -7,14 +7,12 @@ import dataclasses
 import math
 
 from .errors import ConfigError
+from .validate import MAX_BATCH, MAX_COUNT, MAX_WIDTH
 
 __all__ = ["add_config_args", "config_from_args", "check_config", "flag", "MAX_COUNT", "MAX_BATCH", "MAX_WIDTH",
            "upper_bound"]
 
-# Upper bounds of the integer options, checked before anything is created (README, "Reliability"):
-MAX_COUNT = 10 ** 9        # counts of updates, steps, sweeps, intervals: int64 arithmetic and loops that end
-MAX_BATCH = 10 ** 6        # chains, images or samples held at once (a batch of 10^6 MNIST images is 3 GB)
-MAX_WIDTH = 10 ** 5        # a layer's width or a net's channels (a 10^5 x 10^5 weight is 40 GB)
+# Upper bounds of the integer options (dbm.validate), checked before anything is created:
 _BOUNDS = {"batch_size": MAX_BATCH, "eval_samples": MAX_BATCH, "eval_ais_runs": MAX_BATCH, "bank_size": MAX_BATCH,
            "fd_n": MAX_BATCH, "correction_window": MAX_BATCH, "toy_groups": 10 ** 4, "n_f": MAX_WIDTH,
            "width": MAX_WIDTH, "hidden": MAX_WIDTH}

@@ -26,7 +26,7 @@ from .meanfield import mean_field
 from .model import DBM
 from .samplers import MH, Gibbs, GibbsMH, check_order, draw_order, draw_uniforms
 from .stats import per_state_statistics, statistics, surrogate_loss
-from .validate import check_generator, check_visible
+from .validate import MAX_COUNT, check_generator, check_visible
 
 __all__ = ["PhaseInfo", "EstimatorInfo", "EstimatorState", "PhaseResult", "Accumulator", "Estimator", "CD",
            "PCD", "UCDGibbs", "UCDMHLMI", "OfficialSingleChain", "ESTIMATORS", "estimator"]
@@ -160,7 +160,7 @@ class Accumulator:
         return self.total
 
 
-MAX_CAP = 10 ** 9          # the largest cap or count an option accepts (dbm.config.MAX_COUNT)
+MAX_CAP = MAX_COUNT        # the largest cap or count an option accepts
 
 
 def _is_count(v, low: int) -> bool:

@@ -214,8 +214,7 @@ def pi0_table(model: DBM, order: str = "random", v: Tensor | None = None) -> tup
     if v is not None:
         v = check_visible(model, v.reshape(1, -1)).double()
         bits = bits[(bits[:, :n0] == v).all(-1)]
-    starts = _split_state(m, bits)                 # uniform over the free units: every row once
-    targets = _split_state(m, bits)
+    starts = targets = _split_state(m, bits)       # uniform over the free units: every row once
     probs = torch.zeros(bits.shape[0], dtype=torch.float64)
     for s_first, s_w in _ORDER_WEIGHTS[order]:
         mode = _search(m, starts, s_first, v is not None)

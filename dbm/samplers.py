@@ -205,10 +205,11 @@ class Gibbs(_Kernel):
                 sub, odd = self.block(sub, 1, su, sr)
                 e = model.energy(sub, odd)
             else:
+                v_part = self.at(sr)[1]
                 sub, _ = self.block(sub, 1, su, sr, given)
                 sub, even = self.block(sub, 0, su, sr)
-                e = model.energy_from_even(sub, even, self.at(sr)[1])
-                odd = self.logits(sub, 1, sr) if odd_logits else {}
+                e = model.energy_from_even(sub, even, v_part)
+                odd = model.block_logits(sub, 1, v_part) if odd_logits else {}      # no odd layer is v
             energy.index_copy_(0, r, e)
             for l in range(len(out)):
                 out[l].index_copy_(0, r, sub[l])
@@ -216,11 +217,6 @@ class Gibbs(_Kernel):
                 odd_out.setdefault(l, torch.empty(batch, a.shape[1], dtype=a.dtype, device=a.device))
                 odd_out[l].index_copy_(0, r, a)
         return tuple(out), SweepInfo(odd_out if odd_logits else None, energy)
-
-    def logits(self, xs: Sequence[Tensor], parity: int, rows: Tensor | None = None) -> dict[int, Tensor]:
-        """{l: (B, n_l)} the logits of the block's free layers given the other block."""
-        model, (clamp, v_part) = self.model, self.at(rows)
-        return {l: model.logits(xs, l, v_part) for l in model.layers(parity) if not (l == 0 and clamp is True)}
 
     def draw(self, batch: int, generator: torch.Generator) -> tuple[tuple[Tensor, ...] | None, Tensor | None]:
         """The random numbers of one sweep: (uniforms, None at T = 0; odd_first, by ``order``)."""
@@ -425,30 +421,25 @@ def _flip(a: Tensor, x: Tensor, fixed: Tensor | None, moved: Tensor, skip: Tenso
     return _Change(tuple(x.shape), nnz, d=d, per_row=per_row, x_new=new)
 
 
+def _partition(mask: Tensor) -> tuple[Tensor, Tensor]:
+    """(rows where ``mask`` (b,) bool is False, rows where it is True), long (NumPy on the CPU:
+    these are 100-element masks, where torch's per-call overhead dominates)."""
+    if mask.device.type == "cpu" and NUMPY_SCAN:
+        m = mask.numpy()
+        return torch.from_numpy(np.flatnonzero(~m)), torch.from_numpy(np.flatnonzero(m))
+    return (~mask).nonzero().squeeze(-1), mask.nonzero().squeeze(-1)
+
+
 def _groups(odd_first: Tensor) -> list[tuple[int, Tensor]]:
-    """[(0, rows of the even-first chains), (1, rows of the odd-first chains)], long, empty
-    groups left out (NumPy on the CPU, as ``_split``)."""
-    if odd_first.device.type == "cpu" and NUMPY_SCAN:
-        m = odd_first.numpy()
-        parts = (np.flatnonzero(~m), np.flatnonzero(m))
-        return [(p, torch.from_numpy(r)) for p, r in enumerate(parts) if r.size]
-    return [(p, r) for p, r in enumerate(((~odd_first).nonzero().squeeze(-1), odd_first.nonzero().squeeze(-1)))
-            if r.numel()]
+    """[(0, rows of the even-first chains), (1, rows of the odd-first chains)], empty groups left out."""
+    return [(p, r) for p, r in enumerate(_partition(odd_first)) if r.numel()]
 
 
 def _split(moved: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    """(rows of the chains that did not move, rows of those that did), long; (None, None) when
-    every chain moved (NumPy on the CPU: these are 100-element masks, where torch's per-call
-    overhead dominates)."""
-    if moved.device.type == "cpu" and NUMPY_SCAN:
-        m = moved.numpy()
-        if m.all():
-            return None, None
-        return torch.from_numpy(np.flatnonzero(~m)), torch.from_numpy(np.flatnonzero(m))
-    stop = ~moved
-    if not bool(stop.any()):
-        return None, None
-    return stop.nonzero().squeeze(-1), moved.nonzero().squeeze(-1)
+    """(rows of the chains that did not move, rows of those that did), long (``_partition``);
+    (None, None) when every chain moved."""
+    every = moved.numpy().all() if moved.device.type == "cpu" and NUMPY_SCAN else not bool((~moved).any())
+    return (None, None) if every else _partition(moved)
 
 
 def _describe(c: _Change, keep: Tensor | None = None) -> _Delta | None:

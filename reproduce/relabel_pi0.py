@@ -26,11 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from dbm.presets import EVEN_FIRST
 from dbm.results import atomic_write_text, git_sha, write_csv
 
-MAPPING = {"ucd-mh-lmi": "ucd-mh-lmi-even-first", "ucd-mh-lmi-marg": "ucd-mh-lmi-marg-even-first",
-           "ucd-mh-lmi-mixed": "ucd-mh-lmi-mixed-even-first",
-           "official-single-chain": "official-single-chain-even-first"}
+MAPPING = EVEN_FIRST
 NAMES = {**MAPPING, **{f"dbm-{k}": f"dbm-{v}" for k, v in MAPPING.items()}}
 COLUMNS = ("method", "model", "estimator")
 # the committed tables computed before c4595a5 that are not recomputed with the faithful pi0

@@ -29,7 +29,7 @@ import torch
 from dbm.cells import CellCache, file_hash
 from dbm.data import load_images
 from dbm.encoding import encode
-from dbm.presets import PRESETS, caps, resolve
+from dbm.presets import EVEN_FIRST, PRESETS, caps, resolve
 from dbm.train import TrainConfig, Trainer
 
 __all__ = ["KIND", "METHODS", "HELD_OUT", "ZooConfig", "PROFILES", "zoo_config", "binary_data", "train",
@@ -120,8 +120,7 @@ def train(cache: CellCache, zcfg: ZooConfig, dataset: str, method: str, seed: in
 # The faithful-order issue: these ablations are what the names on the right meant before pi0's
 # block order became the released one, so they take those names' cache keys (cached runs are
 # relabelled, not retrained); a preset whose pi0 now draws its order adds it to its key.
-PI0_RELABELLED = {"ucd-mh-lmi-even-first": "ucd-mh-lmi", "ucd-mh-lmi-marg-even-first": "ucd-mh-lmi-marg",
-                  "ucd-mh-lmi-mixed-even-first": "ucd-mh-lmi-mixed"}
+PI0_RELABELLED = {ablation: name for name, ablation in EVEN_FIRST.items()}
 
 
 def _method_key(method: str) -> dict:
