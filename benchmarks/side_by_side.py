@@ -14,7 +14,9 @@ measured in one run is worth reporting (docs/performance.md).
     python -m benchmarks.side_by_side --ref 1016ea7 --batch 100 1000
     make bench-side-by-side REF=1016ea7
 
-Writes a tidy CSV (one row per timed update: version, batch, warm_start, process, update, seconds)
+Writes a tidy CSV (one row per timed update: version, batch, warm_start, process, update, seconds,
+sweeps: the local search's sweeps per chain in that update, positive plus negative phase, so a
+version whose pi0 searches longer shows why it is slower)
 and a sidecar JSON with the medians, interquartile ranges, ratios and the machine; prints the table.
 """
 from __future__ import annotations
@@ -48,7 +50,7 @@ est = dbm.estimator("ucd-mh-lmi", warm_start={warm})
 gen = torch.Generator().manual_seed({seed})
 def fresh():
     return dbm.DBM({sizes}, generator=torch.Generator().manual_seed(1))
-model, state, times = fresh(), None, []
+model, state, times, sweeps = fresh(), None, [], []
 for i in range({warmup} + {updates}):
     if not {warm}:
         model, state = fresh(), None
@@ -59,8 +61,9 @@ for i in range({warmup} + {updates}):
     loss.backward()
     opt.step()
     times.append(time.perf_counter() - t)
+    sweeps.append(float(info.pos.sweeps.float().mean() + info.neg.sweeps.float().mean()))
 assert dbm.__file__.startswith({tree!r}), dbm.__file__
-print(json.dumps(times[{warmup}:]))
+print(json.dumps({{"seconds": times[{warmup}:], "sweeps": sweeps[{warmup}:]}}))
 """
 
 
@@ -72,8 +75,9 @@ def worktree(ref: str, into: Path) -> Path:
     return path
 
 
-def time_updates(tree: Path, batch: int, warm: bool, args, seed: int) -> list[float]:
-    """Seconds of each timed update in one fresh process importing ``dbm`` from ``tree``."""
+def time_updates(tree: Path, batch: int, warm: bool, args, seed: int) -> dict[str, list[float]]:
+    """{"seconds": of each timed update, "sweeps": its local-search sweeps per chain (mean over the
+    chains, positive plus negative phase)} in one fresh process importing ``dbm`` from ``tree``."""
     code = CHILD.format(threads=args.threads, synthetic=args.data_dir is None, batch=batch,
                         data_dir=str(args.data_dir), warm=warm, seed=seed, sizes=list(args.sizes),
                         warmup=args.warmup, updates=args.updates, tree=str(tree))
@@ -86,7 +90,8 @@ def time_updates(tree: Path, batch: int, warm: bool, args, seed: int) -> list[fl
 
 
 def summarise(df: pd.DataFrame, ref_name: str, new_name: str) -> pd.DataFrame:
-    """Median and interquartile range per version and setting; ratio = ref median / new median."""
+    """Median and interquartile range per version and setting; ratio = ref median / new median;
+    the mean local-search sweeps of each version."""
     rows = []
     for (batch, warm), g in df.groupby(["batch", "warm_start"]):
         q = g.groupby("version")["seconds"].quantile([0.25, 0.5, 0.75]).unstack()
@@ -95,6 +100,8 @@ def summarise(df: pd.DataFrame, ref_name: str, new_name: str) -> pd.DataFrame:
             row.update({f"{key}_median_s": q.loc[name, 0.5], f"{key}_q25_s": q.loc[name, 0.25],
                         f"{key}_q75_s": q.loc[name, 0.75]})
         row["speedup"] = row["ref_median_s"] / row["new_median_s"]
+        sw = g.groupby("version")["sweeps"].mean()         # the work: a new pi0 may search longer
+        row.update({"ref_mean_sweeps": sw.loc[ref_name], "new_mean_sweeps": sw.loc[new_name]})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -137,9 +144,10 @@ def main(argv=None) -> int:
             for batch, warm in settings:
                 for proc in range(args.procs):
                     for name, tree in ((ref_name, ref_tree), (new_name, ROOT)):
-                        for i, s in enumerate(time_updates(tree, batch, warm, args, seed=proc)):
+                        t = time_updates(tree, batch, warm, args, seed=proc)
+                        for i, (s, w) in enumerate(zip(t["seconds"], t["sweeps"])):
                             rows.append({"version": name, "batch": batch, "warm_start": warm,
-                                         "process": proc, "update": i, "seconds": s})
+                                         "process": proc, "update": i, "seconds": s, "sweeps": w})
                         print(f"batch {batch} warm={warm} process {proc} {name}: done", file=sys.stderr)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_tree)],

@@ -187,31 +187,41 @@ class Gibbs(_Kernel):
         ``SweepInfo.energy`` is every chain's new energy, from the logits of its last half (the
         even-first group's odd logits, the odd-first group's even logits: ``DBM.energy_from_even``).
         The odd-first group's odd logits cost one more product, made only with ``odd_logits``
-        (a marginalised chain's free energy needs them)."""
+        (a marginalised chain's free energy needs them). When ``logits`` hold both blocks' (a local
+        mode's), every chain's first half is drawn on the whole batch (both blocks drawn, each chain
+        keeping its first block's) and only the second half, which needs new logits, runs per group:
+        the same numbers, with less copying."""
         if odd_first is None:
             xs, _ = self.block(xs, 0, u, rows, logits)
             xs, odd = self.block(xs, 1, u, rows)
             return xs, SweepInfo(odd)
         batch, model = xs[0].shape[0], self.model
-        out, odd_out = [torch.empty_like(x) for x in xs], {}
-        energy = torch.empty(batch, dtype=xs[0].dtype, device=xs[0].device)
+        clamp = self.at(rows)[0]
+        led = logits is not None and set(logits) == set(free_layers(model, clamp))
+        if led:              # every chain's first half on the whole batch, from both blocks' logits
+            m, xs = odd_first.unsqueeze(-1), list(xs)
+            for l, a in logits.items():
+                new = _clamped(l, sample_bits(a, None if u is None else u[l], self.T), xs[l], clamp)
+                xs[l] = torch.where(m, new, xs[l]) if l % 2 else torch.where(m, xs[l], new)
+        out = xs if led else [torch.empty_like(x) for x in xs]
+        odd_out, energy = {}, torch.empty(batch, dtype=xs[0].dtype, device=xs[0].device)
         for first, r in _groups(odd_first):
             sub = [x.index_select(0, r) for x in xs]
-            su = None if u is None else [t.index_select(0, r) for t in u]
+            su = None if u is None else {l: t.index_select(0, r) for l, t in enumerate(u)
+                                         if not led or l % 2 != first}
             sr = r if rows is None else rows.index_select(0, r)
-            given = None if logits is None else {l: t.index_select(0, r) for l, t in logits.items()}
+            if not led:
+                given = None if logits is None else {l: t.index_select(0, r) for l, t in logits.items()}
+                sub, _ = self.block(sub, first, su, sr, given)
+            sub, last = self.block(sub, 1 - first, su, sr)
             if first == 0:
-                sub, _ = self.block(sub, 0, su, sr, given)
-                sub, odd = self.block(sub, 1, su, sr)
-                e = model.energy(sub, odd)
+                e, odd = model.energy(sub, last), last
             else:
                 v_part = self.at(sr)[1]
-                sub, _ = self.block(sub, 1, su, sr, given)
-                sub, even = self.block(sub, 0, su, sr)
-                e = model.energy_from_even(sub, even, v_part)
+                e = model.energy_from_even(sub, last, v_part)
                 odd = model.block_logits(sub, 1, v_part) if odd_logits else {}      # no odd layer is v
             energy.index_copy_(0, r, e)
-            for l in range(len(out)):
+            for l in (last if led else range(len(out))):
                 out[l].index_copy_(0, r, sub[l])
             for l, a in odd.items():
                 odd_out.setdefault(l, torch.empty(batch, a.shape[1], dtype=a.dtype, device=a.device))
@@ -491,7 +501,10 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
     order; an odd-first chain that stops at sweep g ran g - 1 of its own sweeps when the odd update
     of sweep g - 1 left it unchanged too (its own sweep g - 1 then changed nothing), else g. The
     block updates are the same ones, in the same sequence, as the chain's own order makes, so it
-    reaches the same mode in the same count as the dense reference."""
+    reaches the same mode in the same count as the dense reference. An odd-first chain that stops
+    in sweep 2 with neither of its blocks moved since the search began still holds exact logits of
+    both blocks (each computed exactly, given a block that has not changed since), so it leaves at
+    once instead of waiting for the exact check: at a warm start most odd-first chains do this."""
     batch, dev = xs[0].shape[0], xs[0].device
     n_layers = len(xs)
     free = [l for l in range(n_layers) if not (l == 0 and clamp is True)]
@@ -562,7 +575,8 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
 
     def own_count(r):
         """The sweeps of the stopping chains ``r`` in their own order (the docstring)."""
-        return count[r] - (of[r] & ~odd_moved[r]).long() if ordered else count[r]
+        c = count.index_select(0, r)
+        return c - (of.index_select(0, r) & ~odd_moved.index_select(0, r)).long() if ordered else c
 
     def odd_update():
         """The odd half of a sweep after the first; records which chains it moved."""
@@ -588,7 +602,7 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
     cur, cm = [x.clone(memory_format=torch.contiguous_format) for x in xs], clamp   # _flip works in place
     of, odd_moved = odd_first, None
     a = exact(cur, even, idx)
-    first, pending, most = True, [], 0
+    first, second, pending, most = True, False, [], 0
     while True:
         while idx.numel():
             count += 1
@@ -606,13 +620,21 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
             if r is not None:
                 if first:
                     finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in free}, count[r], False)
-                else:                                    # set aside for the exact check
-                    pending.append((idx[r], rows(r), count[r], own_count(r), of[r] if ordered else None))
+                else:
+                    if second and ordered:               # logits still exact: no check needed
+                        untouched = of.index_select(0, r) & ~odd_moved.index_select(0, r)
+                        if bool(untouched.any()):
+                            rd, r = r[untouched], r[~untouched]
+                            finish(idx[rd], rows(rd), {l: a[l].index_select(0, rd) for l in free},
+                                   own_count(rd), False)
+                    if r.numel():                        # set aside for the exact check
+                        pending.append((idx.index_select(0, r), rows(r), count.index_select(0, r), own_count(r),
+                                        of.index_select(0, r) if ordered else None))
                 keep(k)
             if not first and idx.numel():
                 propagate(a, described(d_even, k))
                 odd_update()
-            first = False
+            first, second = False, first
             retire_capped()
         if not pending:
             break

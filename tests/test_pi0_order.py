@@ -126,6 +126,31 @@ def test_numpy_and_torch_scans_agree_per_chain_order(gen, monkeypatch, clamp):
     assert all(torch.equal(x, y) for x, y in zip(a, b)) and torch.equal(ia.sweeps, ib.sweeps)
 
 
+@pytest.mark.parametrize("clamp", [None, True, "mask"])
+def test_sweep_from_a_mode_equals_the_per_group_sweep(gen, clamp):
+    """``Gibbs.update`` handed a mode's logits of both blocks (first halves drawn on the whole
+    batch, second halves per group) makes the per-group sweep's states bit for bit, with the same
+    energies and odd logits (float64: the two compute the first half's logits on other rows)."""
+    sizes = [120, 80, 60, 40]
+    m = dbm.DBM(sizes, generator=torch.Generator().manual_seed(12), dtype=torch.float64)
+    xs = m.random_state(150, gen)
+    if clamp == "mask":
+        clamp = torch.rand(150, sizes[0], generator=gen) < 0.4
+    kernel = samplers.Gibbs(m, 1.0, clamp, xs[0])
+    mode, lm = kernel.local_mode(xs, odd_first=samplers.draw_order("random", 150, gen))
+    of = samplers.draw_order("random", 150, gen)
+    u = samplers.draw_uniforms(m, 150, gen)
+    a, ia = kernel.update(mode, u, logits=lm.logits, odd_first=of)
+    b, ib = kernel.update(mode, u, odd_first=of)
+    assert bool(of.any()) and not bool(of.all())
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert torch.allclose(ia.energy, ib.energy, rtol=0, atol=1e-9)
+    assert set(ia.odd_logits) == {1, 3}
+    for l, t in ia.odd_logits.items():
+        assert torch.allclose(t, ib.odd_logits[l], rtol=0, atol=1e-9)
+        assert torch.allclose(t, m.logits(a, l).detach(), rtol=0, atol=1e-9)
+
+
 def test_search_cap_with_per_chain_orders(gen):
     """A search stopped by its cap is counted as capped, whatever the chain's order."""
     m = dbm.DBM([50, 50, 50], init="gaussian", sigma=1.0, generator=torch.Generator().manual_seed(6))
