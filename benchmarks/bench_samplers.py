@@ -97,3 +97,29 @@ def test_coupled_gibbs_step(benchmark, peak_gflops, device, batch, coupling):
     benchmark.pedantic(run, rounds=5, warmup_rounds=1)
     record(benchmark, peak_gflops, device, "binary-784x3", shape, batch, 2 * sweep_flops(shape, batch),
            step=f"coupled_gibbs_{coupling}")
+
+
+@pytest.mark.benchmark(group="local-mode-order")
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("start", ["noise", "warm"])
+@pytest.mark.parametrize("order", ["even-first", "random"])
+def test_local_mode_order(benchmark, peak_gflops, batch, start, order):
+    """The search of pi0 in either block order on the same model from the same starts (CPU): the
+    cost of per-chain orders alone, apart from the model a faithful run trains (issue 30)."""
+    shape, device = SHAPES["binary-784x3"], "cpu"
+    m = make_model(shape, device)
+    g = torch.Generator().manual_seed(0)
+    xs = m.random_state(batch, g)
+    if start == "warm":
+        xs, _ = samplers.gibbs_step(m, samplers.local_mode(m, xs)[0], g)
+    of = samplers.draw_order(order, batch, g)
+    kernel = samplers.Gibbs(m)
+    _, info = kernel.local_mode(xs, odd_first=of)
+
+    def run():
+        return kernel.local_mode(xs, odd_first=of)
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    chain_sweeps = float(info.sweeps.sum())
+    record(benchmark, peak_gflops, device, "binary-784x3", shape, batch, sweep_flops(shape, 1) * chain_sweeps,
+           step=f"local_mode_{start}_{order}", flops_kind="dense-equivalent",
+           mean_sweeps=float(info.sweeps.float().mean()), max_sweeps=int(info.sweeps.max()))

@@ -58,7 +58,7 @@ class Config:
 PROFILES = {
     "quick": dict(methods=("ucd-mh-lmi", "cd"), masks=("left", "top", "center", "random-0.5"), test_n=100,
                   gibbs_samples=4, gibbs_sweeps=10, classifier_epochs=1, classifier_train_limit=5000),
-    "budget": {},
+    "budget": dict(methods=zoo.METHODS + ("ucd-mh-lmi-even-first",)),   # fig25's budget models, the ablation too
     "paper": dict(test_n=10_000, gibbs_samples=10),
 }
 
