@@ -319,6 +319,18 @@ class _LocalModeInit:
     warm_start = False
     order = "random"
 
+    def draw_pi0(self, model, v: Tensor, phase: str, generator: torch.Generator) -> tuple[Tensor, ...]:
+        """X0 ~ pi0 of one phase, one chain per row of ``v`` (B, n_0): "pos" clamps v, "neg" only
+        takes its batch size. The cold start's law (no warm state), for diagnostics
+        (``dbm.exact_mh``: a(X0) is the chance of a correction)."""
+        if phase not in ("pos", "neg"):
+            raise ValueError(f"phase must be 'pos' or 'neg', got {phase!r}")
+        check_generator(generator, model.weights[0].device)
+        v = check_visible(model, v)
+        with torch.no_grad():
+            xs, *_ = self._pi0(model, v, True if phase == "pos" else None, generator, phase, 1, self.init_state())
+        return tuple(x.detach() for x in xs)
+
     def _pi0(self, model, v, clamp, generator, phase, n_copies, state):
         """-> (X0 (and Y0) stacked, the T = 1 sweep's SweepInfo (their odd logits, or with
         per-chain orders their energies), LocalModeInfo, the new state, the T = 1 kernel (its

@@ -17,7 +17,7 @@ states number at most 2^MAX_PAIR_BITS the pair chain itself is propagated exactl
 (``capped_expectation``), giving P(tau > t) and the expectation of the estimator capped at
 ``max_steps`` (``dbm.driver.run_coupled``: the corrections stop at t = max_steps - 1).
 
-``acceptance`` enumerates the 2^n free states once (n <= dbm.exact.MAX_ENUM_BITS) and answers a(x)
+``acceptance`` enumerates the 2^n free states once (n <= MAX_ACCEPT_BITS) and answers a(x)
 for any energy in O(log 2^n) (sorted energies and suffix log-sums), so a(X0) is exact for every
 draw of X0 even where pi0 itself cannot be enumerated; ``correction_diagnostics`` turns draws of
 a(X0) into the rates a study needs: P(correction), the cap's hit rate, the chains needed.
@@ -30,38 +30,58 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .exact import MAX_ENUM_BITS, _check_size, _double, all_bits
+from .exact import _check_size, _double
 from .model import DBM
 from .stats import per_state_statistics
 from .validate import check_visible
 
 __all__ = ["Acceptance", "acceptance", "free_states", "correction_diagnostics", "capped_expectation",
-           "MAX_PAIR_BITS"]
+           "MAX_ACCEPT_BITS", "MAX_PAIR_BITS"]
 
+MAX_ACCEPT_BITS = 26                   # 2^26 energies: 512 MiB, sorted in seconds
 MAX_PAIR_BITS = 8                      # the pair chain holds (2^n)^2 probabilities and (2^n)^3 differences
-_CHUNK = 1 << 22
+_CHUNK = 1 << 18
+
+
+def _phase(model: DBM, v: Tensor | None, marginalize: bool):
+    """(float64 model, the free layers, their sizes, v as a (1, n_0) float64 row or None)."""
+    m = model if model.weights[0].dtype == torch.float64 else _double(model)
+    layers = [l for l in (m.layers(0) if marginalize else range(len(m.layer_sizes)))
+              if not (l == 0 and v is not None)]
+    if v is not None:
+        v = check_visible(m, v.reshape(1, -1)).double()
+    return m, layers, [m.layer_sizes[l] for l in layers], v
+
+
+def _states(m: DBM, layers, sizes, v, start: int, stop: int) -> list[Tensor]:
+    """The free states of indices start..stop-1 (``all_bits`` order over the free units) as full
+    states: one (k, n_l) tensor per layer, v repeated when clamped, the other layers zero."""
+    k = torch.arange(start, stop).unsqueeze(-1)
+    bits = ((k >> torch.arange(sum(sizes))) & 1).double()
+    xs = [torch.zeros(stop - start, n, dtype=torch.float64) for n in m.layer_sizes]
+    for l, part in zip(layers, bits.split(sizes, -1)):
+        xs[l] = part
+    if v is not None:
+        xs[0] = v.expand(stop - start, -1)
+    return xs
+
+
+@torch.no_grad()
+def _energies(m: DBM, layers, sizes, v, marginalize: bool) -> Tensor:
+    """E (or F) of every free state, (2^n,) float64, computed in chunks (no table of bits)."""
+    n = 1 << sum(sizes)
+    f = m.free_energy if marginalize else m.energy
+    return torch.cat([f(_states(m, layers, sizes, v, i, min(i + _CHUNK, n))) for i in range(0, n, _CHUNK)])
 
 
 def free_states(model: DBM, v: Tensor | None = None, marginalize: bool = False) -> tuple[list[Tensor], Tensor]:
     """Every state of the MH chain's free units, and its energy: (xs (one (2^n, n_l) tensor per
     layer, v repeated when clamped, odd layers zero when ``marginalize``), E or F (2^n,) float64),
-    states ordered as ``dbm.exact.all_bits`` over the free units (layers in order)."""
-    m = model if model.weights[0].dtype == torch.float64 else _double(model)
-    layers = [l for l in (m.layers(0) if marginalize else range(len(m.layer_sizes)))
-              if not (l == 0 and v is not None)]
-    sizes = [m.layer_sizes[l] for l in layers]
-    n = sum(sizes)
-    _check_size(m, n)
-    bits = all_bits(n)
-    xs = [torch.zeros(bits.shape[0], k, dtype=torch.float64) for k in m.layer_sizes]
-    for l, part in zip(layers, bits.split(sizes, -1)):
-        xs[l] = part
-    if v is not None:
-        xs[0] = check_visible(m, v.reshape(1, -1)).double().expand(bits.shape[0], -1)
-    with torch.no_grad():
-        e = torch.cat([(m.free_energy if marginalize else m.energy)([x[i:i + _CHUNK] for x in xs])
-                       for i in range(0, bits.shape[0], _CHUNK)])
-    return xs, e
+    states ordered as ``dbm.exact.all_bits`` over the free units (layers in order);
+    n <= dbm.exact.MAX_ENUM_BITS."""
+    m, layers, sizes, v = _phase(model, v, marginalize)
+    _check_size(m, sum(sizes))
+    return _states(m, layers, sizes, v, 0, 1 << sum(sizes)), _energies(m, layers, sizes, v, marginalize)
 
 
 class Acceptance(NamedTuple):
@@ -87,8 +107,13 @@ class Acceptance(NamedTuple):
 
 def acceptance(model: DBM, v: Tensor | None = None, marginalize: bool = False) -> Acceptance:
     """a(.) of the MH kernel of one phase: the negative phase (v None) or the positive one with v
-    (n_0,) clamped; the joint chain, or with ``marginalize`` the even units' chain under F."""
-    _, e = free_states(model, v, marginalize)
+    (n_0,) clamped; the joint chain, or with ``marginalize`` the even units' chain under F. Up to
+    2^MAX_ACCEPT_BITS free states (only their energies are held: 8 bytes each, and a sort)."""
+    m, layers, sizes, v = _phase(model, v, marginalize)
+    if sum(sizes) > MAX_ACCEPT_BITS:
+        raise ValueError(f"exact acceptances need the energies of 2^{sum(sizes)} free states; the limit "
+                         f"is 2^{MAX_ACCEPT_BITS} (model {model.layer_sizes})")
+    e = _energies(m, layers, sizes, v, marginalize)
     s = torch.sort(e).values
     tail = torch.logcumsumexp(-s.flip(0), 0).flip(0)
     return Acceptance(s, torch.cat([tail, tail.new_full((1,), -math.inf)]))

@@ -4,9 +4,17 @@ For each model (shape, weight scale, random or briefly trained weights) and esti
 give per-chain gradient estimates g_b of grad mean(-log p(v)) for two clamped data vectors;
 against the exact gradient g* (dbm.exact) we record the relative bias |mean g - g*| / |g*|, the
 largest |z| over parameters, the per-chain mean squared error, the rate of UCD-MH-LMI correction
-events P(tau > 1), and the cost in sweeps per chain. The question: as the model grows, the
-uniform MH proposal is rarely accepted, corrections become rare, and then how far is the
-finite-sample estimate from the exact gradient?
+events P(tau > 1), the cost in sweeps per chain, and every cap hit (tau, the maximal coupling's
+residual sampler, the local search's sweeps). The question: as the model grows, the uniform MH
+proposal is rarely accepted, corrections become rare, and then how far is the finite-sample
+estimate from the exact gradient?
+
+For the plain lag-1 MH estimators (``diagnosable``) each cell also holds exact diagnostics
+(dbm.exact_mh, issue 33): from ``diag_draws`` draws of X0 per phase and the exact first-step
+acceptance a(X0), the chance of a correction, the median a, a lower bound on the share of
+corrections that run past the cap ``mh_max_steps``, and the chains needed to see a correction from
+the typical half of pi0. Each cell gets a verdict (``verdict``): "biased by its cap", "unbiased
+within noise", "heavy-tailed" (the test has no power at this chain count), "capped" or "biased".
 
     python -m reproduce.bias_study [--quick]
 
@@ -25,7 +33,7 @@ if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard lib
 import pandas as pd
 import torch
 
-from dbm import exact, presets
+from dbm import exact, exact_mh, presets
 from dbm.results import seed_hash
 from reproduce.common import Computed, Run, method_palette, progress, save_figure, script_main
 
@@ -46,12 +54,15 @@ class Config:
     gibbs_max_steps: int = 10_000         # cap on UCD-Gibbs's tau (hits counted)
     chains: int = 20_000
     pcd_burn_in: int = 50                 # calls on the fixed model before PCD is measured
+    diag_draws: int = 100_000             # draws of X0 per phase for the exact a(X0) diagnostics (0: none)
     train_steps: int = 100                # exact-gradient steps for "trained" weights
     device: str = "cpu"
 
 
 QUICK = dict(shapes=("3-3-3", "4-4-4", "6-5-5"), w_scales=("1.0",), weights=("random",), chains=4000,
-             pcd_burn_in=10)
+             pcd_burn_in=10, diag_draws=4000)
+FLAG_Z = 4.0                              # a cell is flagged when max |z| over parameters exceeds this
+CAP_SHARE = 0.05                          # "biased by its cap" when at least this share of corrections is cut
 
 
 def make_model(shape: str, scale: float, kind: str, cfg: Config):
@@ -73,6 +84,70 @@ def make_model(shape: str, scale: float, kind: str, cfg: Config):
                     k += p.numel()
         v = data[:2]
     return m, v
+
+
+_TABLES: dict = {}
+
+
+def _acceptance(key, m, v, marginalize):
+    """exact_mh.acceptance of one phase of one model, kept while the cells of that model run."""
+    if key not in _TABLES:
+        if _TABLES and next(iter(_TABLES))[0] != key[0]:
+            _TABLES.clear()                   # a new model: its tables replace the last one's
+        _TABLES[key] = exact_mh.acceptance(m, v, marginalize)
+    return _TABLES[key]
+
+
+def diagnosable(name: str, opts: dict) -> bool:
+    """The plain lag-1 MH estimator (Y0 = X0, no Gibbs sweeps, no averaging): its corrections
+    follow the first step's acceptance a(X0) (dbm.exact_mh)."""
+    return (name == "ucd-mh-lmi" and not opts.get("gibbs_sweeps", 0) and not opts.get("m", 0)
+            and opts.get("y0", "same") == "same")
+
+
+def mh_diagnostics(m, v2, est, model_key, cfg: Config, gen) -> dict:
+    """Per phase, from ``diag_draws`` draws of X0 and the exact a(X0) (dbm.exact_mh): the exact
+    chance of a correction, the median a, a lower bound on the share of corrections the cap cuts,
+    and the chains needed to see a correction (from the typical half of pi0) with probability 0.95."""
+    md, out = exact._double(m), {}
+    for phase in ("pos", "neg"):
+        v = v2.repeat(cfg.diag_draws // 2, 1)
+        xs = [x.double() for x in est.draw_pi0(m, v, phase, gen)]
+        with torch.no_grad():
+            e = (md.free_energy if est.marginalize else md.energy)(xs)
+        a = torch.empty_like(e)
+        rows = [(None, torch.ones_like(e, dtype=torch.bool))] if phase == "neg" else \
+            [(v2[i], torch.arange(e.numel()) % 2 == i) for i in range(2)]
+        for vi, sel in rows:
+            acc = _acceptance((model_key, phase, None if vi is None else tuple(vi.tolist()), est.marginalize), m, vi,
+                              est.marginalize)
+            a[sel] = acc(e[sel])
+        d = exact_mh.correction_diagnostics(a, cfg.mh_max_steps, acc.states)
+        out.update({f"{k}_{phase}": d[k] for k in ("p_correction", "a_median", "p_cap_lower", "p_cap_given_correction_lower",
+                                                    "chains_for_correction", "chains_for_typical")})
+    return out
+
+
+def verdict(metrics: dict, chains: int) -> str:
+    """The cell's verdict, first words one of: "biased by its cap" (the exact diagnostics show that
+    at least CAP_SHARE of the corrections run past the cap, flagged or not: the estimator as
+    configured is truncated), "unbiased within noise" (max |z| <= FLAG_Z), "heavy-tailed" (flagged,
+    the cap cuts almost nothing: the test has no power at this chain count), "capped" (flagged, an
+    estimator without the diagnostics that hit a cap) or "biased"."""
+    flagged = metrics["max_abs_z"] > FLAG_Z
+    z = f"max |z| {metrics['max_abs_z']:.1f}"
+    if "p_cap_given_correction_lower_neg" in metrics:
+        cut = max(metrics["p_cap_given_correction_lower_pos"], metrics["p_cap_given_correction_lower_neg"])
+        if cut >= CAP_SHARE:
+            return f"biased by its cap: at least {cut:.0%} of corrections cut ({z})"
+        if not flagged:
+            return "unbiased within noise"
+        need = max(metrics["chains_for_typical_pos"], metrics["chains_for_typical_neg"])
+        return f"heavy-tailed: a correction from the typical half of pi0 needs about {need:.1e} chains, {chains} used ({z})"
+    if not flagged:
+        return "unbiased within noise"
+    caps = metrics["caps"] + metrics["sweeps_capped"] + metrics["residual_capped"]
+    return f"capped: {int(caps)} chains hit a cap ({z})" if caps else f"biased ({z})"
 
 
 def run_cell(shape, scale, kind, label, cfg: Config) -> list[dict]:
@@ -105,9 +180,14 @@ def run_cell(shape, scale, kind, label, cfg: Config) -> list[dict]:
                "p_correction_neg": 1.0 - s["neg_p_tau1"], "p_correction_pos": 1.0 - s["pos_p_tau1"],
                "p_any_correction_minibatch_100": 1.0 - s["neg_p_tau1"] ** 100 * s["pos_p_tau1"] ** 100,
                "tau_mean_neg": s["neg_tau_mean"], "cost_sweeps": sweeps,
-               "caps": s["pos_tau_capped"] + s["neg_tau_capped"], "wall_s_per_1k": 1000 * wall / cfg.chains}
+               "caps": s["pos_tau_capped"] + s["neg_tau_capped"],
+               "sweeps_capped": s["pos_sweeps_capped"] + s["neg_sweeps_capped"],
+               "residual_capped": s.get("pos_residual_capped", 0.0) + s.get("neg_residual_capped", 0.0),
+               "wall_s_per_1k": 1000 * wall / cfg.chains}
+    if cfg.diag_draws and diagnosable(name, opts):
+        metrics.update(mh_diagnostics(m, v2, est, (shape, scale, kind), cfg, gen))
     base = dict(shape=shape, units=sum(m.layer_sizes), w_scale=float(scale), weights=kind,
-                estimator=label, chains=cfg.chains)
+                estimator=label, chains=cfg.chains, verdict=verdict(metrics, cfg.chains))
     return [{**base, "metric": k, "value": val} for k, val in metrics.items()]
 
 
@@ -141,8 +221,16 @@ def plot(df: pd.DataFrame, path, run: Run | None = None) -> None:
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """Medians per estimator and weights, and how many cells got each verdict (its first words)."""
     w = df.pivot_table(index=["estimator", "weights"], columns="metric", values="value", aggfunc="median")
-    return w[["rel_bias", "rel_se", "max_abs_z", "mse_per_chain", "p_correction_neg", "cost_sweeps"]].reset_index()
+    out = w[["rel_bias", "rel_se", "max_abs_z", "mse_per_chain", "p_correction_neg", "cost_sweeps"]].reset_index()
+    if "verdict" in df:
+        cells = df.drop_duplicates(["shape", "w_scale", "weights", "estimator"])
+        kinds = cells.assign(kind=cells.verdict.str.split(":").str[0])
+        counts = kinds.groupby(["estimator", "weights"]).kind.agg(
+            lambda k: ", ".join(f"{n} {v}" for v, n in k.value_counts().sort_index().items()))
+        out = out.merge(counts.rename("verdicts").reset_index(), on=["estimator", "weights"], how="left")
+    return out
 
 
 PROFILES = {"full": {}, "quick": QUICK}
@@ -163,8 +251,9 @@ def compute(run: Run) -> Computed:
 def main(argv=None) -> int:
     return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
                        plot=plot, summary=summarise, default_profile="full",
-                       version="3")            # 2: P(any correction in a minibatch of 100), H_{k:m} cost;
-                                               # 3: pi0's block order drawn per chain (the faithful-order issue)
+                       version="4")            # 2: P(any correction in a minibatch of 100), H_{k:m} cost;
+                                               # 3: pi0's block order drawn per chain (the faithful-order issue);
+                                               # 4: every cap, the exact a(X0) diagnostics, a verdict per cell
 
 
 if __name__ == "__main__":

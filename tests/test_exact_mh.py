@@ -8,7 +8,7 @@ import torch
 
 import dbm
 from dbm import exact, exact_mh
-from stat_helpers import binomial_z, random_dbm, z_scores, z_threshold
+from stat_helpers import binomial_z, chi2_gof, joint_index, random_dbm, z_scores, z_threshold
 
 SIZES = [2, 2, 2]
 
@@ -112,3 +112,18 @@ def test_pair_chain_refuses_what_it_cannot_hold():
         exact_mh.capped_expectation(m, torch.ones(64), 3)
     with pytest.raises(ValueError, match="max_steps"):
         exact_mh.capped_expectation(m, torch.full((64,), 1 / 64), 0)
+
+
+@pytest.mark.parametrize("phase", ["pos", "neg"])
+def test_draw_pi0_has_pi0s_law(phase, gen):
+    """``draw_pi0`` (the diagnostics' X0) draws the estimator's pi0 (chi-square against
+    ``exact.pi0_table``, the released random order)."""
+    m = random_dbm([3, 3, 3], seed=8, w_scale=2.0)
+    v1 = torch.tensor([1.0, 0.0, 1.0])
+    xs = dbm.estimator("ucd-mh-lmi").draw_pi0(m, v1.expand(100_000, 3).clone(), phase, gen)
+    bits, p = exact.pi0_table(m, "random", v1 if phase == "pos" else None)
+    table = torch.zeros(1 << 9, dtype=torch.float64)
+    table[exact.state_index(bits)] = p
+    chi2_gof(joint_index(xs), table)
+    with pytest.raises(ValueError, match="phase"):
+        dbm.estimator("ucd-mh-lmi").draw_pi0(m, v1.expand(4, 3).clone(), "both", gen)

@@ -113,6 +113,25 @@ def test_bias_study_quick(tmp_path):
     assert set(df.estimator) == {"cd-1", "ucd-mh-lmi"} and df.value.map(math.isfinite).all()
     assert {"rel_bias", "rel_se", "max_abs_z", "p_correction_neg", "cost_sweeps"} <= set(df.metric)
     assert (out / "bias_study.png").exists() and json.loads((out / "bias_study.json").read_text())["profile"] == "quick"
+    assert {"sweeps_capped", "residual_capped", "caps"} <= set(df.metric)
+    mh = df[df.estimator == "ucd-mh-lmi"]
+    assert {"p_correction_neg", "p_cap_lower_pos", "chains_for_typical_neg", "a_median_pos"} <= set(mh.metric)
+    assert df.verdict.str.match("unbiased within noise|heavy-tailed|biased by its cap|capped|biased").all()
+
+
+def test_bias_study_counts_its_caps_and_says_so(tmp_path):
+    """Issue 33: a cap that fires is counted in the CSV, and the verdict names it (tau cap 2:
+    nearly every correction is cut; the local search capped at one sweep)."""
+    out = tmp_path / "results"
+    run_module("reproduce.bias_study", "--quick", "--out-dir", str(out), "--work-dir", str(tmp_path / "runs"),
+               "--shapes", "4-3-2", "--w-scales", "3.0", "--chains", "4000", "--estimators", "ucd-mh-lmi,ucd-gibbs",
+               "--mh-max-steps", "2", "--gibbs-max-steps", "2", "--diag-draws", "2000")
+    df = pd.read_csv(out / "bias_study.csv")
+    val = df.set_index(["estimator", "metric"]).value
+    assert val["ucd-mh-lmi", "caps"] > 0 and val["ucd-gibbs", "caps"] > 0
+    assert val["ucd-mh-lmi", "p_cap_given_correction_lower_neg"] > 0.5
+    v = df.drop_duplicates("estimator").set_index("estimator").verdict
+    assert v["ucd-mh-lmi"].startswith("biased by its cap") and v["ucd-gibbs"].startswith("capped")
 
 
 def test_fig27_quick_on_synthetic_idx(tmp_path):
