@@ -176,7 +176,7 @@ def _sample(args) -> int:
     if side * side != model.layer_sizes[0]:
         raise CheckpointError(f"{path}: {model.layer_sizes[0]} visible units are not a square image")
     g = torch.Generator(device=args.device).manual_seed(args.seed)
-    mode, swept = modes(model, args.n, g)
+    mode, swept, _ = modes(model, args.n, g)
     kinds = {"mode": mode[0], "mode+1": swept[0]}
     for start, xs in (("noise", model.random_state(args.n, g)), ("mode", mode)):
         if args.sweeps:

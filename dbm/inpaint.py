@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .model import DBM
-from .samplers import Gibbs, local_mode
+from .samplers import Gibbs, LocalModeInfo, local_mode
 from .validate import check_generator, check_visible
 
 __all__ = ["MASKS", "make_mask", "inpaint_local_search", "inpaint_gibbs", "missing_error"]
@@ -58,11 +58,13 @@ def _start(model: DBM, v: Tensor, observed: Tensor, generator: torch.Generator):
 
 @torch.no_grad()
 def inpaint_local_search(model: DBM, v: Tensor, observed: Tensor, generator: torch.Generator,
-                         max_sweeps: int = 1000, order: str = "random") -> tuple[Tensor, Tensor]:
-    """Completed images (B, n_0) and the local-search sweeps per image (B,)."""
+                         max_sweeps: int = 1000, order: str = "random") -> tuple[Tensor, LocalModeInfo]:
+    """Completed images (B, n_0) and the search's LocalModeInfo: its sweeps per image (B,) and
+    which images' searches hit ``max_sweeps`` (``capped``, (B,) bool: those completions are not
+    local modes)."""
     xs, observed = _start(model, v, observed, generator)
     mode, info = local_mode(model, xs, clamp=observed, max_sweeps=max_sweeps, order=order, generator=generator)
-    return mode[0], info.sweeps
+    return mode[0], info
 
 
 @torch.no_grad()

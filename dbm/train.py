@@ -141,7 +141,7 @@ def sample_images(model: DBM, n: int, generator: torch.Generator) -> dict[str, t
     of one T = 1 sweep after it ("random"). Neither is a long-run MCMC sample
     (``dbm.metrics.samples.gibbs_chains`` draws those)."""
     from .metrics.samples import modes
-    mode, swept = modes(model, n, generator)
+    mode, swept, _ = modes(model, n, generator)
     return {"mode": mode[0], "random": swept[0]}
 
 
@@ -185,6 +185,7 @@ class Trainer(RunTrainer):
         self.est_state = self.est.init_state()
         self.corrections: collections.deque = collections.deque(maxlen=cfg.correction_window)
         self.correction_warned = False
+        self.cap_totals: dict = {}                # {name: 0-d tensor}: every update's cap hits, summed
         params = self.model.parameters()
         self.opt = (torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd"
                     else torch.optim.Adam(params, lr=cfg.lr))
@@ -212,7 +213,8 @@ class Trainer(RunTrainer):
         return {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
                 "estimator": self.est_state._asdict(),
-                "corrections": [bool(c) for c in self.corrections], "correction_warned": self.correction_warned}
+                "corrections": [bool(c) for c in self.corrections], "correction_warned": self.correction_warned,
+                "cap_totals": {k: int(v) for k, v in self.cap_totals.items()}}
 
     def restore(self, tensors: dict, state: dict) -> None:
         self.model.load_state_dict(tensors)
@@ -223,6 +225,8 @@ class Trainer(RunTrainer):
         self.est_state = EstimatorState.from_dict(state["estimator"])
         self.corrections.extend(state.get("corrections", []))
         self.correction_warned = bool(state.get("correction_warned", False))
+        dev = self.model.weights[0].device
+        self.cap_totals = {k: torch.tensor(int(v), device=dev) for k, v in state.get("cap_totals", {}).items()}
 
     # ------------------------------------------------------------------ training
     def batch(self) -> torch.Tensor:
@@ -245,7 +249,20 @@ class Trainer(RunTrainer):
         require_finite(self.model.named_parameters(), self.step, self.out)
         if self.est.name in COUPLED:              # 0-d tensor: no host sync until it is logged
             self.corrections.append((info.pos.tau > 1).any() | (info.neg.tau > 1).any())
+        self.count_caps(info)
         return loss, info
+
+    def count_caps(self, info) -> None:
+        """Add this update's cap hits (chains whose tau, local search or residual sampler hit its
+        cap, per phase) to ``cap_totals``: device tensors, read only when a record is logged, so
+        a cap that fires between two logged updates is still counted ("*_capped_total")."""
+        for phase, ph in (("pos", info.pos), ("neg", info.neg)):
+            for name, hits in (("tau", ph.capped), ("sweeps", ph.sweeps_capped), ("residual", ph.residual_capped)):
+                if hits is None:
+                    continue
+                key = f"{phase}_{name}_capped_total"
+                n = hits.sum() if hits.dtype != torch.bool else hits.long().sum()
+                self.cap_totals[key] = self.cap_totals[key] + n if key in self.cap_totals else n.clone()
 
     def correction_share(self) -> float | None:
         """Share of the last ``correction_window`` minibatches in which any chain of either phase
@@ -272,7 +289,8 @@ class Trainer(RunTrainer):
         if not (self.step % cfg.log_every == 0 or self.step == cfg.updates):
             return None
         rec = {"loss": float(loss.detach()), "lr": self.sched.get_last_lr()[0],
-               "wall_time_s": self.wall_time(), **info.summary()}
+               "wall_time_s": self.wall_time(), **info.summary(),
+               **{k: float(v) for k, v in self.cap_totals.items()}}
         share = self.correction_share()
         if share is not None:
             rec["correction_share"] = share

@@ -105,8 +105,9 @@ EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500, 
 PROFILES = {name: {**zoo.PROFILES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
 EVAL_FIELDS = ("ais_runs", "ais_betas", "bracket_betas", "bracket_tol", "reverse_burn", "sample_n", "gibbs_sweeps",
                "test_n", "sample_order")
+CAP_TOTALS = tuple(f"{p}_{c}_capped_total" for p in ("pos", "neg") for c in ("tau", "sweeps", "residual"))
 TRACE_METRICS = ("loss", "recon_error", "test_ll_bound", "log_z", "mode_ink", "mode_diversity", "neg_tau_mean",
-                 "neg_sweeps_mean", "pos_sweeps_mean", "neg_tau_capped", "pos_tau_capped", "correction_share")
+                 "neg_sweeps_mean", "pos_sweeps_mean", "neg_tau_capped", "pos_tau_capped", "correction_share") + CAP_TOTALS
 FLAT_METRICS = ("test_ll_bound", "recon_error", "mode_ink", "mode_diversity")    # held-out: the convergence test
 
 
@@ -126,15 +127,23 @@ def bernoulli_baseline(train: torch.Tensor, test: torch.Tensor) -> float:
     return float((test * p.log() + (1 - test) * (1 - p).log()).sum(-1).mean())
 
 
-def draw_samples(model, cfg: Config, g: torch.Generator) -> tuple[dict, dict]:
-    """{kind: (sample_n, n_0) visible samples} and {start: the chains' final full state}."""
-    mode, swept = modes(model, cfg.sample_n, g, cfg.sample_order)
+def search_rows(info, n: int, samples: str = "mode") -> list[dict]:
+    """Rows of the mode kinds' local search (kind "search"): its mean sweeps and how many of the
+    ``n`` searches hit the cap (issue 33: every cap counted)."""
+    return [dict(kind="search", samples=samples, metric="sweeps_mean", value=float(info.sweeps.double().mean()), n=n),
+            dict(kind="search", samples=samples, metric="sweeps_capped", value=float(info.capped.sum()), n=n)]
+
+
+def draw_samples(model, cfg: Config, g: torch.Generator) -> tuple[dict, dict, list]:
+    """{kind: (sample_n, n_0) visible samples}, {start: the chains' final full state} and the
+    mode search's rows (``search_rows``)."""
+    mode, swept, info = modes(model, cfg.sample_n, g, cfg.sample_order)
     kinds, final = {"mode": mode[0], "mode+1": swept[0]}, {"mode": mode}
     if cfg.gibbs_sweeps:
         for start, xs in (("noise", model.random_state(cfg.sample_n, g)), ("mode", mode)):
             vs, final[start] = gibbs_chains(model, xs, tuple(cfg.gibbs_sweeps), g)
             kinds.update({f"gibbs-{t}-{start}": v for t, v in vs.items() if t})
-    return kinds, final
+    return kinds, final, search_rows(info, cfg.sample_n)
 
 
 def likelihood(model, cfg: Config, test, starts: dict, g: torch.Generator) -> list[dict]:
@@ -182,8 +191,7 @@ def evaluate(trainer, curves: pd.DataFrame, dataset, method, seed, cfg: Config, 
     """A trained model's final evaluation -> (tidy rows, {kind: first 16 samples} for the grid)."""
     model, dev = trainer.model, cfg.device
     g = torch.Generator(device=dev).manual_seed(seed_hash(NAME, "samples", dataset, method, seed))
-    kinds, final = draw_samples(model, cfg, g)
-    rows = []
+    kinds, final, rows = draw_samples(model, cfg, g)
     for kind, v in kinds.items():
         st = sample_stats(v, test)
         rows += [dict(kind="samples", samples=kind, metric=m, value=st[m]) for m in ("diversity", "ink", "nn_distance")]
@@ -208,14 +216,15 @@ def classifier_fd(model, cfg: Config, dataset, method, seed, fd) -> pd.DataFrame
     from dbm.metrics.frechet import frechet_distance
     ext, ref = fd
     g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "fd", dataset, method, seed))
-    mode, swept = modes(model, cfg.fd_n, g, cfg.sample_order)
+    mode, swept, info = modes(model, cfg.fd_n, g, cfg.sample_order)
     kinds = {"mode": mode[0], "mode+1": swept[0]}
+    search = [dict(r, kind="fd-search") for r in search_rows(info, cfg.fd_n)]
     for start, xs in (("noise", model.random_state(cfg.fd_n, g)), ("mode", mode)):
         vs, _ = gibbs_chains(model, xs, (cfg.fd_sweeps,), g)
         kinds[f"gibbs-{cfg.fd_sweeps}-{start}"] = vs[cfg.fd_sweeps]
     return pd.DataFrame([dict(kind="fd", samples=k, metric="classifier_fd", n=cfg.fd_n,
                               value=frechet_distance(F.feature_stats(ext, to_images(v.cpu(), dataset, "binary")), ref))
-                         for k, v in kinds.items()])
+                         for k, v in kinds.items()] + search)
 
 
 def fd_setup(cache: CellCache, cfg: Config, ds: str, train, test):

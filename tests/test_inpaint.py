@@ -21,8 +21,8 @@ def test_local_search_completion_is_clamped_fixed_point(gen):
     m = random_dbm([16, 10, 8], seed=50)
     v = (torch.rand(20, 16, generator=gen) < 0.5).float()
     obs = inpaint.make_mask("top", 4, batch=20)
-    done, sweeps = inpaint.inpaint_local_search(m, v, obs, gen)
-    assert torch.equal(done[obs], v[obs]) and (sweeps >= 1).all()
+    done, info = inpaint.inpaint_local_search(m, v, obs, gen)
+    assert torch.equal(done[obs], v[obs]) and (info.sweeps >= 1).all() and not info.capped.any()
     err = inpaint.missing_error(done, v, obs)
     assert err.shape == (20,) and ((err >= 0) & (err <= 1)).all()
 
@@ -37,3 +37,12 @@ def test_gibbs_completion_follows_exact_conditional(gen):
     keep = (bits[:, :3] == v[0, :3].double()).all(-1)
     cond = torch.zeros(8, dtype=torch.float64).index_add_(0, exact.state_index(bits[keep][:, 3:6]), probs[keep])
     chi2_gof(exact.state_index(samples), cond / cond.sum())
+
+
+def test_local_search_cap_is_reported_per_image(gen):
+    """Issue 33: a search stopped by ``max_sweeps`` says so (its own flag, not inferred)."""
+    m = random_dbm([16, 10, 8], seed=51, w_scale=3.0)
+    v = (torch.rand(40, 16, generator=gen) < 0.5).float()
+    obs = inpaint.make_mask("random", 4, rate=0.5, generator=gen, batch=40)
+    _, info = inpaint.inpaint_local_search(m, v, obs, gen, max_sweeps=1)
+    assert info.capped.any() and (info.sweeps[info.capped] == 1).all()

@@ -55,7 +55,7 @@ def test_pi0_matches_its_exact_law(order, clamped, gen):
 def test_sample_kinds_follow_the_order(order, gen):
     """``modes`` (the 'mode' and 'mode+1' kinds, the released sample()): mode+1 has pi0's law."""
     m = random_dbm(SIZES, seed=22, w_scale=2.0)
-    mode, swept = modes(m, N, gen, order)
+    mode, swept, _ = modes(m, N, gen, order)
     chi2_gof(joint_index(swept), full_table(m, order))
     for parity in (0, 1):                                  # every mode is a fixed point
         again, _ = samplers.Gibbs(m, 0.0).block(mode, parity, None)

@@ -78,7 +78,10 @@ def test_fig25_quick(tmp_path):
     assert {"log_z", "bernoulli_baseline_ll", "test_ll_low", "test_ll_high"} <= set(df[df.kind == "final"].metric)
     assert {"log_z_forward", "log_z_reverse_data", "log_z_reverse_mode", "bracket_width"} <= set(df.metric)
     assert set(df[df.kind == "samples"].samples) == {"mode", "mode+1", "gibbs-20-noise", "gibbs-20-mode"}
-    assert {"recon_error", "loss"} <= set(df[df.kind == "trace"].metric)
+    assert {"recon_error", "loss", "neg_sweeps_capped_total", "pos_tau_capped_total"} <= set(df[df.kind == "trace"].metric)
+    for kind in ("search", "fd-search"):                  # the mode kinds' search and its caps (issue 33)
+        s = df[(df.kind == kind) & (df.method != "data")]
+        assert set(s.metric) == {"sweeps_mean", "sweeps_capped"} and len(s) == 2 * 5
     fd = df[df.kind == "fd"]                              # classifier-Frechet distance by sample kind
     assert set(fd.samples) == {"mode", "mode+1", "gibbs-5-noise", "gibbs-5-mode", "training images"}
     assert (fd.value > 0).all() and len(fd) == 5 * 4 + 1
@@ -139,9 +142,10 @@ def test_fig27_quick_on_synthetic_idx(tmp_path):
     data = synthetic_mnist(tmp_path / "data")
     out, work = tmp_path / "results", tmp_path / "runs"
     args = ("--quick", "--out-dir", str(out), "--work-dir", str(work), "--data-dir", str(data),
-            "--datasets", "mnist", "--test-n", "50")
+            "--datasets", "mnist", "--test-n", "50", "--max-sweeps", "2")      # a cap that fires (issue 33)
     r = run_module("reproduce.fig27_inpainting", *args)
     df = pd.read_csv(out / "fig27_inpainting.csv")
+    assert df[(df.completion == "local-search") & (df.metric == "capped")].value.max() > 0
     assert {"dataset", "method", "mask", "completion", "metric", "value", "se", "n_test"} <= set(df.columns)
     assert set(df.completion) == {"original", "masked", "local-search", "gibbs-mean", "gibbs-best"}
     assert set(df[df.completion == "local-search"]["mask"]) == {"left", "top", "center", "random-0.5"}

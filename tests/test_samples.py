@@ -3,6 +3,7 @@ distribution (chi-square against exact enumeration), modes are fixed points, sta
 import pytest
 import torch
 
+import dbm
 from dbm import exact
 from dbm.metrics.samples import gibbs_chains, modes, sample_stats
 from dbm.samplers import local_mode
@@ -24,7 +25,7 @@ def test_sample_stats_by_hand():
 
 def test_modes_are_fixed_points_and_chains_keep_their_starts(gen):
     m = random_dbm([6, 4, 5], seed=50, w_scale=2.0)
-    mode, swept = modes(m, 30, gen)
+    mode, swept, _ = modes(m, 30, gen)
     again, _ = local_mode(m, mode)
     assert all(torch.equal(a, b) for a, b in zip(mode, again))
     out, last = gibbs_chains(m, mode, (0, 3), gen)
@@ -41,3 +42,13 @@ def test_long_gibbs_chains_sample_the_visible_marginal(gen):
     bits, probs = exact.joint_table(m)
     p_v = torch.zeros(16, dtype=torch.float64).index_add_(0, exact.state_index(bits[:, :4]), probs)
     chi2_gof(exact.state_index(v.double()), p_v)
+
+
+def test_mode_search_caps_are_counted(gen):
+    """Issue 33: ``modes`` returns its search's info, and fig25's rows count the capped searches."""
+    from reproduce.fig25_end_to_end import search_rows
+    m = dbm.DBM([30, 20, 10], init="gaussian", sigma=2.0, generator=torch.Generator().manual_seed(3))
+    _, _, info = modes(m, 64, gen, max_sweeps=1)
+    assert info.capped.any()
+    rows = {r["metric"]: r["value"] for r in search_rows(info, 64)}
+    assert rows["sweeps_capped"] == float(info.capped.sum()) > 0 and rows["sweeps_mean"] == 1.0

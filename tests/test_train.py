@@ -166,3 +166,33 @@ def test_metrics_rows_carry_the_method_and_seed(tmp_path):
     assert list(df.columns[:2]) == ["method", "seed"] and set(df.method) == {"cd"} and set(df.seed) == {3}
     head = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert head == "method,seed,step,metric,value"
+
+
+@pytest.mark.parametrize("est,opts,cap", [("ucd-mh-lmi", '{"max_sweeps": 1}', "sweeps"),
+                                          ("ucd-mh-lmi", '{"max_steps": 1}', "tau"),
+                                          ("ucd-gibbs", '{"max_steps": 2, "max_tries": 1}', "residual")])
+def test_every_cap_hit_is_counted_in_the_log_including_between_logged_updates(tmp_path, est, opts, cap):
+    """Issue 33: each cap fires (local search 1 sweep, tau 1 step, one residual try) and the log's
+    running totals count every update's hits, not only the logged updates', through a resume."""
+    import pandas as pd
+    full = trainer(tmp_path, "full", estimator=est, estimator_options=opts, log_every=4, eval_every=0)
+    per_update = []
+    orig = full.count_caps
+    full.count_caps = lambda info: (per_update.append(info), orig(info))[1]
+    full.run(progress=False)
+    phases = ("pos", "neg")
+    hits = {p: sum(int(getattr(i, p).sweeps_capped.sum()) if cap == "sweeps" else
+                   int(getattr(i, p).capped.sum()) if cap == "tau" else int(getattr(i, p).residual_capped.sum())
+                   for i in per_update) for p in phases}
+    m = pd.read_csv(tmp_path / "full" / "metrics.csv")
+    last = m[m.step == m.step.max()].set_index("metric").value
+    assert sum(hits.values()) > 0
+    for p in phases:
+        assert last[f"{p}_{cap}_capped_total"] == hits[p]
+    part = trainer(tmp_path, "part", estimator=est, estimator_options=opts, log_every=4, eval_every=0, updates=8)
+    part.run(progress=False)
+    resumed = trainer(tmp_path, "part", estimator=est, estimator_options=opts, log_every=4, eval_every=0)
+    assert resumed.resume()
+    resumed.run(progress=False)
+    r = pd.read_csv(tmp_path / "part" / "metrics.csv")
+    assert r[r.step == r.step.max()].set_index("metric").value[f"neg_{cap}_capped_total"] == hits["neg"]

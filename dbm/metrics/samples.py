@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..model import DBM
-from ..samplers import Gibbs, draw_order, draw_uniforms, gibbs_update, local_mode
+from ..samplers import Gibbs, LocalModeInfo, draw_order, draw_uniforms, gibbs_update, local_mode
 from ..validate import check_generator
 
 __all__ = ["sample_stats", "gibbs_chains", "modes"]
@@ -45,16 +45,18 @@ def sample_stats(v: Tensor, test: Tensor, chunk: int = 1024) -> dict[str, float]
 
 
 @torch.no_grad()
-def modes(model: DBM, n: int, generator: torch.Generator, order: str = "random"
-          ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """(local modes from ``n`` uniform starts, the states one T = 1 sweep after them): the released
-    ``sample()`` with ``order="random"`` (the default); "even-first" is the suite's fixed order
-    before the faithful-order issue, draw for draw."""
+def modes(model: DBM, n: int, generator: torch.Generator, order: str = "random", max_sweeps: int = 1000
+          ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...], LocalModeInfo]:
+    """(local modes from ``n`` uniform starts, the states one T = 1 sweep after them, the search's
+    LocalModeInfo: its sweeps and which chains hit ``max_sweeps``): the released ``sample()`` with
+    ``order="random"`` (the default); "even-first" is the suite's fixed order before the
+    faithful-order issue, draw for draw."""
     check_generator(generator, model.weights[0].device)
-    mode, _ = local_mode(model, model.random_state(n, generator), order=order, generator=generator)
+    mode, info = local_mode(model, model.random_state(n, generator), max_sweeps=max_sweeps, order=order,
+                            generator=generator)
     odd_first = draw_order(order, n, generator, model.weights[0].device)
     swept, _ = gibbs_update(model, mode, draw_uniforms(model, n, generator), odd_first=odd_first)
-    return mode, swept
+    return mode, swept, info
 
 
 @torch.no_grad()
