@@ -90,6 +90,8 @@ def run_cell(method: str, width: int, depth: int, seed: int, cfg: Config) -> pd.
     cap = est.max_steps
     per_chain = {"tau": info.tau, "tau_capped": info.capped, "sweeps": info.sweeps,
                  "sweeps_capped": info.sweeps_capped}
+    if info.residual_capped is not None:            # UCD-Gibbs: its maximal coupling's residual cap (issue 33)
+        per_chain["residual_capped"] = info.residual_capped
     base = dict(method=method, width=width, depth=depth, weight_init=cfg.weight_init, sigma=sigma,
                 biases=cfg.biases, model_seed=seed, max_steps=cap)
     frames = [pd.DataFrame({**base, "chain": range(cfg.chains), "metric": k,
@@ -198,7 +200,8 @@ def compute(run: Run) -> Computed:
 def main(argv=None) -> int:
     return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
                        plot=plot, summary=summarise, default_profile="full",
-                       version="2")            # 2: pi0's block order drawn per chain (the faithful-order issue)
+                       version="3")            # 2: pi0's block order drawn per chain (the faithful-order issue);
+                                               # 3: UCD-Gibbs's residual caps per chain (issue 33)
 
 
 if __name__ == "__main__":

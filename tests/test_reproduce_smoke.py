@@ -40,7 +40,8 @@ def test_fig24_quick(tmp_path):
     df = pd.read_csv(out / "fig24_coupling_time.csv")
     assert list(df.columns) == FIG24_COLUMNS
     assert df.value.map(math.isfinite).all()
-    assert set(df.metric) == {"tau", "tau_capped", "sweeps", "sweeps_capped", "wall_time_s"}
+    assert set(df.metric) == {"tau", "tau_capped", "sweeps", "sweeps_capped", "residual_capped", "wall_time_s"}
+    assert set(df[df.metric == "residual_capped"].method) == {"ucd-gibbs-uniform", "ucd-gibbs-lmi", "ucd-mh-lmi-mixed"}
     assert set(df.method) == {"ucd-mh-lmi", "mh-independent-y0", "ucd-gibbs-uniform", "ucd-gibbs-lmi", "ucd-mh-lmi-mixed",
                               "ucd-mh-lmi-even-first"}
     mixed = df[df.method == "ucd-mh-lmi-mixed"]           # meets through Gibbs: on the Gibbs widths
