@@ -28,13 +28,17 @@ test: $(STAMP)  ## the test suite without the slow tests (about 5-7 min; the ins
 test-all: $(STAMP)  ## every test, slow ones included (about 25 min: the 47 slow ones 17 min)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)  ## timings and the width-scaling plot -> results/bench.{json,csv}, bench_scaling.png (about 4 min)
-	$(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=results/bench.json
-	$(PY) -m benchmarks.to_csv results/bench.json results/bench.csv
-	$(PY) -m benchmarks.plot_scaling results/bench.csv results/bench_scaling.png
+BENCH_OUT := results$(if $(QUICK),/quick,)
+bench: $(STAMP)  ## timings and the width-scaling plot -> results/bench.{json,csv}, bench_scaling.png (about 4 min; QUICK=1: to results/quick/)
+	mkdir -p $(BENCH_OUT)
+	$(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/bench.json
+	$(PY) -m benchmarks.to_csv $(BENCH_OUT)/bench.json $(BENCH_OUT)/bench.csv
+	$(PY) -m benchmarks.plot_scaling $(BENCH_OUT)/bench.csv $(BENCH_OUT)/bench_scaling.png
 
-bench-compare: $(STAMP)  ## run the benchmarks again and compare with the committed results/bench.json
+bench-compare: $(STAMP)  ## run the benchmarks again (-> results/quick/) and compare with the committed results/bench.json, naming both machines
+	mkdir -p results/quick
 	$(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=results/quick/bench.json
+	$(PY) -m benchmarks.host_check results/bench.json results/quick/bench.json
 	$(PY) -m pytest_benchmark compare results/bench.json results/quick/bench.json --group-by=name --columns=median,iqr
 
 REF ?= 1016ea7

@@ -51,9 +51,27 @@ def test_side_by_side_times_a_ref_against_the_tree(tmp_path):
     assert main(["--ref", "HEAD", "--sizes", "20", "10", "5", "--batch", "8", "--procs", "1",
                  "--updates", "2", "--warmup", "0", "--threads", "1", "--random-data", "--out", str(out)]) == 0
     df = pd.read_csv(out)
-    assert len(df) == 4 and df.version.nunique() == 2 and (df.seconds > 0).all()
+    assert len(df) == 4 and df.version.nunique() == 2 and (df.seconds > 0).all() and (df.sweeps >= 1).all()
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["data"].startswith("random bits") and side["sizes"] == [20, 10, 5]
     assert math.isfinite(side["summary"][0]["speedup"]) and side["summary"][0]["speedup"] > 0
     worktrees = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], capture_output=True, text=True).stdout
     assert str(tmp_path) not in worktrees and "ref-" not in worktrees
+
+
+def test_host_check_names_both_machines_and_warns_on_another_cpu(tmp_path, capsys):
+    """make bench-compare: the committed timings' machine is named, and a different CPU is flagged."""
+    import json
+    from benchmarks.host_check import main
+
+    def write(name, cpu):
+        p = tmp_path / name
+        p.write_text(json.dumps({"machine_info": {"cpu": {"brand_raw": cpu, "count": 2}}, "datetime": "2026-01-01T00:00:00",
+                                 "commit_info": {"id": "abcdef0123", "dirty": False}, "benchmarks": []}))
+        return str(p)
+    a, b, c = write("a.json", "AMD EPYC"), write("b.json", "AMD EPYC"), write("c.json", "Intel Xeon")
+    assert main([a, b]) == 0 and "WARNING" not in capsys.readouterr().out
+    assert main([a, c]) == 0
+    out = capsys.readouterr().out
+    assert "AMD EPYC" in out and "Intel Xeon" in out and "WARNING: another CPU" in out
+    assert main([a]) == 2
