@@ -132,8 +132,11 @@ def verdict(metrics: dict, chains: int) -> str:
     """The cell's verdict, first words one of: "biased by its cap" (the exact diagnostics show that
     at least CAP_SHARE of the corrections run past the cap, flagged or not: the estimator as
     configured is truncated), "unbiased within noise" (max |z| <= FLAG_Z), "heavy-tailed" (flagged,
-    the cap cuts almost nothing: the test has no power at this chain count), "capped" (flagged, an
-    estimator without the diagnostics that hit a cap) or "biased"."""
+    the cap cuts almost nothing, and a correction from the typical half of pi0 needs more chains
+    than were run: the test has no power at this chain count), "flagged, not explained" (flagged
+    although neither holds), "capped" (flagged, an estimator without the diagnostics that hit a
+    cap) or "biased". Computed from a cell's metrics when the table is assembled (``compute``), so
+    the rule can change without recomputing the cells."""
     flagged = metrics["max_abs_z"] > FLAG_Z
     z = f"max |z| {metrics['max_abs_z']:.1f}"
     if "p_cap_given_correction_lower_neg" in metrics:
@@ -143,7 +146,11 @@ def verdict(metrics: dict, chains: int) -> str:
         if not flagged:
             return "unbiased within noise"
         need = max(metrics["chains_for_typical_pos"], metrics["chains_for_typical_neg"])
-        return f"heavy-tailed: a correction from the typical half of pi0 needs about {need:.1e} chains, {chains} used ({z})"
+        if need > chains:
+            return (f"heavy-tailed: a correction from the typical half of pi0 needs about {need:.1e} chains, "
+                    f"{chains} used ({z})")
+        return (f"flagged, not explained: no cap cuts corrections and the typical ones are seen ({need:.1e} "
+                f"chains needed, {chains} used; {z}): to rerun with more chains")
     if not flagged:
         return "unbiased within noise"
     caps = metrics["caps"] + metrics["sweeps_capped"] + metrics["residual_capped"]
@@ -187,7 +194,7 @@ def run_cell(shape, scale, kind, label, cfg: Config) -> list[dict]:
     if cfg.diag_draws and diagnosable(name, opts):
         metrics.update(mh_diagnostics(m, v2, est, (shape, scale, kind), cfg, gen))
     base = dict(shape=shape, units=sum(m.layer_sizes), w_scale=float(scale), weights=kind,
-                estimator=label, chains=cfg.chains, verdict=verdict(metrics, cfg.chains))
+                estimator=label, chains=cfg.chains)
     return [{**base, "metric": k, "value": val} for k, val in metrics.items()]
 
 
@@ -244,8 +251,16 @@ def compute(run: Run) -> Computed:
     for shape, scale, kind, label in progress(cells, "bias study"):
         inputs = dict(shared, shape=shape, w_scale=scale, weights=kind, estimator=label)
         rows.append(run.cache.cell(NAME, inputs, lambda: pd.DataFrame(run_cell(shape, scale, kind, label, cfg))).rows)
-    df = pd.concat(rows, ignore_index=True)
-    return Computed(df, dict(summary=summarise(df).to_dict("records")))
+    df = with_verdicts(pd.concat(rows, ignore_index=True))
+    return Computed(df, dict(summary=summarise(df).to_dict("records"), flag_z=FLAG_Z, cap_share=CAP_SHARE))
+
+
+def with_verdicts(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with each cell's ``verdict`` (from its metrics) as a column."""
+    keys = ["shape", "w_scale", "weights", "estimator"]
+    df = df.drop(columns="verdict", errors="ignore")
+    v = {k: verdict(dict(zip(g.metric, g.value)), int(g.chains.iloc[0])) for k, g in df.groupby(keys)}
+    return df.assign(verdict=[v[k] for k in zip(*(df[c] for c in keys))])
 
 
 def main(argv=None) -> int:
