@@ -73,7 +73,7 @@ reproduce-anatomy: $(STAMP)  ## EBM anatomy: toy densities (45 min) and MNIST (2
 	  $(EBM_MNIST) --outcomes persistent & b=$$!; wait $$a && wait $$b
 	$(EBM_MNIST)
 
-reproduce-bias: $(STAMP)  ## estimator bias and MSE against exact gradients (about 8 min)
+reproduce-bias: $(STAMP)  ## estimator bias and MSE against exact gradients, with the exact a(X0) diagnostics and a verdict per cell (8 min before the diagnostics; their 2^26-state tables of 10-8-8 add minutes: not timed alone)
 	$(PY) -m reproduce.bias_study $(QFLAG) --device $(DEVICE)
 
 clean-venv:  ## remove .venv
