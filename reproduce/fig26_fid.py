@@ -49,7 +49,7 @@ from dbm.metrics.samples import gibbs_chains, modes
 from dbm.cells import CellCache
 from dbm.results import seed_hash, state_hash
 from dbm.run import train_seconds_of
-from dbm.train import TrainConfig, Trainer, sample_images
+from dbm.train import TrainConfig, Trainer
 from reproduce import zoo
 from reproduce.common import Computed, Run, progress, sample_grid, save_figure, script_main
 
@@ -151,8 +151,9 @@ def dbm_models(ds: str, cfg: Config, profile: str, cache: CellCache):
         yield f"dbm-{method}", seed, t.model
 
 
-def dbm_sampler(model, ds: str, kind: str, generator: torch.Generator):
-    """``draw(n)``: n images of one sample kind (module docstring)."""
+def dbm_sampler(model, ds: str, kind: str, generator: torch.Generator, max_sweeps: int = 1000):
+    """``draw(n)``: n images of one sample kind (module docstring). ``draw.search`` counts the local
+    searches its mode kinds ran and how many hit ``max_sweeps`` (issue 33: every cap counted)."""
     if kind.startswith("gibbs-"):
         try:
             _, t, start = kind.split("-")
@@ -164,13 +165,24 @@ def dbm_sampler(model, ds: str, kind: str, generator: torch.Generator):
     elif kind not in ("mode", "mode+1", "random"):
         raise ValueError(f"sample kind {kind!r}: expected mode, mode+1 (or random), gibbs-<t>-noise, gibbs-<t>-mode")
 
+    search = {"searches": 0, "sweeps_capped": 0}
+
+    def searched(n: int):
+        """``modes`` of n chains (the released sample(): draw for draw ``sample_images``'s), caps counted."""
+        mode, swept, info = modes(model, n, generator, max_sweeps=max_sweeps)
+        search["searches"] += n
+        search["sweeps_capped"] += int(info.capped.sum())
+        return mode, swept
+
     def draw(n: int) -> torch.Tensor:
         if kind.startswith("gibbs-"):
-            xs = model.random_state(n, generator) if start == "noise" else modes(model, n, generator)[0]
+            xs = model.random_state(n, generator) if start == "noise" else searched(n)[0]
             v = gibbs_chains(model, xs, (t,), generator)[0][t]
         else:
-            v = sample_images(model, n, generator)["random" if kind in ("mode+1", "random") else kind]
+            mode, swept = searched(n)
+            v = (swept if kind in ("mode+1", "random") else mode)[0]
         return to_images(v, ds, ENCODING[ds])
+    draw.search = search
     return draw
 
 
@@ -235,6 +247,9 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
     def measured(model, family, seed, kind, source, budget_text, **extra):
         x = source if isinstance(source, torch.Tensor) else torch.cat(
             [source(min(1000, cfg.n_gen - i)).cpu() for i in range(0, cfg.n_gen, 1000)])
+        search = getattr(source, "search", None)
+        if search and search["searches"]:            # the mode kinds' local searches and their caps
+            extra = dict(extra, searches=search["searches"], search_sweeps_capped=search["sweeps_capped"])
         out = []
         for m, e in ext.items():
             st = F.feature_stats(e, x)

@@ -126,3 +126,18 @@ def test_relabel_pi0_renames_rows_and_sidecar_once(tmp_path):
     assert meta["seeds"] == {"ucd-mh-lmi-even-first": [0]} and meta["relabelled"]["commit"] == "abc"
     before = csv.read_text()
     assert not relabel_pi0.relabel(csv, "def") and csv.read_text() == before
+
+
+def test_fig26_dbm_sampler_counts_its_search_caps():
+    """Issue 33: the mode kinds' local searches are counted, and a cap that fires is counted."""
+    import torch
+    from dbm import DBM
+    from reproduce import fig26_fid as fig26
+    m = DBM([784, 20, 10], init="gaussian", sigma=2.0, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    draw = fig26.dbm_sampler(m, "mnist", "mode+1", g, max_sweeps=1)
+    x = draw(32)
+    assert x.shape == (32, 1, 28, 28) and draw.search["searches"] == 32 and draw.search["sweeps_capped"] > 0
+    noise = fig26.dbm_sampler(m, "mnist", "gibbs-2-noise", g)
+    noise(8)
+    assert noise.search == {"searches": 0, "sweeps_capped": 0}

@@ -187,6 +187,9 @@ def test_fig26_quick_on_synthetic_mnist_and_cifar(tmp_path):
     assert set(df.method) == {"data", "ucd-mh-lmi", "wgan", "wgan-gp"}        # the quick profile's models
     assert (df[df.family == "dbm"].model == "dbm-" + df[df.family == "dbm"].method).all()
     assert set(df[df.family == "dbm"].sample_kind) == {"mode", "mode+1", "gibbs-3-noise", "gibbs-3-mode"}
+    searched = df[(df.family == "dbm") & (df.sample_kind != "gibbs-3-noise")]     # issue 33: the searches' caps
+    assert (searched.searches == 60).all() and (searched.search_sweeps_capped >= 0).all()
+    assert df[df.sample_kind == "gibbs-3-noise"].searches.isna().all()
     gan = df[df.family == "gan"]
     assert (gan.stop_reason == "cap").all() and (gan.steps_trained == 3).all() and (gan.train_wall_s > 0).all()
     trace = pd.read_csv(out / "fig26_fid_trace.csv")                      # the plateau rule's classifier-FD trace
