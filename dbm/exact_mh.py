@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .exact import _check_size, _double
 from .model import DBM
+from .samplers import energy_fn
 from .stats import per_state_statistics
 from .validate import check_visible
 
@@ -70,7 +71,7 @@ def _states(m: DBM, layers, sizes, v, start: int, stop: int) -> list[Tensor]:
 def _energies(m: DBM, layers, sizes, v, marginalize: bool) -> Tensor:
     """E (or F) of every free state, (2^n,) float64, computed in chunks (no table of bits)."""
     n = 1 << sum(sizes)
-    f = m.free_energy if marginalize else m.energy
+    f = energy_fn(m, marginalize)
     return torch.cat([f(_states(m, layers, sizes, v, i, min(i + _CHUNK, n))) for i in range(0, n, _CHUNK)])
 
 

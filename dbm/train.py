@@ -154,6 +154,10 @@ def _image_shape(n0: int, images: torch.Tensor | None) -> tuple | None:
     return (1, side, side) if side * side == n0 else None
 
 
+CAPS = ("tau", "sweeps", "residual")       # the caps an estimator's PhaseInfo counts, in Trainer.count_caps
+CAP_TOTALS = tuple(f"{p}_{c}_capped_total" for p in ("pos", "neg") for c in CAPS)   # their logged running totals
+
+
 class Trainer(RunTrainer):
     """Holds the model, optimizer, generators and estimator of one run; ``run()`` trains."""
     WEIGHTS, MUST_MATCH, DESC = "model.safetensors", RESUME_MUST_MATCH, "train"
@@ -255,14 +259,12 @@ class Trainer(RunTrainer):
     def count_caps(self, info) -> None:
         """Add this update's cap hits (chains whose tau, local search or residual sampler hit its
         cap, per phase) to ``cap_totals``: device tensors, read only when a record is logged, so
-        a cap that fires between two logged updates is still counted ("*_capped_total")."""
+        a cap that fires between two logged updates is still counted (``CAP_TOTALS``)."""
         for phase, ph in (("pos", info.pos), ("neg", info.neg)):
-            for name, hits in (("tau", ph.capped), ("sweeps", ph.sweeps_capped), ("residual", ph.residual_capped)):
-                if hits is None:
-                    continue
-                key = f"{phase}_{name}_capped_total"
-                n = hits.sum() if hits.dtype != torch.bool else hits.long().sum()
-                self.cap_totals[key] = self.cap_totals[key] + n if key in self.cap_totals else n.clone()
+            for name, hits in zip(CAPS, (ph.capped, ph.sweeps_capped, ph.residual_capped)):
+                if hits is not None:
+                    key = f"{phase}_{name}_capped_total"
+                    self.cap_totals[key] = self.cap_totals.get(key, 0) + hits.sum()
 
     def correction_share(self) -> float | None:
         """Share of the last ``correction_window`` minibatches in which any chain of either phase

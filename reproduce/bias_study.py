@@ -35,6 +35,7 @@ import torch
 
 from dbm import exact, exact_mh, presets
 from dbm.results import seed_hash
+from dbm.samplers import energy_fn
 from reproduce.common import Computed, Run, method_palette, progress, save_figure, script_main
 
 NAME = "bias_study"
@@ -114,7 +115,7 @@ def mh_diagnostics(m, v2, est, model_key, cfg: Config, gen) -> dict:
         v = v2.repeat(cfg.diag_draws // 2, 1)
         xs = [x.double() for x in est.draw_pi0(m, v, phase, gen)]
         with torch.no_grad():
-            e = (md.free_energy if est.marginalize else md.energy)(xs)
+            e = energy_fn(md, est.marginalize)(xs)
         a = torch.empty_like(e)
         rows = [(None, torch.ones_like(e, dtype=torch.bool))] if phase == "neg" else \
             [(v2[i], torch.arange(e.numel()) % 2 == i) for i in range(2)]

@@ -42,6 +42,7 @@ from dbm.metrics.convergence import tail_drift
 from dbm.metrics.samples import gibbs_chains, modes, sample_stats
 from dbm.results import seed_hash
 from dbm.run import train_seconds_of
+from dbm.train import CAP_TOTALS
 from reproduce import zoo
 from reproduce.common import Computed, Run, method_palette, progress, sample_grid, save_figure, script_main
 
@@ -105,7 +106,6 @@ EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500, 
 PROFILES = {name: {**zoo.PROFILES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
 EVAL_FIELDS = ("ais_runs", "ais_betas", "bracket_betas", "bracket_tol", "reverse_burn", "sample_n", "gibbs_sweeps",
                "test_n", "sample_order")
-CAP_TOTALS = tuple(f"{p}_{c}_capped_total" for p in ("pos", "neg") for c in ("tau", "sweeps", "residual"))
 TRACE_METRICS = ("loss", "recon_error", "test_ll_bound", "log_z", "mode_ink", "mode_diversity", "neg_tau_mean",
                  "neg_sweeps_mean", "pos_sweeps_mean", "neg_tau_capped", "pos_tau_capped", "correction_share") + CAP_TOTALS
 FLAT_METRICS = ("test_ll_bound", "recon_error", "mode_ink", "mode_diversity")    # held-out: the convergence test
@@ -127,11 +127,11 @@ def bernoulli_baseline(train: torch.Tensor, test: torch.Tensor) -> float:
     return float((test * p.log() + (1 - test) * (1 - p).log()).sum(-1).mean())
 
 
-def search_rows(info, n: int, samples: str = "mode") -> list[dict]:
-    """Rows of the mode kinds' local search (kind "search"): its mean sweeps and how many of the
-    ``n`` searches hit the cap (issue 33: every cap counted)."""
-    return [dict(kind="search", samples=samples, metric="sweeps_mean", value=float(info.sweeps.double().mean()), n=n),
-            dict(kind="search", samples=samples, metric="sweeps_capped", value=float(info.capped.sum()), n=n)]
+def search_rows(info, n: int, kind: str = "search") -> list[dict]:
+    """Rows of the mode kinds' local search (``kind``: "search", or "fd-search" for the FD's
+    samples): its mean sweeps and how many of the ``n`` searches hit the cap (issue 33)."""
+    return [dict(kind=kind, samples="mode", metric="sweeps_mean", value=float(info.sweeps.double().mean()), n=n),
+            dict(kind=kind, samples="mode", metric="sweeps_capped", value=float(info.capped.sum()), n=n)]
 
 
 def draw_samples(model, cfg: Config, g: torch.Generator) -> tuple[dict, dict, list]:
@@ -218,13 +218,12 @@ def classifier_fd(model, cfg: Config, dataset, method, seed, fd) -> pd.DataFrame
     g = torch.Generator(device=cfg.device).manual_seed(seed_hash(NAME, "fd", dataset, method, seed))
     mode, swept, info = modes(model, cfg.fd_n, g, cfg.sample_order)
     kinds = {"mode": mode[0], "mode+1": swept[0]}
-    search = [dict(r, kind="fd-search") for r in search_rows(info, cfg.fd_n)]
     for start, xs in (("noise", model.random_state(cfg.fd_n, g)), ("mode", mode)):
         vs, _ = gibbs_chains(model, xs, (cfg.fd_sweeps,), g)
         kinds[f"gibbs-{cfg.fd_sweeps}-{start}"] = vs[cfg.fd_sweeps]
     return pd.DataFrame([dict(kind="fd", samples=k, metric="classifier_fd", n=cfg.fd_n,
                               value=frechet_distance(F.feature_stats(ext, to_images(v.cpu(), dataset, "binary")), ref))
-                         for k, v in kinds.items()] + search)
+                         for k, v in kinds.items()] + search_rows(info, cfg.fd_n, "fd-search"))
 
 
 def fd_setup(cache: CellCache, cfg: Config, ds: str, train, test):
