@@ -128,6 +128,14 @@ def correction_diagnostics(a: Tensor, max_steps: int, states: int, prob: float =
     a_median, a_q10: quantiles of a(X0);
     p_cap_lower: a lower bound on P(tau > max_steps), E[a (1 - a - 2^-n)^(max_steps - 1)];
     p_cap_given_correction_lower: the same given a correction (its share of p_correction);
+    steps_past_cap_lower: a lower bound on E[(tau - max_steps)^+], the unmet steps (each one a term
+        phi(X_t) - phi(Y_{t-1}) of the correction) that the cap removes per chain:
+        E[w (1 - a - 2^-n)^(max_steps - 1)], w = a / (a + 2^-n);
+    term_cut_share: E[w q^(max_steps - 1)] / E[w], q = 1 - a - 2^-n, the share of the correction's
+        unmet steps past the cap when the geometric bound is the law of tau (the "stuck-Y" model:
+        Y stays at x0 and the pair meets only when Y moves or X lands on x0). Every x0 then
+        carries about its pi0 mass of the correction term, so this share, not the count share,
+        measures how much of the term the cap cuts; a model, not a bound;
     chains_for_correction: chains for at least one correction with probability ``prob``;
     chains_for_typical: the same for a correction from an X0 with a(X0) at most the median
     (the half of pi0 whose corrections carry the largest weights, about 1 / a(X0))."""
@@ -142,7 +150,9 @@ def correction_diagnostics(a: Tensor, max_steps: int, states: int, prob: float =
         raise ValueError("a must be a non-empty tensor of probabilities")
     med = float(a.median())
     p = float(a.mean())
-    cap = a * torch.exp((max_steps - 1) * torch.log1p(-(a + 1 / states).clamp(max=1)))
+    tail = torch.exp((max_steps - 1) * torch.log1p(-(a + 1 / states).clamp(max=1)))     # q^(max_steps - 1)
+    cap = a * tail
+    w = a / (a + 1 / states)                                  # E[tau - 1 | x0] in the stuck-Y model
     low = float((a * (a <= med)).mean())
 
     def chains(rate):
@@ -150,6 +160,8 @@ def correction_diagnostics(a: Tensor, max_steps: int, states: int, prob: float =
     return {"p_correction": p, "p_correction_se": float(a.std() / math.sqrt(a.numel())) if a.numel() > 1 else math.nan,
             "a_median": med, "a_q10": float(a.quantile(0.1)) if a.numel() <= 1 << 24 else float("nan"),
             "p_cap_lower": float(cap.mean()), "p_cap_given_correction_lower": float(cap.mean()) / p if p > 0 else math.nan,
+            "steps_past_cap_lower": float((w * tail).mean()),
+            "term_cut_share": float((w * tail).mean() / w.mean()) if p > 0 else math.nan,
             "chains_for_correction": chains(p), "chains_for_typical": chains(low), "draws": a.numel()}
 
 

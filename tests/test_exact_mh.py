@@ -103,6 +103,28 @@ def test_correction_diagnostics_from_exact_acceptances():
             exact_mh.correction_diagnostics(**bad)
 
 
+@pytest.mark.parametrize("marginalize", [False, True])
+def test_geometric_tail_bound_holds_from_every_start(marginalize):
+    """P(tau > t | X0 = x0) >= a(x0) (1 - a(x0) - 2^-n)^(t-1) for every x0 and t, against the exact
+    pair chain started at x0 (no Monte Carlo): the bound behind p_cap_lower and
+    steps_past_cap_lower. Its sum over t >= cap is steps_past_cap_lower's summand."""
+    m = random_dbm(SIZES, seed=7, w_scale=2.0)
+    _, e = exact_mh.free_states(m, None, marginalize)
+    n = e.numel()
+    a = exact_mh.acceptance(m, None, marginalize)(e)
+    t = torch.arange(1, 41, dtype=torch.float64)
+    for x0 in range(n):
+        pair = exact_mh.capped_expectation(m, torch.eye(n, dtype=torch.float64)[x0], 40, marginalize=marginalize)
+        bound = a[x0] * (1 - a[x0] - 1 / n) ** (t - 1)
+        assert bool((pair.p_tau_gt >= bound * (1 - 1e-12)).all()), x0
+    one = exact_mh.correction_diagnostics(torch.tensor([0.01], dtype=torch.float64), 50, 64)
+    q = 1 - 0.01 - 1 / 64
+    assert math.isclose(one["term_cut_share"], q ** 49, rel_tol=1e-9)
+    assert math.isclose(one["steps_past_cap_lower"], 0.01 / (0.01 + 1 / 64) * q ** 49, rel_tol=1e-9)
+    two = exact_mh.correction_diagnostics(torch.tensor([0.5, 1e-4]), 50, 2 ** 20)   # mass, not count:
+    assert two["term_cut_share"] > 5 * two["p_cap_given_correction_lower"]          # the rare start dominates
+
+
 def test_pair_chain_refuses_what_it_cannot_hold():
     big = random_dbm([4, 3, 3], seed=6)                    # 2^10 free states
     with pytest.raises(ValueError, match="at most 2"):

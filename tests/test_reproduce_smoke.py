@@ -120,7 +120,57 @@ def test_bias_study_quick(tmp_path):
     assert {"sweeps_capped", "residual_capped", "caps"} <= set(df.metric)
     mh = df[df.estimator == "ucd-mh-lmi"]
     assert {"p_correction_neg", "p_cap_lower_pos", "chains_for_typical_neg", "a_median_pos"} <= set(mh.metric)
-    assert df.verdict.str.match("unbiased within noise|heavy-tailed|biased by its cap|flagged, not explained|capped|biased").all()
+    assert df.verdict.str.match("unbiased within noise|heavy-tailed|biased by its cap|flagged, not explained|capped|"
+                                "flagged, no diagnostics|biased").all()
+    assert {"term_cut_share_neg", "steps_past_cap_lower_pos", "cap_bias_model"} <= set(mh.metric)
+
+
+def test_bias_study_reruns_open_verdicts_with_more_chains(tmp_path):
+    """Issue 33: a flagged ucd-mh-lmi cell whose verdict the diagnostics leave open is rerun with
+    rerun_factor times the chains a typical correction needs (at least rerun_min_chains); the
+    table keeps both runs, ``final`` marks the larger, and a rerun above the limit is named."""
+    out = tmp_path / "results"
+    run_module("reproduce.bias_study", "--quick", "--out-dir", str(out), "--work-dir", str(tmp_path / "runs"),
+               "--shapes", "3-3-3", "--chains", "2000", "--estimators", "ucd-mh-lmi,cd-1",
+               "--diag-draws", "2000", "--flag-z", "0", "--rerun-min-chains", "6000", "--rerun-max-chains", "6000")
+    df = pd.read_csv(out / "bias_study.csv")
+    mh = df[df.estimator == "ucd-mh-lmi"]
+    for shape, g in mh.groupby("shape"):
+        assert set(g.chains) == {2000, 6000}, shape                  # flag_z 0: every cell flagged, rerun
+        assert set(g[g.final].chains) == {6000}
+        assert (g[g.chains == 6000].metric == "term_cut_share_neg").any()      # diagnostics carried over
+    assert set(df[df.estimator == "cd-1"].chains) == {2000}           # only rerun_estimators
+    run_module("reproduce.bias_study", "--quick", "--out-dir", str(out), "--work-dir", str(tmp_path / "runs"),
+               "--shapes", "3-3-3", "--chains", "2000", "--estimators", "ucd-mh-lmi", "--diag-draws", "2000",
+               "--flag-z", "0", "--rerun-min-chains", "6000", "--rerun-max-chains", "4000", "--force")
+    df = pd.read_csv(out / "bias_study.csv")
+    assert set(df.chains) == {2000} and df.verdict.str.contains("a rerun needs 6.0e\\+03 chains").all()
+
+
+def test_bias_study_batches_add_up(monkeypatch):
+    """run_cell in batches (BATCH chains a call, one generator) gives the metrics of the
+    concatenated per-chain estimates, computed directly."""
+    import torch
+    import dbm
+    from dbm import exact, presets
+    from dbm.results import seed_hash
+    from reproduce import bias_study as b
+    monkeypatch.setattr(b, "BATCH", 1000)
+    cfg = b.Config(mh_max_steps=1000)
+    rows = {r["metric"]: r["value"] for r in b.run_cell("3-3-3", "1.0", "random", "ucd-mh-lmi", cfg, chains=3000)}
+    m, v2 = b.make_model("3-3-3", 1.0, "random", cfg)
+    name, opts = presets.resolve("ucd-mh-lmi", **presets.caps("ucd-mh-lmi", cfg.mh_max_steps, cfg.gibbs_max_steps))
+    est = dbm.estimator(name, **opts)
+    gen = torch.Generator().manual_seed(seed_hash(b.NAME, "chains", "3-3-3", "1.0", "random", "ucd-mh-lmi"))
+    parts = [est.chain_estimates(m, v2.repeat(500, 1), est.init_state(), gen) for _ in range(3)]
+    g = torch.cat([p[0] for p in parts]).double()
+    g_star = exact.exact_gradient(m, v2)
+    mean, se = g.mean(0), g.std(0) / 3000 ** 0.5
+    assert abs(rows["rel_bias"] - float((mean - g_star).norm() / g_star.norm())) < 1e-9
+    assert abs(rows["max_abs_z"] - float(((mean - g_star) / se).abs().max())) < 1e-6
+    tau = torch.cat([p[2].neg.tau for p in parts]).double()
+    assert abs(rows["tau_mean_neg"] - float(tau.mean())) < 1e-12
+    assert abs(rows["p_correction_neg"] - float((tau > 1).double().mean())) < 1e-12
 
 
 def test_bias_study_counts_its_caps_and_says_so(tmp_path):
