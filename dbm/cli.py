@@ -1,4 +1,5 @@
-"""Command-line interface: ``python -m dbm <command>``.
+"""Command-line interface: ``dbm-suite <command>`` (after ``pip install``, from any folder), or
+``python -m dbm <command>`` from the repository root.
 
 Expected errors (bad settings, missing or corrupt data, a run folder that cannot be resumed or
 is in use) print one line on stderr and exit with status 2; a diverged run exits with 3. Pass
@@ -12,13 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
-from . import exact
-from .config import MAX_BATCH, MAX_COUNT
 from .errors import EXIT_DIVERGED, EXIT_USER_ERROR, CheckpointError, DivergenceError, UserError
-from .model import DBM
-from .presets import PRESETS, build
+from .limits import MAX_BATCH, MAX_COUNT
 
 __all__ = ["main", "run_main"]
 
@@ -72,6 +68,7 @@ def _step_size(text: str) -> float:
 
 def _check_sizes(text: str) -> list[int]:
     """--sizes of ``check``: two or more positive widths whose even block can be enumerated."""
+    from . import exact
     from .errors import ConfigError
     try:
         sizes = [int(s) for s in text.split(",")]
@@ -88,6 +85,10 @@ def _check_sizes(text: str) -> list[int]:
 
 def _check(args) -> int:
     """Compare an estimator with the exact gradient on a random enumerable DBM."""
+    import torch
+    from . import exact
+    from .model import DBM
+    from .presets import build
     sizes = _check_sizes(args.sizes)
     g = torch.Generator().manual_seed(args.seed)
     m = DBM(sizes, init="gaussian", sigma=1.0, generator=g)
@@ -166,12 +167,13 @@ def _sample(args) -> int:
     local modes, one sweep after them, and block-Gibbs chains of --sweeps from noise and from the
     mode), each kind as a PNG grid and as a folder of PNG images that ``python -m pytorch_fid``
     reads, plus their statistics against the test set when the data set is found."""
+    import torch
     from .metrics.samples import gibbs_chains, modes
     from .train import load_model
     path = Path(args.run) / "model.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{path} not found: pass the folder of a DBM run (python -m dbm train --out-dir ...)")
-    model, _ = load_model(path, args.device)
+    model, meta = load_model(path, args.device)
     side = int(round(model.layer_sizes[0] ** 0.5))
     if side * side != model.layer_sizes[0]:
         raise CheckpointError(f"{path}: {model.layer_sizes[0]} visible units are not a square image")
@@ -182,78 +184,137 @@ def _sample(args) -> int:
         if args.sweeps:
             vs, _ = gibbs_chains(model, xs, (args.sweeps,), g)
             kinds[f"gibbs-{args.sweeps}-{start}"] = vs[args.sweeps]
-    from torchvision.utils import save_image
     out = Path(args.out or Path(args.run) / "samples")
     for kind, v in kinds.items():
-        folder = out / kind
-        folder.mkdir(parents=True, exist_ok=True)
-        imgs = v.reshape(-1, 1, side, side).float().cpu()
-        save_image(imgs[:64], out / f"{kind}.png", nrow=8)
-        for i, img in enumerate(imgs):
-            save_image(img, folder / f"{i:05d}.png")
+        _save_folder(v.reshape(-1, 1, side, side).float().cpu(), out / kind, out / f"{kind}.png")
+    dataset = json.loads(meta.get("config", "{}")).get("dataset", "mnist")
     print(f"wrote {len(kinds)} kinds x {args.n} images under {out} ('mode' and 'mode+1' are local modes and "
-          f"one sweep after them, not MCMC samples; 'gibbs-*' are block-Gibbs chains); "
-          f"FID: python -m pytorch_fid {out / next((k for k in kinds if k.startswith('gibbs-')), 'mode')} "
-          f"<reference image folder>")
+          f"one sweep after them, not MCMC samples; 'gibbs-*' are block-Gibbs chains); FID against the "
+          f"binarised test set: dbm-suite export-images --dataset {dataset} --out {out / 'reference'} && "
+          f"python -m pytorch_fid {out / next((k for k in kinds if k.startswith('gibbs-')), 'mode')} "
+          f"{out / 'reference'}")
     return 0
 
 
-def main(argv=None) -> int:
-    return run_main(_main, argv)
+def _save_folder(images, folder: Path, grid: Path | None = None) -> None:
+    """(N, C, H, W) images in [0, 1] as folder/00000.png ... (the folder that pytorch_fid reads),
+    and the first 64 as one grid PNG."""
+    from torchvision.utils import save_image
+    folder.mkdir(parents=True, exist_ok=True)
+    if grid is not None:
+        save_image(images[:64], grid, nrow=8)
+    for i, img in enumerate(images):
+        save_image(img, folder / f"{i:05d}.png")
 
 
-def _main(argv) -> int:
-    p = argparse.ArgumentParser(prog="python -m dbm", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--debug", action="store_true", help="show tracebacks of expected errors")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("estimators", help="list the gradient estimator presets (--estimator of train and check)")
-    c = sub.add_parser("check", help="z-scores of an estimator against the exact gradient")
-    c.add_argument("--estimator", default="ucd-mh-lmi", choices=list(PRESETS))
-    c.add_argument("--options", default="{}", help='JSON over the preset\'s options, e.g. \'{"marginalize": true}\'')
-    c.add_argument("--sizes", default="3,3,3")
-    c.add_argument("--chains", type=_positive_int, default=20000)
-    c.add_argument("--seed", type=_seed, default=0)
-    from .baselines.train_gan import GANConfig, GANTrainer
-    from .config import add_config_args
-    from .train import TrainConfig, Trainer
-    from .ebm.train import EBMConfig, EBMTrainer
-    trainers = {"train": (TrainConfig, Trainer), "train-gan": (GANConfig, GANTrainer),
-                "train-ebm": (EBMConfig, EBMTrainer)}
-    whats = ("a DBM", "a WGAN-GP / WGAN baseline", "an EBM by short-run Langevin ML (EBM anatomy)")
-    for name, (cls, _), what in zip(trainers, trainers.values(), whats):
-        t = sub.add_parser(name, help=f"train {what} (checkpoints, --resume)")
-        add_config_args(t, cls)
-        t.add_argument("--resume", action="store_true",
+def _export_images(args) -> int:
+    """``export-images``: a data set split as a folder of PNG images, binarised as the DBMs see it
+    (pixel / 255 > 0.5) unless --no-binarize: the reference folder for ``python -m pytorch_fid``."""
+    from .data import load_images
+    from .encoding import encode_binary
+    x = load_images(args.dataset, args.split, args.data_dir)
+    x = x[:args.n] if args.n else x
+    side = x.shape[-1]
+    imgs = encode_binary(x).reshape(-1, 1, side, side) if args.binarize else x.reshape(-1, 1, side, side) / 255.0
+    _save_folder(imgs.float(), Path(args.out))
+    print(f"wrote {len(imgs)} {'binarised ' if args.binarize else ''}{args.dataset} {args.split} images to {args.out}")
+    return 0
+
+
+def main(argv=None, prog: str = "python -m dbm") -> int:
+    return run_main(lambda a: _main(a, prog), argv)
+
+
+COMMANDS = {                   # name -> help; a command's arguments (and torch) load only when it is run
+    "estimators": "list the gradient estimator presets (--estimator of train and check)",
+    "check": "z-scores of an estimator against the exact gradient",
+    "train": "train a DBM (checkpoints, --resume)",
+    "train-gan": "train a WGAN-GP / WGAN baseline (checkpoints, --resume)",
+    "train-ebm": "train an EBM by short-run Langevin ML (EBM anatomy) (checkpoints, --resume)",
+    "sample": "samples of a trained DBM by kind: PNG grids and image folders (pytorch_fid)",
+    "sample-ebm": "long-run Langevin / MALA sampling from an EBM checkpoint",
+    "export-images": "a data set split as a folder of PNG images: the FID reference for `sample`",
+}
+_TRAINERS = {"train": ("dbm.train", "TrainConfig", "Trainer"), "train-gan": ("dbm.baselines.train_gan", "GANConfig",
+             "GANTrainer"), "train-ebm": ("dbm.ebm.train", "EBMConfig", "EBMTrainer")}
+
+
+def _trainer(command: str):
+    import importlib
+    module, config, trainer = _TRAINERS[command]
+    mod = importlib.import_module(module)
+    return getattr(mod, config), getattr(mod, trainer)
+
+
+def _arguments(name: str, c: argparse.ArgumentParser) -> None:
+    """Add command ``name``'s arguments to its parser ``c``."""
+    if name == "check":
+        from .presets import PRESETS
+        c.add_argument("--estimator", default="ucd-mh-lmi", choices=list(PRESETS), help="the preset")
+        c.add_argument("--options", default="{}", help='JSON over the preset\'s options, e.g. \'{"marginalize": true}\'')
+        c.add_argument("--sizes", default="3,3,3", help="layer widths, visible first")
+        c.add_argument("--chains", type=_positive_int, default=20000, help="chains (per-chain estimates)")
+        c.add_argument("--seed", type=_seed, default=0, help="seed of the model and the chains")
+    elif name in _TRAINERS:
+        from .config import add_config_args
+        add_config_args(c, _trainer(name)[0])
+        c.add_argument("--resume", action="store_true",
                        help="continue the run in --out-dir from its newest checkpoint (an error if there is none)")
-        t.add_argument("--force", action="store_true",
+        c.add_argument("--force", action="store_true",
                        help="delete the checkpoints and metrics in --out-dir and start again")
-        t.add_argument("--download", action="store_true", help="let torchvision download the data set")
-    e = sub.add_parser("sample-ebm", help="long-run Langevin / MALA sampling from an EBM checkpoint")
-    e.add_argument("run", help="the run folder holding net.safetensors")
-    e.add_argument("--n", type=_positive_int, default=64)
-    e.add_argument("--steps", type=_steps, default=10000)
-    e.add_argument("--eps", type=_step_size, default=0.0, help="step size (default: the training eps)")
-    e.add_argument("--init", default="uniform", choices=("uniform", "gaussian"))
-    e.add_argument("--mala", action="store_true", help="Metropolis-adjusted (records acceptance rates)")
-    e.add_argument("--seed", type=_seed, default=0)
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--out", default=None, help="output path without suffix (default <run>/long_run_<steps>)")
-    d = sub.add_parser("sample", help="samples of a trained DBM by kind: PNG grids and image folders (pytorch_fid)")
-    d.add_argument("run", help="the run folder holding model.safetensors")
-    d.add_argument("--n", type=_positive_int, default=64, help="images per kind")
-    d.add_argument("--sweeps", type=_nonneg_int, default=1000, help="block-Gibbs sweeps of the MCMC kinds (0: none)")
-    d.add_argument("--seed", type=_seed, default=0)
-    d.add_argument("--device", default="cpu")
-    d.add_argument("--out", default=None, help="output folder (default <run>/samples)")
-    args = p.parse_args(argv)
+        c.add_argument("--download", action="store_true", help="let torchvision download the data set")
+    elif name == "sample-ebm":
+        c.add_argument("run", help="the run folder holding net.safetensors")
+        c.add_argument("--n", type=_positive_int, default=64, help="chains")
+        c.add_argument("--steps", type=_steps, default=10000, help="Langevin steps")
+        c.add_argument("--eps", type=_step_size, default=0.0, help="step size (0: the training eps)")
+        c.add_argument("--init", default="uniform", choices=("uniform", "gaussian"), help="the chains' start")
+        c.add_argument("--mala", action="store_true", help="Metropolis-adjusted (records acceptance rates)")
+        c.add_argument("--seed", type=_seed, default=0, help="seed of the chains")
+        c.add_argument("--device", default="cpu", help="torch device")
+        c.add_argument("--out", default=None, help="output path without suffix (None: <run>/long_run_<steps>)")
+    elif name == "sample":
+        c.add_argument("run", help="the run folder holding model.safetensors")
+        c.add_argument("--n", type=_positive_int, default=64, help="images per kind")
+        c.add_argument("--sweeps", type=_nonneg_int, default=1000, help="block-Gibbs sweeps of the MCMC kinds (0: none)")
+        c.add_argument("--seed", type=_seed, default=0, help="seed of the chains")
+        c.add_argument("--device", default="cpu", help="torch device")
+        c.add_argument("--out", default=None, help="output folder (None: <run>/samples)")
+    elif name == "export-images":
+        c.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"), help="the data set")
+        c.add_argument("--split", default="test", choices=("train", "test"), help="its split")
+        c.add_argument("--n", type=_positive_int, default=None, help="the first n images (None: all)")
+        c.add_argument("--binarize", action=argparse.BooleanOptionalAction, default=True,
+                       help="threshold at pixel / 255 > 0.5, the DBMs' domain")
+        c.add_argument("--data-dir", default=None, help="where the IDX files are (None: $DBM_DATA_DIR, ../shared/data)")
+        c.add_argument("--out", required=True, help="the folder to write")
+
+
+def _parser(prog: str, command: str | None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of ``command`` only (None: the list of commands)."""
+    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks of expected errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        fmt = argparse.HelpFormatter if name in _TRAINERS else argparse.ArgumentDefaultsHelpFormatter
+        c = sub.add_parser(name, help=text, description=text, formatter_class=fmt)
+        if name == command:
+            _arguments(name, c)
+    return p
+
+
+def _main(argv, prog: str = "python -m dbm") -> int:
+    args = _parser(prog, next((a for a in argv if a in COMMANDS), None)).parse_args(argv)
     if args.command == "sample":
         return _sample(args)
     if args.command == "sample-ebm":
         return _sample_ebm(args)
-    if args.command in trainers:
-        return _train(args, *trainers[args.command])
+    if args.command == "export-images":
+        return _export_images(args)
+    if args.command in _TRAINERS:
+        return _train(args, *_trainer(args.command))
     if args.command == "estimators":
+        from .presets import PRESETS
         for name, p in PRESETS.items():
             opts = json.dumps(p.options) if p.options else ""
             print(f"{name:24s} {p.summary}" + (f"  [{p.estimator} {opts}]" if name != p.estimator else ""))

@@ -52,3 +52,42 @@ def test_train_with_switches_then_sample_kinds_as_image_folders(tmp_path, capsys
         assert img.shape[:2] == (28, 28) and set(np.unique(img)) <= {0, 255}
     assert "not MCMC samples" in capsys.readouterr().out
     assert cli.main(["sample", str(tmp_path / "nowhere")]) == 2
+
+
+def test_export_images_writes_the_binarised_reference_folder(tmp_path, capsys):
+    """``export-images``: the FID reference that ``sample``'s hint names, binarised as the DBMs
+    see the data (pixel / 255 > 0.5), one PNG per image."""
+    import numpy as np
+    from PIL import Image
+    from conftest import synthetic_mnist
+    from dbm.data import load_images
+    data = synthetic_mnist(tmp_path / "data")
+    out = tmp_path / "ref"
+    assert cli.main(["export-images", "--data-dir", str(data), "--n", "7", "--out", str(out)]) == 0
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 7
+    want = load_images("mnist", "test", data)[3].numpy() > 127.5
+    img = np.asarray(Image.open(files[3]))
+    assert (img.reshape(28, 28, -1)[..., 0] == np.where(want, 255, 0)).all()
+    assert cli.main(["export-images", "--out", str(out), "--data-dir", str(tmp_path / "none")]) == 2
+
+
+def test_help_and_the_command_list_load_no_torch():
+    """``--help`` is instant: the command list and ``import dbm`` load no torch (PEP 562 names)."""
+    import subprocess
+    import sys
+    code = ("import sys, contextlib, io, dbm\n"
+            "from dbm import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    cli.main(['--help'])\n"
+            "print('torch' in sys.modules, dbm.IS_THIS_PROJECT)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["False", "True"]
+
+
+def test_sample_help_shows_defaults(capsys):
+    import pytest
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 64)" in out and "(default: 1000)" in out
