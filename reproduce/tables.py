@@ -1,0 +1,151 @@
+"""The README's and docs' result tables, written from the committed CSVs and sidecars (issue 34).
+
+Each table sits between two markers in a Markdown file:
+
+    <!-- table:NAME (written by `make tables` from results/...; edit reproduce/tables.py, not the table) -->
+    | ... |
+    <!-- /table:NAME -->
+
+``python -m reproduce.tables`` rewrites every marked table from the results; ``--check`` rewrites
+nothing and exits 1 naming the tables that drifted from their CSVs (tests/test_tables.py runs it).
+A table names its sample counts where two are in use, and its source file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ("README.md", "docs/estimators.md", "docs/dbm_paper.md", "docs/performance.md")
+_BLOCK = re.compile(r"(<!-- table:(?P<name>[a-z0-9_-]+)[^>]*-->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
+
+
+def _fmt(x: float) -> str:
+    """A number as the tables print it: 2 significant digits ("0.043", "9.9", "35"), whole numbers
+    from 100 ("579"), and "2.8e3" from 1000 or below 0.001."""
+    if pd.isna(x):
+        return "-"
+    if x != 0 and (abs(x) >= 1000 or abs(x) < 1e-3):
+        mant, exp = f"{x:.1e}".split("e")
+        return f"{mant}e{int(exp)}"
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2g}"
+
+
+# --------------------------------------------------------------------------------------------
+# bias study (results/bias_study.csv)
+
+BIAS_LABELS = {
+    "ucd-mh-lmi": "`ucd-mh-lmi` (the paper, released pi0)",
+    "ucd-mh-lmi-even-first": "`ucd-mh-lmi-even-first` (the suite's pi0 before issue 30)",
+    "ucd-mh-lmi-avg": "`ucd-mh-lmi-avg` (H_{1:10})",
+    "ucd-mh-lmi-marg": "`ucd-mh-lmi-marg` (odd layers summed out)",
+    "ucd-mh-lmi-mixed": "**`ucd-mh-lmi-mixed`** (a coupled Gibbs sweep before each MH step)",
+    "ucd-mh-lmi-mixed-marg": "**`ucd-mh-lmi-mixed-marg`** (the same, odd layers summed out)",
+    "ucd-gibbs": "`ucd-gibbs`",
+    "ucd-gibbs-avg": "`ucd-gibbs-avg` (H_{2:10})",
+    "official-single-chain": "`official-single-chain` (released loop; biased)",
+    "cd-1": "`cd-1` (biased)",
+    "cd-10": "`cd-10` (biased)",
+    "pcd-1": "`pcd-1` (biased)",
+}
+VERDICT_ORDER = ("unbiased within noise", "biased by its cap", "heavy-tailed", "flagged, not explained",
+                 "flagged, no diagnostics", "capped", "biased")
+
+
+def bias_table(root: Path = ROOT) -> str:
+    """Per estimator: the cells by verdict (a rerun cell counted at its largest chain count), and
+    medians over the models of P(tau > 1), per-chain MSE, cost and MSE x cost."""
+    df = pd.read_csv(root / "results/bias_study.csv")
+    df = df[df.final] if "final" in df else df
+    cells = df.drop_duplicates(["shape", "w_scale", "weights", "estimator"])
+    kind = cells.verdict.str.split(r"[:(;]").str[0].str.strip()
+    w = df.pivot_table(index=["shape", "w_scale", "weights", "estimator"], columns="metric", values="value")
+    med = w.groupby(level="estimator").median()
+    n_models = cells.groupby("estimator").size()
+    chains = cells.groupby("estimator").chains.agg(["min", "max"])
+    rows = ["| estimator | cells by verdict | P(tau > 1), neg. phase | per-chain MSE / abs(g*)^2 | sweeps per chain "
+            "| MSE x cost |", "|---|---|---|---|---|---|"]
+    for est in [e for e in BIAS_LABELS if e in med.index]:
+        counts = kind[cells.estimator == est].value_counts()
+        verdicts = ", ".join(f"{counts[v]} {v}" for v in VERDICT_ORDER if v in counts)
+        m = med.loc[est]
+        p = "-" if est.startswith(("cd", "pcd")) else _fmt(m.p_correction_neg)
+        rows.append(f"| {BIAS_LABELS[est]} | {verdicts} (of {n_models[est]}) | {p} | {_fmt(m.mse_per_chain)} | "
+                    f"{_fmt(m.cost_sweeps)} | {_fmt(m.mse_per_chain * m.cost_sweeps)} |")
+    lo, hi = int(chains["min"].min()), int(chains["max"].max())
+    side = json.loads((root / "results/bias_study.json").read_text())
+    env = side["environment"]
+    note = (f"\nMedians over the {int(n_models.max())} models; {lo:,} chains a cell"
+            + (f" ({hi:,} in the cells rerun with more)" if hi > lo else "")
+            + f"; `results/bias_study.csv` (commit {env['git_sha'][:7]}{'' if env['clean_tree'] else ', dirty tree'}).\n")
+    return "\n".join(rows) + "\n" + note
+
+
+def bias_cells_table(root: Path = ROOT, estimators=("ucd-mh-lmi", "ucd-mh-lmi-even-first")) -> str:
+    """The cells of the lag-1 MH estimators that were flagged, biased by their cap or rerun: the
+    exact diagnostics beside the z-test, per chain count."""
+    df = pd.read_csv(root / "results/bias_study.csv")
+    df = df[df.estimator.isin(estimators)]
+    w = df.pivot_table(index=["estimator", "shape", "w_scale", "weights", "chains"], columns="metric",
+                       values="value").reset_index()
+    v = df.drop_duplicates(["estimator", "shape", "w_scale", "weights", "chains"]).set_index(
+        ["estimator", "shape", "w_scale", "weights", "chains"]).verdict
+    w["verdict"] = [v[tuple(r)] for r in w[["estimator", "shape", "w_scale", "weights", "chains"]].itertuples(index=False)]
+    runs = w.groupby(["estimator", "shape", "w_scale", "weights"]).chains.transform("size")
+    w = w[~w.verdict.str.startswith("unbiased") | (runs > 1)]
+    rows = ["| estimator | model | chains | max abs z | median a(X0), neg. | corrections cut (count, at least) | "
+            "correction term cut (stuck-Y) | relative bias from the cap (stuck-Y) | chains for a typical correction "
+            "| verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in w.sort_values(["estimator", "shape", "w_scale", "weights", "chains"]).itertuples():
+        cut_n = max(r.p_cap_given_correction_lower_pos, r.p_cap_given_correction_lower_neg)
+        cut_t = max(r.term_cut_share_pos, r.term_cut_share_neg)
+        need = max(r.chains_for_typical_pos, r.chains_for_typical_neg)
+        rows.append(f"| `{r.estimator}` | {r.shape}, scale {r.w_scale:g}, {r.weights} | {r.chains:,} | "
+                    f"{r.max_abs_z:.1f} | {_fmt(r.a_median_neg)} | {cut_n:.1%} | {cut_t:.1%} | "
+                    f"{_fmt(r.cap_bias_model)} | {_fmt(need)} | {r.verdict.split(':')[0].split(' (')[0]} |")
+    return "\n".join(rows) + "\n"
+
+
+TABLES = {"bias": bias_table, "bias-cells": bias_cells_table}
+
+
+def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
+    """``text`` with every marked table rewritten, and the names of those that changed."""
+    changed = []
+
+    def sub(m):
+        body = TABLES[m.group("name")](root)
+        if body != m.group("body"):
+            changed.append(m.group("name"))
+        return m.group(1) + body + m.group(4)
+    for m in _BLOCK.finditer(text):
+        if m.group("name") not in TABLES:
+            raise SystemExit(f"unknown table {m.group('name')!r}: known {', '.join(TABLES)}")
+    return _BLOCK.sub(sub, text), changed
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table drifted from its CSV")
+    args = p.parse_args(argv)
+    drift = []
+    from dbm.results import atomic_write_text
+    for name in FILES:
+        path = ROOT / name
+        text = path.read_text()
+        new, changed = render(text)
+        drift += [f"{name}: {t}" for t in changed]
+        if changed and not args.check:
+            atomic_write_text(path, new)
+    if drift:
+        print(("drifted from the CSVs (run `make tables`): " if args.check else "rewrote: ") + "; ".join(drift))
+    return 1 if drift and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
