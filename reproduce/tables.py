@@ -111,7 +111,28 @@ def bias_cells_table(root: Path = ROOT, estimators=("ucd-mh-lmi", "ucd-mh-lmi-ev
     return "\n".join(rows) + "\n"
 
 
-TABLES = {"bias": bias_table, "bias-cells": bias_cells_table}
+def cap_model_table(root: Path = ROOT) -> str:
+    """The stuck-Y cap model against the exact pair chain (reproduce/cap_model_check.py): per model
+    and cap, the share of the correction term past the cap and the capped estimator's relative bias,
+    exact and modelled, and whether the proven lower bound on the unmet steps held."""
+    df = pd.read_csv(root / "results/cap_model_check.csv")
+    rows = ["| model (2^8 states) | P(correction) | cap | term share past the cap, exact / model | "
+            "relative bias, exact / model | steps past the cap: exact, lower bound |", "|---|---|---|---|---|---|"]
+    for r in df.itertuples():
+        rows.append(f"| {r.shape}, scale {r.w_scale:g} | {_fmt(r.p_correction)} | {r.cap} | "
+                    f"{_fmt(r.share_exact)} / {_fmt(r.share_model)} | {_fmt(r.bias_exact)} / {_fmt(r.bias_model)} | "
+                    f"{_fmt(r.steps_past_cap_exact)}, {_fmt(r.steps_past_cap_lower)} |")
+    share, bias = df.share_exact / df.share_model, df.bias_exact / df.bias_model
+    held = int((df.steps_past_cap_lower <= df.steps_past_cap_exact * (1 + 1e-9)).sum())
+    env = json.loads((root / "results/cap_model_check.json").read_text())["environment"]
+    note = (f"\nExact / model: term share {share.min():.2f}-{share.max():.2f}, relative bias "
+            f"{bias.min():.2f}-{bias.max():.2f}; the lower bound held in {held} of {len(df)} rows; "
+            f"`results/cap_model_check.csv` (commit {env['git_sha'][:7]}"
+            f"{'' if env['clean_tree'] else ', dirty tree'}).\n")
+    return "\n".join(rows) + "\n" + note
+
+
+TABLES = {"bias": bias_table, "bias-cells": bias_cells_table, "cap-model": cap_model_table}
 
 
 def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
