@@ -9,7 +9,7 @@ PROFILE ?= budget
 # data sets: DBM_DATA_DIR if set, else the project's offline copies beside the checkout
 export DBM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: help venv test test-all bench bench-compare bench-side-by-side zoo reproduce-all reproduce-fig24 reproduce-fig25 reproduce-fig27 \
+.PHONY: help venv test test-all bench bench-compare bench-side-by-side zoo reproduce-all provenance reproduce-fig24 reproduce-fig25 reproduce-fig27 \
         reproduce-bias reproduce-anatomy fid gans clean-venv tables
 
 help:  ## this list (runtimes: 2-core CPU, default profile; QUICK=1 runs take a minute or two each)
@@ -76,6 +76,9 @@ reproduce-anatomy: $(STAMP)  ## EBM anatomy: toy densities (45 min) and MNIST (2
 reproduce-bias: $(STAMP)  ## estimator bias and MSE against exact gradients, the exact a(X0) diagnostics, a verdict per cell, and the cap model checked exactly (not timed alone: cells 60 min beside other jobs, diagnostics 6 min)
 	$(PY) -m reproduce.bias_study $(QFLAG) --device $(DEVICE)
 	$(PY) -m reproduce.cap_model_check $(QFLAG)
+
+provenance: $(STAMP)  ## every committed result's commit, clean tree or not, CPU, GPU, date, wall and CPU time (exit 1 on an undeclared gap)
+	$(PY) -m reproduce.provenance
 
 tables: $(STAMP)  ## rewrite the README's and docs' result tables from the committed CSVs (a test fails when they drift)
 	$(PY) -m reproduce.tables

@@ -27,11 +27,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
 
-from dbm.results import atomic_write_text, environment, write_csv
+from dbm.results import atomic_write_text, cpu_time_s, environment, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,6 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--random-data", action="store_true", help="random bits at MNIST's ink even if MNIST is there")
     p.add_argument("--out", default=str(ROOT / "results" / "bench_side_by_side.csv"))
     args = p.parse_args(argv)
+    t_start = time.perf_counter()
     if args.procs < 1 or args.updates < 1 or args.warmup < 0:
         p.error("--procs and --updates must be >= 1 and --warmup >= 0")
     if args.random_data:
@@ -160,6 +162,7 @@ def main(argv=None) -> int:
             "updates": args.updates, "warmup": args.warmup, "threads": args.threads,
             "data": "mnist" if args.data_dir else "random bits (p = 0.13)",
             "environment": environment("cpu"), "date": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+            "wall_time_s": time.perf_counter() - t_start, "cpu_time_s": cpu_time_s(),
             "summary": summary.to_dict(orient="records")}
     atomic_write_text(out.with_suffix(".json"), json.dumps(side, indent=2, default=float) + "\n")
     print(summary.to_string(index=False, float_format=lambda x: f"{x:.4g}"))

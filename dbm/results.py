@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 __all__ = ["seed_hash", "cell_id", "atomic_path", "atomic_write_text", "write_csv", "git_sha", "environment",
-           "write_sidecar", "device_name", "cpu_model", "state_hash"]
+           "write_sidecar", "device_name", "cpu_model", "gpu_name", "cpu_time_s", "state_hash",
+           "PROVENANCE_FIELDS"]
 
 
 def seed_hash(*names) -> int:
@@ -113,8 +114,30 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def gpu_name(device: str | torch.device = "cpu") -> str | None:
+    """The name of the CUDA device a run used, None for a CPU run."""
+    device = torch.device(device)
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
+
+
+def cpu_time_s() -> float:
+    """CPU seconds (user + system) of this process and its finished children so far: beside the
+    wall time it shows how much of the machine a run had (2 cores busy: about twice the wall)."""
+    import resource
+    return sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+
+
+PROVENANCE_FIELDS = ("git_sha", "clean_tree", "cpu_model", "gpu", "python", "torch", "date_utc")
+"""What every sidecar's ``environment`` holds (beside ``wall_time_s`` and ``cpu_time_s`` at its top
+level); reproduce/provenance.py checks the committed ones."""
+
+
 def environment(device: str | torch.device = "cpu") -> dict:
-    """Versions, device and host facts for a sidecar."""
+    """Versions, device and host facts for a sidecar: the commit and whether the tree was clean,
+    the CPU's model name, the GPU's name (None for a CPU run), versions, and the date (UTC)."""
+    import datetime
+
     import numpy
     import pandas
     sha = git_sha()
@@ -122,13 +145,16 @@ def environment(device: str | torch.device = "cpu") -> dict:
             "numpy": numpy.__version__, "pandas": pandas.__version__,
             **{k: _version(k) for k in ("torchvision", "pytorch-fid", "scipy")},
             "platform": platform.platform(), "device": str(device),
-            "device_name": device_name(device), "git_sha": sha, "clean_tree": "-dirty" not in sha}
+            "device_name": device_name(device), "cpu_model": cpu_model(), "gpu": gpu_name(device),
+            "git_sha": sha, "clean_tree": "-dirty" not in sha,
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
 def write_sidecar(path: str | Path, config, wall_time_s: float, device: str, **extra) -> dict:
-    """The sidecar JSON: resolved config, environment, wall time, and anything extra."""
+    """The sidecar JSON: resolved config, environment, wall time, the process's CPU time so far
+    (``cpu_time_s``; with several processes, theirs once they have finished), and anything extra."""
     cfg = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     record = {"config": cfg, "environment": environment(device), "wall_time_s": wall_time_s,
-              "argv": sys.argv, **extra}
+              "cpu_time_s": cpu_time_s(), "argv": sys.argv, **extra}
     atomic_write_text(path, json.dumps(record, indent=2, default=str) + "\n")
     return record

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -44,16 +45,27 @@ def method_palette(names) -> dict:
 
 
 def save_figure(fig, path: Path, run: "Run | None" = None, dpi: int = 110, **facts) -> None:
-    """Write ``fig`` atomically with a provenance footer (script profile, ``facts`` such as
-    updates and seeds, the commit) and, for the quick profile, a "QUICK (smoke-test settings)"
-    stamp across it; then close it."""
+    """Write ``fig`` atomically with a provenance footer (profile, ``facts`` such as updates and
+    seeds, the data's commit, clean or not, its date and machine, from the run's sidecar; the
+    drawing commit where it differs, as after ``--plot-only``) and, for the quick profile, a
+    "QUICK (smoke-test settings)" stamp across it; then close it."""
     import matplotlib.pyplot as plt
     from dbm.results import atomic_path, git_sha
+    from reproduce.provenance import commit_of, facts as provenance
     profile = run.profile if run is not None else facts.pop("profile", None)
     parts = ([f"profile {profile}"] if profile else []) + [f"{k.replace('_', ' ')} {v}" for k, v in facts.items()]
     sha = git_sha()
-    parts.append(f"drawn at commit {sha[:10]}" + (" (uncommitted changes)" if "-dirty" in sha else "")
-                 + " (data: sidecar JSON)")
+    if run is not None and run.sidecar:
+        data = provenance(run.sidecar)
+    else:                                               # drawn while computing (sample grids): now, here
+        from dbm.results import environment
+        data = provenance({"environment": environment(getattr(run.cfg, "device", "cpu") if run else "cpu")})
+    machine = data.get("gpu") or data.get("cpu_model") or "machine not recorded"
+    parts.append(f"commit {commit_of(data.get('git_sha', sha))[:10]}"
+                 + (" (clean tree)" if data.get("clean_tree") else " WITH UNCOMMITTED CHANGES")
+                 + f", {str(data.get('date_utc') or 'date not recorded')[:10]}, {machine}")
+    if commit_of(sha) != commit_of(data.get("git_sha", sha)) or ("-dirty" in sha) != (not data.get("clean_tree")):
+        parts.append(f"drawn at commit {commit_of(sha)[:10]}" + (" with uncommitted changes" if "-dirty" in sha else ""))
     import textwrap
     width = max(40, int(fig.get_figwidth() * 17))                 # characters per line at fontsize 6.5
     footer = "\n".join(textwrap.wrap(" | ".join(parts), width))
@@ -112,6 +124,7 @@ class Run(NamedTuple):
     profile: str
     out: Path
     args: argparse.Namespace
+    sidecar: dict | None = None          # the run's sidecar record (read back with --plot-only)
 
 
 class Computed(NamedTuple):
@@ -146,6 +159,8 @@ def script_main(argv, *, doc: str, name: str, config_cls, profiles: dict, comput
         df = pd.read_csv(csv)
         if trace_csv.exists():
             df = pd.concat([df, pd.read_csv(trace_csv)], ignore_index=True)
+        if js.exists():
+            run = run._replace(sidecar=json.loads(js.read_text()))
     else:
         t0 = time.perf_counter()
         run.out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +175,7 @@ def script_main(argv, *, doc: str, name: str, config_cls, profiles: dict, comput
                                f"{csv.name} and {js.name}")
         else:
             write_csv(df, csv)
-        write_sidecar(js, run.cfg, wall, run.cfg.device, profile=profile, **extra)
+        run = run._replace(sidecar=write_sidecar(js, run.cfg, wall, run.cfg.device, profile=profile, **extra))
     plot(df, png, run)
     tables = summary(df)
     finish(*(tables if isinstance(tables, tuple) else (tables,)),
