@@ -7,7 +7,9 @@ Left: time of one update against width d (log-log) per batch, with the fitted po
 matrix-product limit (the update's executed FLOPs / the peak measured in the same run). Right:
 local-search sweeps T per update against d with the fitted exponent. Prints the exponents.
 """
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,7 +34,7 @@ def exponents(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows), wide
 
 
-def plot(df: pd.DataFrame, path) -> pd.DataFrame:
+def plot(df: pd.DataFrame, path, json_path=None) -> pd.DataFrame:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -46,18 +48,24 @@ def plot(df: pd.DataFrame, path) -> pd.DataFrame:
                   label=f"matrix-product limit (FLOPs ~ d^{f.flops_exponent:.2f})")
         bx.loglog(g.width, g.sweeps, "o-", color=line.get_color(),
                   label=f"{device}, batch {int(batch)}: T ~ d^{f.sweeps_exponent:.2f}")
-    ax.set_xlabel("width d (DBM d-d-d)")
-    ax.set_ylabel("seconds per training update (median)")
+    ax.set_xlabel("width d, DBM d-d-d (log)")
+    ax.set_ylabel("seconds per training update, median (log)")
     ax.set_title("One UCD-MH-LMI update")
     ax.legend(fontsize=7)
-    bx.set_xlabel("width d (DBM d-d-d)")
-    bx.set_ylabel("local-search sweeps T per chain (mean of both phases)")
+    bx.set_xlabel("width d, DBM d-d-d (log)")
+    bx.set_ylabel("search sweeps T per chain, both phases (log)")
     bx.set_title("Sweeps of the local-mode search")
     bx.legend(fontsize=7)
     machine = df.machine.dropna().iloc[0] if "machine" in df and df.machine.notna().any() else "?"
-    fig.text(0.01, 0.01, f"make bench, {df.datetime.dropna().iloc[0][:10] if df.datetime.notna().any() else ''}, "
-                         f"{machine}, {int(df.threads.dropna().iloc[0])} threads", fontsize=7, color="0.4")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    side = Path(path).with_name("bench.json") if json_path is None else Path(json_path)   # pytest-benchmark's JSON
+    commit = ""
+    if side.exists():
+        ci = json.loads(side.read_text()).get("commit_info", {})
+        commit = f"commit {ci.get('id', '?')[:10]}" + (" WITH UNCOMMITTED CHANGES" if ci.get("dirty") else " (clean tree)")
+    fig.suptitle("Speed of a UCD-MH-LMI training update against width (make bench)", fontsize=11)
+    fig.text(0.01, 0.01, f"make bench | {commit} | {df.datetime.dropna().iloc[0][:10] if df.datetime.notna().any() else ''}"
+                         f" | {machine}, {int(df.threads.dropna().iloc[0])} threads", fontsize=7, color="0.4")
+    fig.tight_layout(rect=(0, 0.03, 1, 0.95))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
@@ -66,7 +74,7 @@ def plot(df: pd.DataFrame, path) -> pd.DataFrame:
 
 def main(argv=None):
     src, dst = (argv or sys.argv[1:])[:2]
-    fits = plot(pd.read_csv(src), dst)
+    fits = plot(pd.read_csv(src), dst, Path(src).with_suffix(".json"))
     print(fits.to_string(index=False, float_format="{:.2f}".format))
 
 

@@ -39,7 +39,7 @@ from dbm.results import seed_hash
 from dbm.estimators import EstimatorInfo, PhaseInfo
 from dbm.samplers import energy_fn
 from dbm.stats import per_state_statistics
-from reproduce.common import Computed, Run, method_palette, progress, save_figure, script_main
+from reproduce.common import Computed, Run, method_style, progress, save_figure, script_main
 
 NAME = "bias_study"
 FLAG_Z = 4.0                              # a cell is flagged when max |z| over parameters exceeds this
@@ -245,33 +245,50 @@ def run_cell(shape, scale, kind, label, cfg: Config, chains: int | None = None) 
 
 
 def plot(df: pd.DataFrame, path, run: Run | None = None) -> None:
+    """Four panels, one colour (and line style) per estimator, one legend: relative bias and
+    per-chain MSE against cost (a point per model; circle: random weights, cross: trained), and
+    against model size the lag-1 MH estimators' P(tau > 1) (median over the models of a size) and
+    the z-test's max |z| (the worst model of each size)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
+    from matplotlib.lines import Line2D
     df = df[df.final] if "final" in df else df               # a rerun cell: its largest chain count
     w = df.pivot_table(index=["shape", "units", "w_scale", "weights", "estimator"], columns="metric",
                        values="value").reset_index()
-    fig, ax = plt.subplots(1, 4, figsize=(22, 4.8))
-    pal = method_palette(w.estimator)
-    sns.scatterplot(w, x="cost_sweeps", y="rel_bias", hue="estimator", style="weights", size="units", ax=ax[0],
-                    palette=pal)
-    ax[0].set(xscale="log", yscale="log", title="relative bias |mean g - g*| / |g*| against cost",
-              xlabel="sweeps + coupled steps per chain")
-    ax[0].legend(fontsize=7)
-    mh = w[w.estimator.str.startswith("ucd-mh-lmi")]
-    sns.lineplot(mh, x="units", y="p_correction_neg", hue="w_scale", style="estimator", marker="o", ax=ax[1])
-    ax[1].set(yscale="log", title="UCD-MH-LMI: P(tau > 1), negative phase", xlabel="units in the DBM")
-    sns.lineplot(w, x="units", y="max_abs_z", hue="estimator", marker="o", ax=ax[2], errorbar=None, palette=pal)
+    ests = list(dict.fromkeys(w.estimator))
+    sty = {e: method_style(e) for e in ests}
+    marks = {"random": "o", "trained": "X"}
+    fig, ax = plt.subplots(1, 4, figsize=(22, 5.4))
+    for e in ests:
+        for kind, x in w[w.estimator == e].groupby("weights"):
+            for a_, y in ((ax[0], "rel_bias"), (ax[3], "mse_per_chain")):
+                a_.scatter(x.cost_sweeps, x[y], color=sty[e]["color"], marker=marks.get(kind, "o"), s=22, alpha=0.8,
+                           linewidths=0)
+        by_size = w[w.estimator == e].groupby("units")
+        if e.startswith("ucd-mh-lmi"):
+            p = by_size.p_correction_neg.median()
+            ax[1].plot(p.index, p.values, color=sty[e]["color"], ls=sty[e]["ls"], marker="o", ms=4)
+        z = by_size.max_abs_z.max()
+        ax[2].plot(z.index, z.values, color=sty[e]["color"], ls=sty[e]["ls"], marker="o", ms=4)
+    ax[0].set(xscale="log", yscale="log", title="relative bias of the mean gradient against cost",
+              xlabel="cost: sweeps + coupled steps per chain (log)", ylabel="|mean g - g*| / |g*| (log)")
+    ax[1].set(yscale="log", title="lag-1 MH estimators: how often a correction comes",
+              xlabel="units in the DBM", ylabel="P(tau > 1), negative phase, median over models (log)")
     ax[2].axhline(4.0, color="k", ls="--", lw=0.8)
-    ax[2].set(yscale="log", title="max |z| over parameters (dashed: 4)", xlabel="units in the DBM")
-    ax[2].legend(fontsize=7)
-    sns.scatterplot(w, x="cost_sweeps", y="mse_per_chain", hue="estimator", size="units", ax=ax[3], palette=pal,
-                    legend=False)
-    ax[3].set(xscale="log", yscale="log", title="per-chain MSE / |g*|^2 against cost (colours as left)",
-              xlabel="sweeps + coupled steps per chain", ylabel="mean |g_b - g*|^2 / |g*|^2")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    save_figure(fig, path, run, chains=int(df.chains.max()))
+    ax[2].set(yscale="log", title="z-test of the mean against g* (dashed: 4)", xlabel="units in the DBM",
+              ylabel="max |z| over parameters, worst model of the size (log)")
+    ax[3].set(xscale="log", yscale="log", title="per-chain mean squared error against cost",
+              xlabel="cost: sweeps + coupled steps per chain (log)", ylabel="mean |g_b - g*|^2 / |g*|^2 (log)")
+    handles = [Line2D([], [], color=sty[e]["color"], ls=sty[e]["ls"], marker="o", ms=5, label=e) for e in ests]
+    handles += [Line2D([], [], ls="", marker=m, color="0.4", label=f"{k} weights") for k, m in marks.items()]
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
+    chains = int(df.chains.max())
+    n_models = len(w[["shape", "w_scale", "weights"]].drop_duplicates())
+    fig.suptitle(f"Bias study: gradient estimators against the exact gradient g* on {n_models} enumerable DBMs",
+                 fontsize=12)
+    fig.tight_layout(rect=(0, 0.04, 0.9, 1))
+    save_figure(fig, path, run, chains=f"{int(df.chains.min()):,}-{chains:,} per cell")
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:

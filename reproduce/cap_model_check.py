@@ -98,12 +98,12 @@ def plot(df: pd.DataFrame, path, run: Run | None = None) -> None:
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 2, figsize=(10, 4.2))
     for a, (x, y, what) in zip(ax, (("share_exact", "share_model", "share of the correction term past the cap"),
-                                    ("bias_exact", "bias_model", "capped bias / |correction|"))):
+                                    ("bias_exact", "bias_model", "bias of the capped estimator / |correction|"))):
         for cap, d in df.groupby("cap"):
             a.scatter(d[x], d[y], label=f"cap {cap}", s=25)
         hi = max(df[x].max(), df[y].max(), 1e-3) * 1.1
         a.plot([0, hi], [0, hi], color="0.5", lw=0.8, ls="--")
-        a.set(xlabel=f"exact ({x})", ylabel=f"stuck-Y model ({y})", title=what)
+        a.set(xlabel="exact, from the pair chain (fraction)", ylabel="stuck-Y model (fraction)", title=what)
         a.legend(fontsize=8)
     fig.suptitle("The bias study's cap model against the exact pair chain (dashed: equal)")
     fig.tight_layout(rect=(0, 0.05, 1, 1))

@@ -16,25 +16,30 @@ from dbm.cells import CellCache
 from dbm.config import add_config_args, config_from_args
 from dbm.results import write_csv, write_sidecar
 
-__all__ = ["METHOD_COLORS", "method_palette", "save_figure", "base_parser", "output_paths", "progress", "finish", "sample_grid", "Run", "Computed", "script_main",
+__all__ = ["METHOD_COLORS", "METHOD_MARKERS", "method_palette", "method_style", "save_figure", "base_parser", "output_paths", "progress", "finish", "sample_grid", "Run", "Computed", "script_main",
            "summary_pivot"]
 
 
-# One colour per method in every figure (Okabe-Ito colour-blind palette; variants of a method
-# share its colour).
+# One colour and one marker per method in every figure (Okabe-Ito colour-blind palette). A variant
+# of a method (a suffix below) takes a shade of its method's colour, its marker, and a hatch for
+# bars / a line style for lines that says which variant it is.
 METHOD_COLORS = {
     "ucd-mh-lmi": "#0072B2", "ucd-mh-lmi-marg": "#56B4E9", "ucd-mh-lmi-avg": "#117A8B",
-    "ucd-mh-lmi-mixed": "#44AA99", "ucd-mh-lmi-mixed-marg": "#999933",
+    "ucd-mh-lmi-mixed": "#6A8FC0", "ucd-mh-lmi-mixed-marg": "#A3BEDF",
     "official-single-chain": "#332288",
     # pi0's fixed-order ablations (the faithful-order issue): darker shades of the method's colour
     "ucd-mh-lmi-even-first": "#003A5C", "ucd-mh-lmi-odd-first": "#2A4D6E", "ucd-mh-lmi-marg-even-first": "#2B6F8F",
-    "ucd-mh-lmi-mixed-even-first": "#22554C", "official-single-chain-even-first": "#1A1144",
+    "ucd-mh-lmi-mixed-even-first": "#3C5A80", "official-single-chain-even-first": "#1A1144",
     "ucd-gibbs": "#E69F00", "ucd-gibbs-uniform": "#E69F00", "ucd-gibbs-lmi": "#995500", "ucd-gibbs-avg": "#FFB84D",
     "ucd-gibbs-cap1000": "#B8860B",
     "cd": "#009E73", "cd-1": "#009E73", "cd-10": "#117733", "pcd": "#D55E00", "pcd-1": "#D55E00",
     "pcd-pretrained": "#CC79A7", "mh-independent-y0": "#999999",
     "wgan": "#882255", "wgan-gp": "#AA4499", "data": "#000000",
 }
+METHOD_MARKERS = {"ucd-mh-lmi": "o", "official-single-chain": "h", "ucd-gibbs": "s", "cd": "^", "pcd": "v",
+                  "pcd-pretrained": "D", "mh-independent-y0": "p", "wgan": "P", "wgan-gp": "X", "data": "*"}
+VARIANTS = (("-even-first", "//", "--"), ("-odd-first", "\\\\", "-."), ("-marg", "..", ":"),
+            ("-mixed", "xx", (0, (5, 1, 1, 1))), ("-avg", "--", (0, (1, 1))), ("-cap1000", "||", (0, (3, 1))))
 
 
 def method_palette(names) -> dict:
@@ -42,6 +47,20 @@ def method_palette(names) -> dict:
     shades for others."""
     extra = iter(["#5A5A5A", "#8C8C8C", "#B4B4B4", "#3C3C3C"] * 8)
     return {n: METHOD_COLORS.get(str(n).lower(), None) or next(extra) for n in dict.fromkeys(names)}
+
+
+def method_style(name: str) -> dict:
+    """How ``name`` is drawn everywhere: ``color``, ``marker`` (its method's), ``hatch`` (bars) and
+    ``ls`` (lines); a variant's suffixes (-even-first, -marg, -mixed, ...) set the hatch and style."""
+    n = str(name).lower()
+    base = n[4:] if n.startswith("dbm-") else n
+    marker = next((mk for m, mk in sorted(METHOD_MARKERS.items(), key=lambda kv: -len(kv[0]))
+                   if base == m or base.startswith(m + "-")), "o")
+    hatch, ls = "", "-"
+    for suffix, h, style in VARIANTS:
+        if suffix in base:
+            hatch, ls = hatch + h, (style if ls == "-" else ls)
+    return dict(color=method_palette([base])[base], marker=marker, hatch=hatch, ls=ls)
 
 
 def save_figure(fig, path: Path, run: "Run | None" = None, dpi: int = 110, **facts) -> None:
@@ -63,7 +82,7 @@ def save_figure(fig, path: Path, run: "Run | None" = None, dpi: int = 110, **fac
     machine = data.get("gpu") or data.get("cpu_model") or "machine not recorded"
     parts.append(f"commit {commit_of(data.get('git_sha', sha))[:10]}"
                  + (" (clean tree)" if data.get("clean_tree") else " WITH UNCOMMITTED CHANGES")
-                 + f", {str(data.get('date_utc') or 'date not recorded')[:10]}, {machine}")
+                 + f", {str(data['date_utc'])[:10] if data.get('date_utc') else 'date not recorded'}, {machine}")
     if commit_of(sha) != commit_of(data.get("git_sha", sha)) or ("-dirty" in sha) != (not data.get("clean_tree")):
         parts.append(f"drawn at commit {commit_of(sha)[:10]}" + (" with uncommitted changes" if "-dirty" in sha else ""))
     import textwrap

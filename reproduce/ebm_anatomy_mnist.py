@@ -44,7 +44,7 @@ from dbm.metrics.fid import classifier_extractor, feature_stats
 from dbm.metrics.frechet import frechet_distance
 from dbm.results import seed_hash
 from reproduce import zoo
-from reproduce.common import Computed, Run, progress, sample_grid, save_figure, script_main, summary_pivot
+from reproduce.common import Computed, Run, method_style, progress, sample_grid, save_figure, script_main, summary_pivot
 
 NAME = "ebm_anatomy_mnist"
 OUTCOMES = {
@@ -170,29 +170,36 @@ def dbm_traces(cache: CellCache) -> pd.DataFrame:
 
 
 def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
+    """The EBMs' learning diagnostics d_st and r_t per update, the energy along long-run chains,
+    and, where fig25's budget DBMs are in the work folder, their d_st (the panel is left out
+    otherwise)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4))
+    has_dbm = (df.kind == "dbm_trace").any()
+    fig, axes = plt.subplots(1, 3 + has_dbm, figsize=(5 * (3 + has_dbm), 4.4))
+    labels = {"d_st": "d_st: energy difference, data - samples (symlog)",
+              "r_t": "r_t: gradient magnitude of the samples (symlog)"}
     for model, d in df[df.kind == "trace"].groupby("model"):
         for ax, metric in zip(axes[:2], ("d_st", "r_t")):
             t = d[d.metric == metric]
             ax.plot(t.step, t.value, lw=0.7, label=model)
-            ax.set(title=f"EBM {metric} per update (symlog)", xlabel="training update", yscale="symlog")
+            ax.set(title=f"EBM {metric} per update", xlabel="training update", ylabel=labels[metric], yscale="symlog")
     axes[0].axhline(0, color="k", lw=0.5)
     for model, d in df[df.kind == "long_run_trace"].groupby("model"):
         axes[2].plot(d.step, d.value, label=model)
-    axes[2].set(title="mean energy U along long-run chains", xlabel="Langevin step", ylabel="U")
-    for model, d in df[df.kind == "dbm_trace"].groupby("model"):
-        axes[3].plot(d.step, d.value, lw=0.7, label=model)
-    if not (df.kind == "dbm_trace").any():
-        axes[3].text(0.5, 0.5, "no fig25 budget runs in the work folder\n(make reproduce-fig25 first)",
-                     ha="center", va="center", transform=axes[3].transAxes)
-    axes[3].axhline(0, color="k", lw=0.5)
-    axes[3].set(title="DBM d_st (fig25 runs, MNIST; symlog)", xlabel="training update", yscale="symlog")
+    axes[2].set(title="energy along long-run Langevin chains", xlabel="Langevin step", ylabel="mean energy U")
+    if has_dbm:
+        for model, d in df[df.kind == "dbm_trace"].groupby("model"):
+            axes[3].plot(d.step, d.value, lw=0.7, label=model, **{k: method_style(model)[k] for k in ("color", "ls")})
+        axes[3].axhline(0, color="k", lw=0.5)
+        axes[3].set(title="DBM d_st (fig25's budget runs, MNIST)", xlabel="training update",
+                    ylabel="d_st of the DBM (symlog)", yscale="symlog")
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
+    profile = run.profile if run is not None else "?"
+    fig.suptitle(f"EBM anatomy on MNIST ({profile} profile): the learning diagnostics of short-run EBMs", fontsize=12)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     save_figure(fig, path, run, dpi=100)
 
@@ -217,7 +224,10 @@ def compute(run: Run) -> Computed:
     df = pd.concat(frames, ignore_index=True)
     df["profile"], df["n_eval"] = run.profile, cfg.n_eval
     grids["data"] = test[:16]
-    sample_grid(grids, run.out / f"{NAME}_samples.png", run=run)
+    sample_grid(grids, run.out / f"{NAME}_samples.png", run=run,
+                title=f"EBM anatomy on MNIST ({run.profile} profile): rows '<training>: <samples>', short-run (the "
+                      f"training chain's length) and long-run Langevin samples of the EBM trained each way "
+                      f"({', '.join(cfg.outcomes)}); last row: test images")
     return Computed(df, dict(classifier=clf_record,
                              outcomes={o: dataclasses.asdict(ebm_config(cfg, o, cache)) for o in cfg.outcomes},
                              reference="MNIST test images n_eval.. (classifier features, 8-bit classifier)"))

@@ -147,13 +147,21 @@ def plot(df: pd.DataFrame, path: Path, run: Run) -> None:
             axes[i, j].set_title(f"{label} samples, KDE TV {s[key + '_run_kde_tv']:.2f}", fontsize=9)
         tr = df[(df.run == cell_key) & (df.kind == "trace")]
         ax = axes[i, 4]
-        for metric, color in (("d_st", "C0"), ("r_t", "C1")):
+        right = ax.twinx()
+        for metric, color, a in (("d_st", "C0", ax), ("r_t", "C1", right)):
             t = tr[tr.metric == metric]
-            (ax if metric == "d_st" else ax.twinx()).plot(t.step, t.value, color=color, lw=0.6, label=metric)
+            a.plot(t.step, t.value, color=color, lw=0.6, label=metric)
         ax.axhline(0, color="k", lw=0.5)
         ax.set_yscale("symlog")
         ax.set_xlabel("training update")
-        ax.set_title("d_st (blue, left, symlog) and r_t (orange, right)", fontsize=9)
+        ax.set_ylabel("d_st: energy difference, data - samples (symlog)", color="C0", fontsize=8)
+        right.set_ylabel("r_t: gradient magnitude of the samples", color="C1", fontsize=8)
+        ax.set_title("d_st (blue, left) and r_t (orange, right)", fontsize=9)
+        for j in range(4):
+            axes[i, j].set_xlabel("x1", fontsize=8)
+            axes[i, j].set_ylabel("x2", fontsize=8)
+    fig.suptitle(f"EBM anatomy, toy 2-D targets ({run.profile} profile): learned densities, short- and long-run "
+                 "samples, and the learning diagnostics", fontsize=12)
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     save_figure(fig, path, run, dpi=90, updates=int(df.updates.max()) if "updates" in df else "?")
 

@@ -27,7 +27,7 @@ import torch
 from dbm import presets
 from dbm.cells import CellCache
 from dbm.results import seed_hash
-from reproduce.common import Computed, Run, method_palette, progress, save_figure, script_main
+from reproduce.common import Computed, Run, method_palette, method_style, progress, save_figure, script_main
 
 NAME = "fig24_coupling_time"
 
@@ -157,6 +157,7 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     depths = sorted(chains.depth.unique())
     methods = list(dict.fromkeys(chains.method))
     colors = method_palette(methods)
+    sty = {m: method_style(m) for m in methods}
     fig, axes = plt.subplots(2, len(depths), figsize=(5.5 * len(depths), 8), squeeze=False)
     for j, depth in enumerate(depths):
         for i, metric in enumerate(["tau", "sweeps"]):
@@ -166,7 +167,8 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
                 if d.empty or (metric == "sweeps" and d.value.max() == 0):
                     continue
                 per_seed = d.groupby(["width", "model_seed"]).value.mean().unstack()
-                ax.plot(per_seed.index, per_seed.mean(axis=1), "o-", color=colors[method], label=method)
+                ax.plot(per_seed.index, per_seed.mean(axis=1), color=colors[method], ls=sty[method]["ls"],
+                        marker=sty[method]["marker"], label=method)
                 ax.fill_between(per_seed.index, per_seed.min(axis=1), per_seed.max(axis=1), color=colors[method],
                                 alpha=0.2)
                 if metric == "tau":
@@ -176,12 +178,16 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
                     hit = capped[capped > 0].index
                     ax.plot(hit, [cap] * len(hit), "x", color=colors[method], ms=9)
                     ax.axhline(cap, color=colors[method], ls=":", lw=0.8)
-            ax.set(xscale="log", yscale="log", xlabel="width d (all layers)",
-                   ylabel="mean coupling time tau" if metric == "tau" else "mean local-search sweeps T",
+            ax.set(xscale="log", yscale="log", xlabel="width d, units in every layer (log)",
+                   ylabel="mean coupling time tau, steps (log)" if metric == "tau"
+                   else "mean local-search sweeps T (log)",
                    title=f"L = {depth}: " + ("tau (x: chains hit the cap, dotted)" if metric == "tau"
                                              else "T of the local-mode initialisation"))
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=8)
+    profile = run.profile if run is not None else "?"
+    fig.suptitle(f"Slide 24: coupling time tau and local-search length T against width ({profile} profile; "
+                 "band: range over model seeds)", fontsize=11)
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     save_figure(fig, path, run, dpi=120, chains_per_model=int(chains.groupby(["method", "width", "model_seed"])
                                                                   .chain.nunique().max()),

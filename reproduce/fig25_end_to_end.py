@@ -44,7 +44,7 @@ from dbm.results import seed_hash
 from dbm.run import train_seconds_of
 from dbm.train import CAP_TOTALS
 from reproduce import zoo
-from reproduce.common import Computed, Run, method_palette, progress, sample_grid, save_figure, script_main
+from reproduce.common import Computed, Run, method_palette, method_style, progress, sample_grid, save_figure, script_main
 
 NAME = "fig25_end_to_end"
 
@@ -395,19 +395,39 @@ def verdicts(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
-    """Row 1: what the slide claims, sample statistics per kind (mean +- s.e. over seeds) against
-    the test set's; row 2: the likelihood (forward bound with the bracket's interval) and the
-    held-out traces of training (the convergence evidence)."""
+    """Per data set, row 1: what the slide claims, sample statistics per kind against the test
+    set's (and the classifier-Frechet distance where measured); row 2: the likelihood (forward
+    bound with the bracket's interval) and the held-out traces of training that this profile
+    recorded (the convergence evidence). Bars are means over seeds with +- s.e. where there are
+    several seeds; one legend of methods for the whole figure."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
     df = _upgrade(df)
     datasets = list(dict.fromkeys(df.dataset))
     methods = [m for m in dict.fromkeys(df.method) if m != "data"]
     pal = method_palette(methods)
+    sty = {m: method_style(m) for m in methods}
     has_fd = (df.kind == "fd").any()
-    fig, axes = plt.subplots(2 * len(datasets), 3 + has_fd, figsize=(18 + 6 * has_fd, 8.5 * len(datasets)),
-                             squeeze=False)
+    tr_all = df[df.kind == "trace"]
+    traces = [(m, label) for m, label in (("test_ll_bound", "held-out LL bound (small AIS, nats per image)"),
+                                          ("recon_error", "held-out reconstruction error (per pixel)"))
+              if (tr_all.metric == m).any()]                  # only the traces this profile recorded
+    ncol = 3 + has_fd
+    seeds = int(df.groupby(["dataset", "method"]).seed.nunique().max()) if "seed" in df else 1
+    fig, axes = plt.subplots(2 * len(datasets), ncol, figsize=(6 * ncol, 8.5 * len(datasets) + 1), squeeze=False)
+
+    def bars(ax, st, kinds, ms):
+        width = 0.8 / max(1, len(ms))
+        for i, meth in enumerate(ms):
+            r = st[st.method == meth].set_index("samples").reindex(kinds)
+            x = [k + (i - (len(ms) - 1) / 2) * width for k in range(len(kinds))]
+            se = r["se"] if r["se"].notna().any() else None      # one seed: no error bar to draw
+            ax.bar(x, r["mean"], width, yerr=se, color=pal[meth], hatch=sty[meth]["hatch"], edgecolor="white",
+                   linewidth=0, capsize=2 if se is not None else 0)
+        ax.set_xticks(range(len(kinds)), kinds, rotation=20, fontsize=8)
+
     for j, ds in enumerate(datasets):
         d = df[df.dataset == ds]
         ms = [m for m in methods if (d.method == m).any()]     # this data set's methods: no empty slots
@@ -417,36 +437,23 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
         for ax, (m, label) in zip(axes[2 * j], (("ink", "ink (mean pixel)"), ("nn_distance",
                                   "distance to nearest test image (Hamming / pixel)"), ("diversity",
                                   "diversity (mean pairwise Hamming / pixel)"))):
-            st = _mean_se(smp[smp.metric == m], ["method", "samples"])
-            width = 0.8 / max(1, len(ms))
-            for i, meth in enumerate(ms):
-                r = st[st.method == meth].set_index("samples").reindex(kinds)
-                x = [k + (i - (len(ms) - 1) / 2) * width for k in range(len(kinds))]
-                ax.bar(x, r["mean"], width, yerr=r["se"].fillna(0), color=pal[meth], label=meth, capsize=2)
+            bars(ax, _mean_se(smp[smp.metric == m], ["method", "samples"]), kinds, ms)
             if m == "ink" and len(test_ink):
-                ax.axhline(float(test_ink.iloc[0]), color="k", ls="--", lw=1, label="test set")
-            ax.set_xticks(range(len(kinds)), kinds, rotation=20, fontsize=8)
-            ax.set(title=f"{ds}: samples by kind, {label.split(' (')[0]}", ylabel=label)
-        axes[2 * j, 0].legend(fontsize=7, ncol=2)
+                ax.axhline(float(test_ink.iloc[0]), color="k", ls="--", lw=1)
+            ax.set(title=f"{ds}: samples by kind, {label.split(' (')[0]}"
+                         + (" (dashed: test set)" if m == "ink" and len(test_ink) else ""),
+                   xlabel="sample kind", ylabel=label)
         if has_fd:
             ax, fd = axes[2 * j, 3], d[d.kind == "fd"]
             fkinds = kind_order(fd[fd.method != "data"].samples)
-            st = _mean_se(fd[fd.method != "data"], ["method", "samples"])
-            width = 0.8 / max(1, len(ms))
-            for i, meth in enumerate(ms):
-                r = st[st.method == meth].set_index("samples").reindex(fkinds)
-                x = [k + (i - (len(ms) - 1) / 2) * width for k in range(len(fkinds))]
-                ax.bar(x, r["mean"], width, yerr=r["se"].fillna(0), color=pal[meth], capsize=2)
+            bars(ax, _mean_se(fd[fd.method != "data"], ["method", "samples"]), fkinds, ms)
             floor = fd[fd.method == "data"].value
             if len(floor):
-                ax.axhline(float(floor.iloc[0]), color="k", ls="--", lw=1, label="training images (floor)")
-                ax.legend(fontsize=7)
+                ax.axhline(float(floor.iloc[0]), color="k", ls="--", lw=1)
             ax.set_yscale("log")
-            ax.set_xticks(range(len(fkinds)), fkinds, rotation=20, fontsize=8)
             n = int(fd.n.max()) if "n" in fd else "?"
-            ax.set(title=f"{ds}: classifier-Frechet distance ({n} samples; not FID)",
-                   ylabel="Frechet distance in the suite's CNN features (log)")
-            axes[2 * j + 1, 3].axis("off")
+            ax.set(title=f"{ds}: classifier-Frechet distance, {n} samples (not FID; dashed: training images)",
+                   xlabel="sample kind", ylabel="Frechet distance in the suite's CNN features (log)")
         ax = axes[2 * j + 1, 0]
         fin = d[d.kind == "final"]
         for i, meth in enumerate(ms):
@@ -456,32 +463,41 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
                 if "test_ll_bound" not in v:
                     continue
                 x = i + (s - 1) * 0.15
-                ax.plot(x, v["test_ll_bound"], "o", color=pal[meth], ms=5)
+                ax.plot(x, v["test_ll_bound"], sty[meth]["marker"], color=pal[meth], ms=6)
                 if "test_ll_low" in v:
                     ax.vlines(x, v["test_ll_low"], v["test_ll_high"], color=pal[meth], lw=2)
         base = d[d.metric == "bernoulli_baseline_ll"].value
         if len(base):
-            ax.axhline(float(base.iloc[0]), color="k", ls="--", lw=1, label="independent-pixel baseline")
-            ax.legend(fontsize=7)
-        ax.set_xticks(range(len(ms)), ms, rotation=20, fontsize=8)
-        ax.set(title=f"{ds}: test LL bound per seed", ylabel="nats per image (dot: forward AIS; bar: AIS bracket)")
+            ax.axhline(float(base.iloc[0]), color="k", ls="--", lw=1)
+        ax.set_xticks(range(len(ms)), ms, rotation=35, ha="right", fontsize=8)
+        ax.set(title=f"{ds}: test log-likelihood per seed" + (" (dashed: independent pixels)" if len(base) else ""),
+               ylabel="nats per image (dot: forward AIS; bar: AIS bracket)")
         tr = d[d.kind == "trace"]
-        for ax, m, label in ((axes[2 * j + 1, 1], "test_ll_bound", "held-out LL bound (small AIS, nats per image)"),
-                             (axes[2 * j + 1, 2], "recon_error", "held-out reconstruction error (per pixel)")):
+        for ax, (m, label) in zip(axes[2 * j + 1, 1:], traces):
             t = tr[tr.metric == m]
             for (meth, s), ts in t.groupby(["method", "seed"]):
-                ax.plot(ts.step, ts.value, color=pal[meth], lw=1, alpha=0.8, label=meth if s == 0 else None)
+                ax.plot(ts.step, ts.value, color=pal[meth], ls=sty[meth]["ls"], lw=1.2, alpha=0.85)
             if len(t) and m == "test_ll_bound" and t.value.max() > 0:
                 ax.axhline(0, color="r", ls=":", lw=1, label="log p(v) <= 0: above, AIS underestimated log Z")
-            if len(t):
-                ax.axvspan(0.8 * t.step.max(), t.step.max(), color="0.9", zorder=0, label="last 20 % (flatness test)")
                 ax.legend(fontsize=7)
-            else:
-                ax.text(0.5, 0.5, "not traced in this profile", ha="center", va="center", transform=ax.transAxes)
-            ax.set(title=f"{ds}: {label.split(' (')[0]}, training", xlabel="training update", ylabel=label)
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    seeds = df.groupby(["dataset", "method"]).seed.nunique().max() if "seed" in df else "?"
-    save_figure(fig, path, run, updates=df.step.max(), seeds=seeds, bars="mean +- s.e. over seeds")
+            if len(t):
+                ax.axvspan(0.8 * t.step.max(), t.step.max(), color="0.9", zorder=0)
+            ax.set(title=f"{ds}: {label.split(' (')[0]} in training (grey: last 20 %, the flatness test)",
+                   xlabel="training update", ylabel=label)
+        for ax in axes[2 * j + 1, 1 + len(traces):]:
+            ax.remove()                                       # no empty panels
+    import textwrap
+    for ax in fig.axes:                                       # long titles on two lines, not over the next panel
+        ax.set_title(textwrap.fill(ax.get_title(), 52), fontsize=10)
+    handles = [Patch(facecolor=pal[m], hatch=sty[m]["hatch"], edgecolor="white", linewidth=0, label=m) for m in methods]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 7), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.45 / fig.get_figheight()))
+    profile = run.profile if run is not None else "?"
+    fig.suptitle(f"Slide 25: DBMs trained end to end ({profile} profile, {seeds} seed{'s' * (seeds > 1)}): "
+                 "samples by kind, test log-likelihood and training traces", fontsize=13)
+    fig.tight_layout(rect=(0, 0.02, 1, 1 - 0.8 / fig.get_figheight()))
+    save_figure(fig, path, run, updates=df.step.max(), seeds=seeds,
+                bars="mean over seeds" + (", +- s.e." if seeds > 1 else ""))
 
 
 def main(argv=None) -> int:

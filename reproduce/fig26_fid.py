@@ -51,7 +51,7 @@ from dbm.results import seed_hash, state_hash
 from dbm.run import train_seconds_of
 from dbm.train import TrainConfig, Trainer
 from reproduce import zoo
-from reproduce.common import Computed, Run, progress, sample_grid, save_figure, script_main
+from reproduce.common import Computed, Run, method_style, progress, sample_grid, save_figure, script_main
 
 NAME = "fig26_fid"
 
@@ -311,42 +311,73 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
     return rows, {"classifier": record, "missing": missing, "gans": gans}
 
 
+KIND_MARKERS = {"mode": "o", "mode+1": "s", "random": "s", "gibbs-1000-noise": "^", "gibbs-1000-mode": "v",
+                "generator output": "P"}
+
+
 def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
+    """One panel per measured metric and data set: a row per model (its method's colour), a marker
+    per sample kind at the mean over seeds, a line over the seeds' range where there are several,
+    the training images' distance dashed (the floor); log x axis. GAN traces: their own figure."""
     import matplotlib
     matplotlib.use("Agg")
+    import textwrap
+
     import matplotlib.pyplot as plt
-    import seaborn as sns
+    from matplotlib.lines import Line2D
     d = df[df.value.notna()]
     if "kind" in d:                                                # the GAN traces: their own figure
         plot_gan_curves(d[d.kind == "trace"], d[d.kind != "trace"], path.with_name(f"{path.stem}_gan_curves.png"),
                         run)
         d = d[d.kind != "trace"]
-    metrics = list(dict.fromkeys(d.metric))
-    datasets = list(dict.fromkeys(d.dataset))
-    width = max(7.0, 0.45 * d.model.nunique() * max(1, d.sample_kind.nunique() / 2))
-    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(width * len(datasets), 4.5 * len(metrics)),
+    panels = list(dict.fromkeys(zip(d.metric, d.dataset)))
+    models = list(dict.fromkeys(d[d.family != "data"].model))
+    kinds = [k for k in dict.fromkeys(d[d.family != "data"].sample_kind)]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7.5 * max(1, len(panels)), 1.4 + 0.42 * len(models)),
                              squeeze=False)
-    for i, m in enumerate(metrics):
-        for j, ds in enumerate(datasets):
-            x = d[(d.metric == m) & (d.dataset == ds)]
-            floor = x[x.family == "data"].value
-            x = x[x.family != "data"].copy()
-            if "budget" in x:                                      # the GAN budget in the label
-                x["model"] = [f"{mod}\n({b})" if fam == "gan" and isinstance(b, str) and b else mod
-                              for mod, fam, b in zip(x.model, x.family, x.budget)]
-            sns.barplot(x, x="model", y="value", hue="sample_kind", ax=axes[i, j], errorbar=("pi", 100))
-            if len(floor):
-                axes[i, j].axhline(float(floor.iloc[0]), color="k", ls="--", lw=1,
-                                   label="floor: training images")
-                axes[i, j].legend(fontsize=7)
-            axes[i, j].set(title=f"{ds}: {x.extractor.iloc[0] if len(x) else m}",
-                           ylabel={"fid": "FID (lower is better)",
-                                   "classifier_fd": "classifier-Frechet distance (lower is better)"}.get(m, m))
-            axes[i, j].set_yscale("log")                           # 1 to 500: GANs and modes beside MCMC samples
-            axes[i, j].tick_params(axis="x", rotation=30)
-            axes[i, j].set_xlabel("")
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    save_figure(fig, path, run, bars="min-max over seeds where there are several")
+    xlabel = {"fid": "FID (log; lower is better)",
+              "classifier_fd": "classifier-Frechet distance (log; lower is better)"}
+    for ax, (m, ds) in zip(axes[0], panels):
+        x = d[(d.metric == m) & (d.dataset == ds)]
+        floor = x[x.family == "data"].value
+        x = x[x.family != "data"]
+        ms = [mod for mod in models if (x.model == mod).any()]
+        for i, mod in enumerate(ms):
+            sty = method_style(mod)
+            for k_i, k in enumerate(kinds):
+                v = x[(x.model == mod) & (x.sample_kind == k)].value
+                if v.empty:
+                    continue
+                y = i + (k_i - (len(kinds) - 1) / 2) * 0.12
+                if len(v) > 1:
+                    ax.hlines(y, v.min(), v.max(), color=sty["color"], lw=1.5)
+                ax.plot(v.mean(), y, KIND_MARKERS.get(k, "D"), color=sty["color"], ms=7, mec="k", mew=0.4)
+        labels = []
+        for mod in ms:
+            b = x[x.model == mod].budget.dropna() if "budget" in x else pd.Series(dtype=str)
+            gan = (x[x.model == mod].family == "gan").any()
+            labels.append(f"{mod} ({b.iloc[0]})" if gan and len(b) and isinstance(b.iloc[0], str) else mod)
+        ax.set_yticks(range(len(ms)), labels, fontsize=8)
+        ax.invert_yaxis()
+        if len(floor):
+            ax.axvline(float(floor.iloc[0]), color="k", ls="--", lw=1)
+        ax.set_xscale("log")
+        n = int(x.n_gen.max()) if "n_gen" in x and x.n_gen.notna().any() else "?"
+        ext = x.extractor.iloc[0] if len(x) else m
+        ax.set(xlabel=xlabel.get(m, m))
+        ax.set_title(textwrap.fill(f"{ds}: {ext}, {n} samples per model (dashed: training images)", 60), fontsize=10)
+        ax.grid(axis="x", which="both", color="0.92", lw=0.6)
+    handles = [Line2D([], [], ls="", marker=KIND_MARKERS.get(k, "D"), color="0.4", mec="k", mew=0.4, ms=7, label=k)
+               for k in kinds]
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.45 / fig.get_figheight()), title=None)
+    profile = run.profile if run is not None else "?"
+    seeds = int(d[d.family != "data"].groupby(["dataset", "model", "sample_kind"]).seed.nunique().max()) if len(d) else 0
+    fig.suptitle(f"Slide 26: sample quality of the DBMs (by sample kind) and the GANs ({profile} profile); "
+                 "colour: method, marker: sample kind", fontsize=12)
+    fig.tight_layout(rect=(0, 0.03, 1, 1 - 0.75 / fig.get_figheight()))
+    save_figure(fig, path, run, points="mean over seeds" + (", line: min-max over seeds" if seeds > 1 else ""),
+                seeds=seeds)
 
 
 def plot_gan_curves(trace: pd.DataFrame, final: pd.DataFrame, path: Path, run: Run | None = None) -> None:
@@ -369,14 +400,19 @@ def plot_gan_curves(trace: pd.DataFrame, final: pd.DataFrame, path: Path, run: R
                 on = f.trained_on.iloc[0] if "trained_on" in f and isinstance(f.trained_on.iloc[0], str) else ""
                 why = (f"{f.stop_reason.iloc[0]} at {int(f.steps_trained.iloc[0])} steps, "
                        + (f"{wall / 3600:.1f} h" if wall >= 3600 else f"{wall / 60:.0f} min") + (f" on {on}" if on else ""))
-            line, = ax.plot(x.step, x.value, lw=1.2, label=f"{model} seed {seed}" + (f" ({why})" if why else ""))
+            sty = method_style(model)
+            line, = ax.plot(x.step, x.value, lw=1.2, color=sty["color"], ls=sty["ls"],
+                            label=f"{model} seed {seed}" + (f" ({why})" if why else ""))
             ax.plot(x.step.iloc[-1], x.value.iloc[-1], "o", color=line.get_color())
         floor = final[(final.dataset == ds) & (final.family == "data") & (final.metric == "classifier_fd")].value
         if len(floor):
             ax.axhline(float(floor.iloc[0]), color="k", ls="--", lw=1, label="floor: training images")
         ax.set(title=f"{ds}: GAN classifier-FD while training", xlabel="generator steps",
-               ylabel="classifier-Frechet distance", yscale="log")
+               ylabel="classifier-Frechet distance (log)", yscale="log")
         ax.legend(fontsize=7)
+    profile = run.profile if run is not None else "?"
+    fig.suptitle(f"Slide 26: the GANs' classifier-Frechet distance while training ({profile} profile; "
+                 "dot: where the plateau rule stopped)", fontsize=11)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     save_figure(fig, path, run, rule="stopped when the last 20 % of the trace is flat (dbm.metrics.convergence)")
 

@@ -34,7 +34,7 @@ from dbm.metrics.classifier import ClassifierConfig, accuracy, load_or_train, to
 from dbm.cells import CellCache
 from dbm.results import seed_hash
 from reproduce import zoo
-from reproduce.common import Computed, Run, method_palette, progress, save_figure, script_main
+from reproduce.common import Computed, Run, method_style, progress, save_figure, script_main
 
 NAME = "fig27_inpainting"
 
@@ -151,26 +151,50 @@ def grid(model, v, cfg: Config, path: Path, seed: int, title: str = "", run: Run
 
 
 def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
+    """Per data set: the missing-pixel error and the classifier's accuracy of each method's clamped
+    local-search completion, per mask (bars), with the accuracy on the masked inputs (grey ticks)
+    and on the original images (dashed); one legend of methods."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import seaborn as sns
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
     datasets = list(dict.fromkeys(df.dataset))
-    fig, axes = plt.subplots(2, len(datasets), figsize=(7 * len(datasets), 8), squeeze=False)
+    methods = [m for m in dict.fromkeys(df[df.completion == "local-search"].method)]
+    sty = {m: method_style(m) for m in methods}
+    fig, axes = plt.subplots(2, len(datasets), figsize=(7.5 * len(datasets), 8.6), squeeze=False)
     for j, ds in enumerate(datasets):
         d = df[(df.dataset == ds) & (df.completion == "local-search")]
+        masks = list(dict.fromkeys(d["mask"]))
+        width = 0.8 / max(1, len(methods))
         for i, metric in enumerate(("missing_error", "accuracy")):
-            sns.barplot(d[d.metric == metric], x="mask", y="value", hue="method", ax=axes[i, j], errorbar=None,
-                        palette=method_palette(d.method))
-            label = {"missing_error": "missing-pixel error (fraction of hidden pixels wrong)",
-                     "accuracy": "classifier accuracy on the completions"}[metric]
-            axes[i, j].set(title=f"{ds}: clamped local search", ylabel=label, xlabel="mask")
-            axes[i, j].tick_params(axis="x", rotation=30)
-        ref = df[(df.dataset == ds) & (df.completion == "original") & (df.metric == "accuracy")].value
+            ax = axes[i, j]
+            for k, m in enumerate(methods):
+                r = d[(d.metric == metric) & (d.method == m)].set_index("mask").value.reindex(masks)
+                x = [q + (k - (len(methods) - 1) / 2) * width for q in range(len(masks))]
+                ax.bar(x, r.values, width, color=sty[m]["color"], hatch=sty[m]["hatch"], edgecolor="white", linewidth=0)
+            ylabel = {"missing_error": "hidden pixels completed wrongly (fraction)",
+                      "accuracy": "classifier accuracy on the completions"}[metric]
+            ax.set_xticks(range(len(masks)), masks, rotation=30)
+            ax.set(title=f"{ds}: {'error on the hidden pixels' if i == 0 else 'is the completion recognisable?'}",
+                   ylabel=ylabel, xlabel="mask")
+        acc = df[(df.dataset == ds) & (df.metric == "accuracy")]
+        masked = acc[acc.completion == "masked"].groupby("mask").value.mean().reindex(masks)
+        axes[1, j].hlines(masked.values, [q - 0.42 for q in range(len(masks))], [q + 0.42 for q in range(len(masks))],
+                          color="0.45", lw=2.5)
+        ref = acc[acc.completion == "original"].value
         if len(ref):
-            axes[1, j].axhline(ref.iloc[0], color="k", ls="--", label="original images")
-            axes[1, j].legend(fontsize=8)
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
+            axes[1, j].axhline(ref.iloc[0], color="k", ls="--", lw=1)
+        axes[1, j].set_ylim(0, 1.05)
+    handles = [Patch(facecolor=sty[m]["color"], hatch=sty[m]["hatch"], edgecolor="white", linewidth=0, label=m)
+               for m in methods]
+    handles += [Line2D([], [], color="0.45", lw=2.5, label="masked input (accuracy)"),
+                Line2D([], [], color="k", ls="--", lw=1, label="original images (accuracy)")]
+    fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 8), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.45 / fig.get_figheight()))
+    profile = run.profile if run is not None else "?"
+    fig.suptitle(f"Slide 27: inpainting by clamped local search with fig25's DBMs ({profile} profile)", fontsize=12)
+    fig.tight_layout(rect=(0, 0.02, 1, 1 - 0.8 / fig.get_figheight()))
     save_figure(fig, path, run, test_images=int(df.n_test.max()) if "n_test" in df else "?")
 
 
