@@ -333,7 +333,7 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     panels = list(dict.fromkeys(zip(d.metric, d.dataset)))
     models = list(dict.fromkeys(d[d.family != "data"].model))
     kinds = [k for k in dict.fromkeys(d[d.family != "data"].sample_kind)]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7.5 * max(1, len(panels)), 1.4 + 0.42 * len(models)),
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7.5 * max(1, len(panels)), max(4.5, 2.4 + 0.42 * len(models))),
                              squeeze=False)
     xlabel = {"fid": "FID (log; lower is better)",
               "classifier_fd": "classifier-Frechet distance (log; lower is better)"}
