@@ -199,7 +199,7 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     profile = run.profile if run is not None else "?"
-    fig.suptitle(f"EBM anatomy on MNIST ({profile} profile): the learning diagnostics of short-run EBMs", fontsize=12)
+    fig.suptitle(f"EBM anatomy on MNIST ({profile} profile): the learning diagnostics of each EBM (short-run from noise; persistent)", fontsize=12)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     save_figure(fig, path, run, dpi=100)
 
