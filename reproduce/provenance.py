@@ -52,6 +52,12 @@ def facts(record: dict) -> dict:
         for k in ("gpu", "torch"):
             if k in mi:
                 out[k] = mi[k]
+    elif "environment" not in record and str(record.get("new", "")).startswith("tree "):   # an early side-by-side
+        out["git_sha"] = record["new"].split()[1]
+        if "torch" in record.get("machine", {}):
+            out["torch"] = record["machine"]["torch"]
+        if record.get("date"):
+            out["date_utc"] = record["date"]
     else:
         env = record.get("environment", {})
         for k in ("git_sha", "python", "torch", "cpu_model", "gpu"):

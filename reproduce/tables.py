@@ -132,7 +132,15 @@ def cap_model_table(root: Path = ROOT) -> str:
     return "\n".join(rows) + "\n" + note
 
 
-TABLES = {"bias": bias_table, "bias-cells": bias_cells_table, "cap-model": cap_model_table}
+def _registry() -> dict:
+    from reproduce import verdicts
+    return {"bias": bias_table, "bias-cells": bias_cells_table, "cap-model": cap_model_table,
+            "verdicts": verdicts.verdict_table, "speed": verdicts.speed_table, "provenance": verdicts.provenance_table,
+            "runtimes": verdicts.runtime_table, "bench-steps": verdicts.bench_steps_table, "slides-25-26-mnist": verdicts.slides25_26_table,
+            "slides-25-26-fashion-mnist": lambda root=ROOT: verdicts.slides25_26_table(root, "fashion-mnist")}
+
+
+TABLES = _registry()
 
 
 def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:

@@ -24,3 +24,23 @@ def test_a_hand_edit_is_caught(tmp_path):
 def test_unknown_table_is_an_error():
     with pytest.raises(SystemExit, match="unknown table"):
         tables.render("<!-- table:nope -->\nx\n<!-- /table:nope -->")
+
+
+def test_slide25_rule_says_yes_no_and_undecided():
+    import pandas as pd
+
+    from reproduce import verdicts
+
+    def numbers(others):
+        rows = [("mnist", "ucd-mh-lmi", -110.0, -100.0)] + [("mnist", m, lo, hi) for m, (lo, hi) in others.items()]
+        iv = pd.DataFrame([dict(dataset=d, method=m, test_ll_low=lo, test_ll_high=hi) for d, m, lo, hi in rows])
+        return {"iv": iv.set_index(["dataset", "method"])}
+    below = {"cd": (-130, -120), "pcd": (-150, -140), "ucd-gibbs": (-200, -190)}
+    assert verdicts.slide25_verdict(numbers(below), "mnist")[0] == "yes"
+    assert verdicts.slide25_verdict(numbers({**below, "pcd": (-90, -80)}), "mnist")[0] == "no"
+    assert verdicts.slide25_verdict(numbers({**below, "cd": (-105, -95)}), "mnist")[0] == "undecided"
+
+
+def test_every_table_is_placed_somewhere():
+    text = "".join((tables.ROOT / f).read_text() for f in tables.FILES)
+    assert [n for n in tables.TABLES if f"<!-- table:{n} " not in text] == []
