@@ -9,7 +9,9 @@ PROFILE ?= budget
 RECORD  ?=
 # every long target is timed (wall and CPU seconds, printed); RECORD=1 also appends the measurement
 # to results/runtimes.csv, the one source of the runtimes in `make help`, the README and the docs
-TIMED    = DBM_RECORD_RUNTIME=$(RECORD) $(PY) -m reproduce.runtimes record $@ $(PROFILE) $(if $(QUICK),quick,full) --
+TIMED    = DBM_RECORD_RUNTIME=$(RECORD) $(PY) -m reproduce.runtimes record $@ $(if $(QUICK),quick,$(PROFILE)) $(if $(QUICK),quick,full) --
+# the targets with one profile of their own (fig24, the bias study, the tests, the benchmarks)
+TIMED1   = DBM_RECORD_RUNTIME=$(RECORD) $(PY) -m reproduce.runtimes record $@ $(if $(QUICK),quick,-) $(if $(QUICK),quick,full) --
 # data sets: DBM_DATA_DIR if set, else the project's offline copies beside the checkout
 export DBM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
@@ -27,15 +29,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)  ## the test suite without the slow tests (the install adds 1-2 min on a fresh clone)
-	$(TIMED) $(PY) -m pytest -m "not slow" -q
+	$(TIMED1) $(PY) -m pytest -m "not slow" -q
 
 test-all: $(STAMP)  ## every test, slow ones included
-	$(TIMED) $(PY) -m pytest -q
+	$(TIMED1) $(PY) -m pytest -q
 
 BENCH_OUT := results$(if $(QUICK),/quick,)
 bench: $(STAMP)  ## timings and the width-scaling plot -> results/bench.{json,csv}, bench_scaling.png (QUICK=1: to results/quick/)
 	mkdir -p $(BENCH_OUT)
-	$(TIMED) $(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/bench.json
+	$(TIMED1) $(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/bench.json
 	$(PY) -m benchmarks.to_csv $(BENCH_OUT)/bench.json $(BENCH_OUT)/bench.csv
 	$(PY) -m benchmarks.plot_scaling $(BENCH_OUT)/bench.csv $(BENCH_OUT)/bench_scaling.png
 
@@ -47,7 +49,7 @@ bench-compare: $(STAMP)  ## run the benchmarks again (-> results/quick/) and com
 
 REF ?= 1016ea7
 bench-side-by-side: $(STAMP)  ## issue 14's protocol: one update of git ref REF vs the working tree, alternating -> results/bench_side_by_side.{csv,json}
-	$(TIMED) $(PY) -m benchmarks.side_by_side --ref $(REF) --batch 100 1000 --warm-start
+	$(TIMED1) $(PY) -m benchmarks.side_by_side --ref $(REF) --batch 100 1000 --warm-start
 
 reproduce-all: reproduce-fig24 reproduce-fig25 fid reproduce-fig27 reproduce-bias reproduce-anatomy  ## every figure of the profile
 
@@ -55,7 +57,7 @@ zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (CELLS
 	$(TIMED) $(PY) -m reproduce.zoo --profile $(PROFILE) --jobs 2 --device $(DEVICE) $(if $(CELLS),--cells $(CELLS),)
 
 reproduce-fig24: $(STAMP)  ## slide 24: coupling time against width
-	$(TIMED) $(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)
+	$(TIMED1) $(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)
 
 reproduce-fig25: $(STAMP)  ## slide 25: end-to-end training, likelihood and samples (PROFILE=converged: run `make zoo` first)
 	$(TIMED) $(PY) -m reproduce.fig25_end_to_end $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
@@ -77,7 +79,7 @@ reproduce-anatomy: $(STAMP)  ## EBM anatomy: toy densities, then MNIST (its 2 mo
 	  $(EBM_MNIST) --outcomes persistent & b=$$!; wait $$a && wait $$b && unset OMP_NUM_THREADS MKL_NUM_THREADS && $(EBM_MNIST)'
 
 reproduce-bias: $(STAMP)  ## estimator bias and MSE against exact gradients, the exact a(X0) diagnostics, a verdict per cell, and the cap model checked exactly
-	$(TIMED) sh -c '$(PY) -m reproduce.bias_study $(QFLAG) --device $(DEVICE) && $(PY) -m reproduce.cap_model_check $(QFLAG)'
+	$(TIMED1) sh -c '$(PY) -m reproduce.bias_study $(QFLAG) --device $(DEVICE) && $(PY) -m reproduce.cap_model_check $(QFLAG)'
 
 provenance: $(STAMP)  ## every committed result's commit, clean tree or not, CPU, GPU, date, wall and CPU time (exit 1 on an undeclared gap)
 	$(PY) -m reproduce.provenance
