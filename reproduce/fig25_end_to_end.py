@@ -291,10 +291,14 @@ def compute(run: Run) -> Computed:
         show = ["mode"] + [k for k in kinds if k.startswith("gibbs-") and k.split("-")[1] == longest[0].split("-")[1]
                            ] if longest else kinds
         rows = {f"{m}: {k}": by_method[m][k].reshape(-1, 1, 28, 28) for m in by_method for k in show}
+        what = {"mode": "'mode' = local modes (T = 0 fixed points from uniform noise, the authors' samples, not "
+                        "MCMC samples)", "mode+1": "'mode+1' = one T = 1 sweep after the mode"}
+        gibbs = any(k.startswith("gibbs-") for k in show)
         sample_grid(rows, run.out / f"fig25_samples_{ds}.png", run=run,
-                    title=f"{ds}, seed 0: 'mode' = local modes (T = 0 fixed points from uniform noise, the authors' "
-                          f"samples, not MCMC samples); 'gibbs-t-noise/mode' = t block-Gibbs sweeps from noise / "
-                          f"from the mode (MCMC samples)")
+                    title=f"Slide 25, {ds}, seed 0 ({run.profile} profile), rows 'method: kind': "
+                          + "; ".join(what[k] for k in show if k in what)
+                          + ("; 'gibbs-t-noise/mode' = t block-Gibbs sweeps from noise / from the mode (MCMC samples)"
+                             if gibbs else ""))
     return Computed(df, dict(summary=summarise(df).to_dict("records"), verdicts=verdicts(df).to_dict("records"),
                              sample_kinds={"mode": "local mode from a uniform start (the authors' 'mode' sample)",
                                            "mode+1": "one T = 1 sweep after the mode (the authors' 'random' sample)",
