@@ -484,15 +484,30 @@ def _delta_product(delta: _Delta, w: Tensor) -> Tensor:
                                              per_sample_weights=delta.signs)
 
 
-@torch.no_grad()
-def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
+class _Search(NamedTuple):
+    """The chains of the incremental local search still searching (the kernel's state).
+
+    idx: (b,) their rows in the batch; count: (b,) sweeps of the schedule so far; cur: [(b, n_l)]
+    their state; a: {l: (b, n_l)} the kept logits of the free layers; cm: their clamp of v;
+    of: (b,) bool odd-first flags (None without per-chain orders); odd_moved: (b,) bool, the chains
+    the odd half of the last sweep moved (None before it or without orders)."""
+    idx: Tensor
+    count: Tensor
+    cur: list
+    a: dict
+    cm: Clamp
+    of: Tensor | None
+    odd_moved: Tensor | None
+
+
+class _LocalSearch:
     """Incremental local search: logits a_l are kept per active chain and updated by
     Delta_{l-1} W_l^T + Delta_{l+1} W_{l+1} after each block update. Rounding may make kept
     logits drift (``vp``: the visible-term cache of a clamped v, or None), so a chain that stops
-    changing is set aside, and once no chain is active all
-    set-aside chains are checked in one batch with exactly recomputed logits: a chain leaves only
-    if its state is a fixed point of both exact block updates; the others resume from the exact
-    logits (their sweeps keep counting).
+    changing is set aside, and once no chain is active all set-aside chains are checked in one
+    batch with exactly recomputed logits (``check``): a chain leaves only if its state is a fixed
+    point of both exact block updates; the others resume from the exact logits (their sweeps keep
+    counting).
 
     Per-chain orders (``odd_first`` (B,) bool): every chain follows one schedule, even block then
     odd block, and an odd-first chain skips the even half of the first sweep, so its own sweeps
@@ -504,162 +519,199 @@ def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
     reaches the same mode in the same count as the dense reference. An odd-first chain that stops
     in sweep 2 with neither of its blocks moved since the search began still holds exact logits of
     both blocks (each computed exactly, given a block that has not changed since), so it leaves at
-    once instead of waiting for the exact check: at a warm start most odd-first chains do this."""
-    batch, dev = xs[0].shape[0], xs[0].device
-    n_layers = len(xs)
-    free = [l for l in range(n_layers) if not (l == 0 and clamp is True)]
-    wt = [None] + [model.weight_t(l) for l in range(1, n_layers)]          # wt[l] = W_l^T, contiguous
-    wd = [None] + [w.detach() for w in model.weights]
-    out = [x.clone() for x in xs]
-    sweeps = torch.full((batch,), max_sweeps, dtype=torch.long, device=dev)
-    capped = torch.ones(batch, dtype=torch.bool, device=dev)
-    even = [l for l in free if l % 2 == 0]
-    odd = [l for l in free if l % 2 == 1]
-    out_logits = {l: torch.empty(batch, model.layer_sizes[l], dtype=xs[0].dtype, device=dev) for l in free}
-    rows_of = (lambda c, r: c.index_select(0, r)) if isinstance(clamp, Tensor) else (lambda c, r: c)  # noqa: E731
-    ordered = odd_first is not None
+    once instead of waiting for the exact check: at a warm start most odd-first chains do this.
 
-    def exact(state, layers, rows):
-        v_part = None if vp is None else vp.index_select(0, rows)
-        return {l: model.logits(state, l, v_part).detach() for l in layers}
+    The kernel shape of the other samplers: the model, clamp and cap are bound once; the state is
+    a ``_Search``; ``sweep`` makes one sweep of the schedule, ``check`` the exact check of the
+    chains set aside; ``run`` is the loop. Finished chains are written to the outputs by ``finish``."""
 
-    def update(parity, a, cur, cm, moved, skip=None):
+    def __init__(self, model, xs, clamp, max_sweeps, vp, odd_first=None):
+        self.model, self.clamp, self.max_sweeps, self.vp = model, clamp, max_sweeps, vp
+        batch, self.dev = xs[0].shape[0], xs[0].device
+        self.n_layers = len(xs)
+        self.free = [l for l in range(self.n_layers) if not (l == 0 and clamp is True)]
+        self.even = [l for l in self.free if l % 2 == 0]
+        self.odd = [l for l in self.free if l % 2 == 1]
+        self.wt = [None] + [model.weight_t(l) for l in range(1, self.n_layers)]     # wt[l] = W_l^T, contiguous
+        self.wd = [None] + [w.detach() for w in model.weights]
+        self.ordered = odd_first is not None
+        self.xs, self.odd_first = xs, odd_first
+        self.out = [x.clone() for x in xs]
+        self.sweeps = torch.full((batch,), max_sweeps, dtype=torch.long, device=self.dev)
+        self.capped = torch.ones(batch, dtype=torch.bool, device=self.dev)
+        self.out_logits = {l: torch.empty(batch, model.layer_sizes[l], dtype=xs[0].dtype, device=self.dev)
+                           for l in self.free}
+
+    # -- the block updates -------------------------------------------------------------------
+    def rows_of_clamp(self, idx):
+        return self.clamp.index_select(0, idx) if isinstance(self.clamp, Tensor) else self.clamp
+
+    def exact(self, state, layers, rows):
+        v_part = None if self.vp is None else self.vp.index_select(0, rows)
+        return {l: self.model.logits(state, l, v_part).detach() for l in layers}
+
+    def update(self, parity, s: _Search, moved, skip=None):
         """Threshold the block's layers (not in the chains ``skip``); return their changes
         {l: _Change} and mark in ``moved`` (b,) the chains with a flip. ``described`` turns
         changes into _Deltas once it is known which chains stay."""
         changes = {}
-        for l in model.layers(parity):
-            if l not in a:
+        for l in self.model.layers(parity):
+            if l not in s.a:
                 continue
-            c = _flip(a[l], cur[l], cm if l == 0 and isinstance(cm, Tensor) else None, moved, skip)
+            c = _flip(s.a[l], s.cur[l], s.cm if l == 0 and isinstance(s.cm, Tensor) else None, moved, skip)
             if c is not None:
                 if c.x_new is not None:                   # device: a new tensor
-                    cur[l] = c.x_new
+                    s.cur[l] = c.x_new
                 changes[l] = c
         return changes
 
+    @staticmethod
     def described(changes, keep=None):
         """{l: _Delta} of ``changes``, restricted to the chains ``keep`` when given."""
         out = {l: _describe(c, keep) for l, c in changes.items()}
         return {l: dl for l, dl in out.items() if dl is not None}
 
-    def propagate(a, deltas):
+    def propagate(self, a, deltas):
         for l, delta in deltas.items():
-            if l + 1 < n_layers and (l + 1) in a:
-                a[l + 1] += _delta_product(delta, wt[l + 1])
+            if l + 1 < self.n_layers and (l + 1) in a:
+                a[l + 1] += _delta_product(delta, self.wt[l + 1])
             if l - 1 >= 0 and (l - 1) in a:
-                a[l - 1] += _delta_product(delta, wd[l])
+                a[l - 1] += _delta_product(delta, self.wd[l])
 
-    def finish(rows, state, logits, count, is_capped):
-        for l in range(n_layers):
-            out[l].index_copy_(0, rows, state[l])
-        for l in free:
-            out_logits[l].index_copy_(0, rows, logits[l])
-        sweeps[rows] = count
-        capped[rows] = is_capped
+    def unmarked(self, s: _Search):
+        return torch.zeros(s.idx.shape[0], dtype=torch.bool, device=self.dev)
 
-    def unmarked():
-        return torch.zeros(idx.shape[0], dtype=torch.bool, device=dev)
-
-    def keep(k):
-        """Compact the active chains to the rows ``k``."""
-        nonlocal idx, count, cur, a, cm, of, odd_moved
-        idx, count, cur = idx.index_select(0, k), count.index_select(0, k), [x.index_select(0, k) for x in cur]
-        a = {l: t.index_select(0, k) for l, t in a.items()}
-        cm = rows_of(clamp, idx)
-        if ordered:
-            of, odd_moved = of.index_select(0, k), odd_moved.index_select(0, k)
-
-    def rows(r):
-        return [x.index_select(0, r) for x in cur]
-
-    def own_count(r):
-        """The sweeps of the stopping chains ``r`` in their own order (the docstring)."""
-        c = count.index_select(0, r)
-        return c - (of.index_select(0, r) & ~odd_moved.index_select(0, r)).long() if ordered else c
-
-    def odd_update():
+    def odd_update(self, s: _Search) -> _Search:
         """The odd half of a sweep after the first; records which chains it moved."""
-        nonlocal odd_moved
-        om = unmarked()
-        propagate(a, described(update(1, a, cur, cm, om)))
-        odd_moved = om
+        om = self.unmarked(s)
+        self.propagate(s.a, self.described(self.update(1, s, om)))
+        return s._replace(odd_moved=om)
 
-    def retire_capped():
+    # -- bookkeeping of the active chains -------------------------------------------------------
+    def finish(self, rows, state, logits, count, is_capped):
+        for l in range(self.n_layers):
+            self.out[l].index_copy_(0, rows, state[l])
+        for l in self.free:
+            self.out_logits[l].index_copy_(0, rows, logits[l])
+        self.sweeps[rows] = count
+        self.capped[rows] = is_capped
+
+    def keep(self, s: _Search, k) -> _Search:
+        """The state compacted to the active chains ``k``."""
+        idx = s.idx.index_select(0, k)
+        return _Search(idx, s.count.index_select(0, k), [x.index_select(0, k) for x in s.cur],
+                       {l: t.index_select(0, k) for l, t in s.a.items()}, self.rows_of_clamp(idx),
+                       s.of.index_select(0, k) if self.ordered else s.of,
+                       s.odd_moved.index_select(0, k) if self.ordered else s.odd_moved)
+
+    @staticmethod
+    def rows(s: _Search, r):
+        return [x.index_select(0, r) for x in s.cur]
+
+    def own_count(self, s: _Search, r):
+        """The sweeps of the stopping chains ``r`` in their own order (the class docstring)."""
+        c = s.count.index_select(0, r)
+        return c - (s.of.index_select(0, r) & ~s.odd_moved.index_select(0, r)).long() if self.ordered else c
+
+    def leave(self, s: _Search, r, count):
+        """The chains ``r`` leave with their kept logits (exact where this is called)."""
+        self.finish(s.idx[r], self.rows(s, r), {l: s.a[l].index_select(0, r) for l in self.free}, count, False)
+
+    def retire_capped(self, s: _Search, most: int) -> _Search:
         """Chains that ran ``max_sweeps`` leave with the exact logits of their last state.
         ``most``, a bound on the active chains' counts kept in Python, spares a check per sweep."""
-        if most < max_sweeps:
-            return
-        cap = count >= max_sweeps
+        if most < self.max_sweeps:
+            return s
+        cap = s.count >= self.max_sweeps
         if bool(cap.any()):
             r = cap.nonzero().squeeze(-1)
-            state = rows(r)
-            finish(idx[r], state, exact(state, free, idx[r]), count[r], True)
-            keep((~cap).nonzero().squeeze(-1))
+            state = self.rows(s, r)
+            self.finish(s.idx[r], state, self.exact(state, self.free, s.idx[r]), s.count[r], True)
+            s = self.keep(s, (~cap).nonzero().squeeze(-1))
+        return s
 
-    idx = torch.arange(batch, device=dev)               # the original chains still searching
-    count = torch.zeros(batch, dtype=torch.long, device=dev)
-    cur, cm = [x.clone(memory_format=torch.contiguous_format) for x in xs], clamp   # _flip works in place
-    of, odd_moved = odd_first, None
-    a = exact(cur, even, idx)
-    first, second, pending, most = True, False, [], 0
-    while True:
-        while idx.numel():
-            count += 1
-            most += 1
-            moved = unmarked()
-            d_even = update(0, a, cur, cm, moved, of if first else None)
-            if first:                                    # logits exact this sweep: no check needed
-                a.update(exact(cur, odd, idx))
-                om = unmarked() if ordered else moved
-                propagate(a, described(update(1, a, cur, cm, om)))
-                if ordered:                              # odd-first chains cannot stop in sweep 1
-                    odd_moved = om
-                    moved |= om | of
-            r, k = _split(moved)
-            if r is not None:
-                if first:
-                    finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in free}, count[r], False)
-                else:
-                    if second and ordered:               # logits still exact: no check needed
-                        untouched = of.index_select(0, r) & ~odd_moved.index_select(0, r)
-                        if bool(untouched.any()):
-                            rd, r = r[untouched], r[~untouched]
-                            finish(idx[rd], rows(rd), {l: a[l].index_select(0, rd) for l in free},
-                                   own_count(rd), False)
-                    if r.numel():                        # set aside for the exact check
-                        pending.append((idx.index_select(0, r), rows(r), count.index_select(0, r), own_count(r),
-                                        of.index_select(0, r) if ordered else None))
-                keep(k)
-            if not first and idx.numel():
-                propagate(a, described(d_even, k))
-                odd_update()
-            first, second = False, first
-            retire_capped()
-        if not pending:
-            break
+    # -- the kernel ------------------------------------------------------------------------------
+    def init(self) -> _Search:
+        idx = torch.arange(self.xs[0].shape[0], device=self.dev)
+        cur = [x.clone(memory_format=torch.contiguous_format) for x in self.xs]   # _flip works in place
+        return _Search(idx, torch.zeros_like(idx), cur, self.exact(cur, self.even, idx), self.clamp,
+                       self.odd_first, None)
+
+    def sweep(self, s: _Search, first: bool, second: bool, pending: list) -> _Search:
+        """One sweep of the schedule (even half, then odd half) of the active chains. Chains that
+        stop leave (sweep 1: logits exact; sweep 2, odd-first chains untouched since the start) or
+        are set aside in ``pending`` for the exact check; the rest go on."""
+        s.count.add_(1)
+        moved = self.unmarked(s)
+        d_even = self.update(0, s, moved, s.of if first else None)
+        if first:                                        # logits exact this sweep: no check needed
+            s.a.update(self.exact(s.cur, self.odd, s.idx))
+            om = self.unmarked(s) if self.ordered else moved
+            self.propagate(s.a, self.described(self.update(1, s, om)))
+            if self.ordered:                             # odd-first chains cannot stop in sweep 1
+                s = s._replace(odd_moved=om)
+                moved |= om | s.of
+        r, k = _split(moved)
+        if r is not None:
+            if first:
+                self.leave(s, r, s.count[r])
+            else:
+                if second and self.ordered:              # logits still exact: no check needed
+                    untouched = s.of.index_select(0, r) & ~s.odd_moved.index_select(0, r)
+                    if bool(untouched.any()):
+                        rd, r = r[untouched], r[~untouched]
+                        self.leave(s, rd, self.own_count(s, rd))
+                if r.numel():                            # set aside for the exact check
+                    pending.append((s.idx.index_select(0, r), self.rows(s, r), s.count.index_select(0, r),
+                                    self.own_count(s, r), s.of.index_select(0, r) if self.ordered else None))
+            s = self.keep(s, k)
+        if not first and s.idx.numel():
+            self.propagate(s.a, self.described(d_even, k))
+            s = self.odd_update(s)
+        return s
+
+    def check(self, pending: list) -> tuple[_Search, int]:
+        """The exact check of the chains set aside: fixed points of both exact block updates leave
+        (with their own sweep counts); the others resume from the exact logits. Returns their state
+        and the bound on their counts."""
         idx = torch.cat([p[0] for p in pending])
-        cur = [torch.cat([p[1][l] for p in pending]) for l in range(n_layers)]
+        cur = [torch.cat([p[1][l] for p in pending]) for l in range(self.n_layers)]
         count, own = torch.cat([p[2] for p in pending]), torch.cat([p[3] for p in pending])
-        of = torch.cat([p[4] for p in pending]) if ordered else None
-        most = int(count.max())
-        pending, cm = [], rows_of(clamp, idx)
-        a = exact(cur, free, idx)
-        ok = torch.ones(idx.shape[0], dtype=torch.bool, device=dev)
-        for l in free:
-            agree = threshold(a[l]) == cur[l]
+        of = torch.cat([p[4] for p in pending]) if self.ordered else None
+        cm = self.rows_of_clamp(idx)
+        s = _Search(idx, count, cur, self.exact(cur, self.free, idx), cm, of, None)
+        ok = torch.ones(idx.shape[0], dtype=torch.bool, device=self.dev)
+        for l in self.free:
+            agree = threshold(s.a[l]) == cur[l]
             if l == 0 and isinstance(cm, Tensor):
                 agree |= cm
             ok &= agree.all(-1)
         if bool(ok.any()):
-            r = ok.nonzero().squeeze(-1)
-            finish(idx[r], rows(r), {l: a[l].index_select(0, r) for l in free}, own[r], False)
-        odd_moved = unmarked() if ordered else None
-        keep((~ok).nonzero().squeeze(-1))                # drifted: resume from the exact logits
-        if idx.numel():
-            odd_update()
-            retire_capped()
-    return tuple(out), sweeps, capped, out_logits
+            self.leave(s, ok.nonzero().squeeze(-1), own[ok])
+        s = s._replace(odd_moved=self.unmarked(s) if self.ordered else None)
+        return self.keep(s, (~ok).nonzero().squeeze(-1)), int(count.max())   # drifted: resume
+
+    def run(self):
+        s, first, second, pending, most = self.init(), True, False, [], 0
+        while True:
+            while s.idx.numel():
+                most += 1
+                s = self.sweep(s, first, second, pending)
+                first, second = False, first
+                s = self.retire_capped(s, most)
+            if not pending:
+                break
+            s, most = self.check(pending)
+            pending = []
+            if s.idx.numel():
+                s = self.retire_capped(self.odd_update(s), most)
+        return tuple(self.out), self.sweeps, self.capped, self.out_logits
+
+
+@torch.no_grad()
+def _local_mode_incremental(model, xs, clamp, max_sweeps, vp, odd_first=None):
+    """(mode, sweeps, capped, logits) of the incremental local search (``_LocalSearch``)."""
+    return _LocalSearch(model, xs, clamp, max_sweeps, vp, odd_first).run()
 
 
 class MHState(NamedTuple):
