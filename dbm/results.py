@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from dbm.host import cpu_model
+
 __all__ = ["seed_hash", "cell_id", "atomic_path", "atomic_write_text", "write_csv", "git_sha", "environment",
            "write_sidecar", "device_name", "cpu_model", "gpu_name", "cpu_time_s", "state_hash",
            "PROVENANCE_FIELDS"]
@@ -100,18 +102,6 @@ def device_name(device: str | torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_model()} ({os.cpu_count()} cpus, {torch.get_num_threads()} torch threads)"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo; platform.processor() is empty there), else
-    platform.processor() or the machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gpu_name(device: str | torch.device = "cpu") -> str | None:

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from dbm.host import cpu_model          # standard library only, like this module
+
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "results" / "runtimes.csv"
 FIELDS = ("target", "profile", "mode", "wall_s", "cpu_s", "load_before", "shared", "cpu_model", "cpus", "commit",
@@ -38,17 +40,6 @@ def _git(*args) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()
 
 
 def read(path: Path = CSV) -> list[dict]:
@@ -84,7 +75,7 @@ def record(target: str, profile: str, mode: str, command: list[str], path: Path 
     if rc == 0 and os.environ.get("DBM_RECORD_RUNTIME") == "1":
         dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"))
         append(dict(target=target, profile=profile, mode=mode, wall_s=f"{wall:.1f}", cpu_s=f"{cpu:.1f}",
-                    load_before=f"{load:.2f}", shared=str(load >= 0.5), cpu_model=_cpu_model(),
+                    load_before=f"{load:.2f}", shared=str(load >= 0.5), cpu_model=cpu_model(),
                     cpus=str(os.cpu_count()), commit=_git("rev-parse", "HEAD")[:10], clean_tree=str(not dirty),
                     date_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     source="make"), path)
