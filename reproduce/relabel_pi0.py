@@ -17,6 +17,12 @@ record (this script, its commit, the mapping). A file already relabelled is left
 script can run again.
 
     python -m reproduce.relabel_pi0 [FILES.csv ...]     (default: RELABELLED below)
+    python -m reproduce.relabel_pi0 --stamp-figures      (the sample grids drawn before it: STAMPED)
+
+A sample grid holds images, not rows, so it cannot be relabelled; ``--stamp-figures`` draws a
+banner across the top of each grid drawn before c4595a5 that says which of its row names are the
+even-first ablations now, and where the released-pi0 grids are (the image below is unchanged; a
+stamped file is left alone).
 """
 from __future__ import annotations
 
@@ -79,8 +85,49 @@ def relabel(csv: Path, commit: str) -> bool:
     return True
 
 
+# the committed sample grids drawn before c4595a5 (their row names are the pre-issue-30 method names)
+STAMPED = ("results/converged/fig25_samples_mnist.png", "results/converged/fig25_samples_fashion-mnist.png",
+           "results/converged/fig26_samples_mnist.png", "results/converged/fig26_samples_fashion-mnist.png",
+           "results/converged-2x/fig25_samples_mnist.png")
+STAMP = ("DRAWN BEFORE ISSUE 30: the rows named ucd-mh-lmi, ucd-mh-lmi-marg and ucd-mh-lmi-mixed here are the "
+         "even-first ablations (now ucd-mh-lmi-even-first, ...-marg-even-first, ...-mixed-even-first); the released-pi0 "
+         "grids: results/converged/faithful*/")
+
+
+def stamp(path: Path, commit: str) -> bool:
+    """Draw the banner above the grid in ``path`` (atomically); False if it is already stamped."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import textwrap
+
+    import matplotlib.pyplot as plt
+    from PIL import Image, PngImagePlugin
+
+    from dbm.results import atomic_path
+    if Image.open(path).text.get("dbm-stamp"):
+        return False
+    img = plt.imread(path)
+    h, w = img.shape[:2]
+    dpi, band = 100, 60
+    fig = plt.figure(figsize=(w / dpi, (h + band) / dpi), dpi=dpi)
+    fig.figimage(img, 0, 0)
+    fig.text(0.5, 1 - band / 2 / (h + band), textwrap.fill(STAMP + f" (stamped at {commit[:10]})", 170),
+             ha="center", va="center", fontsize=8, color="white", weight="bold",
+             bbox=dict(facecolor="#B00020", edgecolor="none", pad=4))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png", metadata={"dbm-stamp": STAMP})
+    plt.close(fig)
+    return True
+
+
 def main(argv=None) -> int:
-    files = [Path(f) for f in (argv if argv is not None else sys.argv[1:]) or RELABELLED]
+    argv = list(argv if argv is not None else sys.argv[1:])
+    if argv == ["--stamp-figures"]:
+        commit = git_sha()
+        for f in STAMPED:
+            print(f"{f}: {'stamped' if stamp(Path(f), commit) else 'already stamped, left alone'}")
+        return 0
+    files = [Path(f) for f in argv or RELABELLED]
     commit = git_sha()
     for f in files:
         print(f"{f}: {'relabelled' if relabel(f, commit) else 'already relabelled, left alone'}")
