@@ -136,7 +136,8 @@ def _registry() -> dict:
     from reproduce import verdicts
     return {"bias": bias_table, "bias-cells": bias_cells_table, "cap-model": cap_model_table,
             "verdicts": verdicts.verdict_table, "speed": verdicts.speed_table, "provenance": verdicts.provenance_table,
-            "runtimes": verdicts.runtime_table, "bench-steps": verdicts.bench_steps_table, "slides-25-26-mnist": verdicts.slides25_26_table,
+            "runtimes": verdicts.runtime_table, "bench-steps": verdicts.bench_steps_table,
+            "fig26-budget": verdicts.fig26_budget_table, "slides-25-26-mnist": verdicts.slides25_26_table,
             "slides-25-26-fashion-mnist": lambda root=ROOT: verdicts.slides25_26_table(root, "fashion-mnist")}
 
 

@@ -335,3 +335,17 @@ def bench_steps_table(root: Path = ROOT) -> str:
             f"`results/bench.csv`, {d.machine.dropna().iloc[0]}, {str(side.get('datetime', '?'))[:10]}, commit "
             f"{side['commit_info']['id'][:7]}{' (dirty)' if side['commit_info'].get('dirty') else ''}.\n")
     return "\n".join(rows) + "\n" + note
+
+
+def fig26_budget_table(root: Path = ROOT) -> str:
+    """The budget profile's classifier-FD per model and sample kind, a column per data set."""
+    path = root / "results" / "fig26_fid.csv"
+    t = fig26_numbers(path)
+    cfd = t.xs("classifier_fd", level="metric")
+    datasets = sorted(dict.fromkeys(cfd.index.get_level_values("dataset")), key=lambda d: (d != "mnist", d))
+    rows = ["| model | samples | " + " | ".join(datasets) + " |", "|---|---|" + "---|" * len(datasets)]
+    for model, kind in dict.fromkeys((m, k) for _, m, k in cfd.index):
+        vals = [f"{cfd.loc[(ds, model, kind)]['mean']:.1f}" if (ds, model, kind) in cfd.index else "-" for ds in datasets]
+        rows.append(f"| {model} | {kind} | " + " | ".join(vals) + " |")
+    n = int(cfd.n.max())
+    return "\n".join(rows) + f"\n\n{n:,} samples per model; `results/fig26_fid.csv` ({_sha(path.with_suffix('.json'))}).\n"
