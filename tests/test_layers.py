@@ -206,3 +206,52 @@ def test_git_sha_names_uncommitted_changes_by_their_diff(tmp_path):
     assert git_sha(tmp_path) != dirty
     env = environment("cpu")
     assert {"torchvision", "pytorch-fid", "scipy", "clean_tree"} <= set(env) and env["torchvision"]
+
+
+def _documented_layers() -> dict:
+    """{path as written in docs/architecture.md ("dbm/model.py", "dbm/ebm/"): its layer number}."""
+    import re
+    layers, layer = {}, 0
+    for line in (ROOT / "docs" / "architecture.md").read_text().splitlines():
+        m = re.match(r"^## (\d+)\.", line)
+        if m:
+            layer = int(m.group(1))
+        elif line.startswith("| `") and layer:
+            for name in re.findall(r"`([^`]+)`", line.split("|")[1]):
+                layers[name] = layer
+    return layers
+
+
+def _layer_of(module: str, layers: dict) -> int | None:
+    path = module.replace(".", "/")
+    parts = path.split("/")
+    for i in range(len(parts), 0, -1):                # the module's file, else its package folder
+        for cand in ("/".join(parts[:i]) + ".py", "/".join(parts[:i]) + "/"):
+            if cand in layers:
+                return layers[cand]
+    return None
+
+
+def test_library_imports_follow_the_documented_layers():
+    layers = _documented_layers()
+    files = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (ROOT / "dbm").rglob("*.py")}
+    unlisted = [m for m, p in files.items() if p.name != "__init__.py" and _layer_of(m, layers) is None]
+    assert unlisted == [], f"modules missing from docs/architecture.md: {unlisted}"
+    upward = []
+    for m, p in files.items():
+        if p.name == "__init__.py":                   # a package's __init__ may gather its modules
+            continue
+        lm = _layer_of(m, layers)
+        for d in _imports(p, "dbm"):
+            if d in files and d != m and files[d].name != "__init__.py":
+                ld = _layer_of(d, layers)
+                if ld is not None and ld > lm:
+                    upward.append(f"{m} (layer {lm}) imports {d} (layer {ld})")
+    assert upward == [], upward
+
+
+def test_the_layer_check_can_fail():
+    layers = {"dbm/model.py": 1, "dbm/train.py": 4}
+    assert _layer_of("dbm.model", layers) == 1 and _layer_of("dbm.train", layers) == 4
+    assert _layer_of("dbm.ebm.nets", {"dbm/ebm/": 4}) == 4 and _layer_of("dbm.nope", layers) is None
