@@ -50,14 +50,8 @@ NAME = "fig25_end_to_end"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(zoo.ZooConfig):
-    """The zoo's training settings (inherited) and this figure's evaluation."""
-    datasets: tuple = ("mnist", "fashion-mnist")
-    methods: tuple = zoo.METHODS
-    seeds: int = 2
-    one_seed: tuple = ()                  # methods trained at seed 0 only
-    first_dataset_only: tuple = ()        # methods trained on the first of ``datasets`` only
-    one_seed_datasets: tuple = ()         # data sets on which every method is trained at seed 0 only
+class Config(zoo.MatrixConfig):
+    """The zoo's models (training settings and matrix, inherited) and this figure's evaluation."""
     ais_runs: int = 100
     ais_betas: int = 3000                 # forward AIS temperatures (without a bracket)
     bracket_betas: tuple = ()             # temperatures of forward + reverse AIS, raised in turn until they agree
@@ -75,35 +69,15 @@ class Config(zoo.ZooConfig):
     device: str = "cpu"
 
 
-EVAL_PROFILES = {"quick": dict(seeds=1, ais_runs=32, ais_betas=300, test_n=500, sample_n=16, gibbs_sweeps=(20,),
+EVAL_PROFILES = {"quick": dict(ais_runs=32, ais_betas=300, test_n=500, sample_n=16, gibbs_sweeps=(20,),
                                bracket_betas=(100, 300), reverse_burn=20, fd_n=40, fd_sweeps=5, classifier_epochs=1,
                                classifier_train_limit=2000),
-                 # one seed (as the committed budget runs; the converged profile has three). The faithful-order
-                 # issue: the budget matrix's UCD-MH-LMI is the paper's pi0 (order drawn per
-                 # chain); its even-first ablation (the suite's pi0 of before) stays beside it
-                 "budget": dict(methods=zoo.METHODS + ("ucd-mh-lmi-even-first",), seeds=1),   # ~50 min
-                 # issue 17: the bias study's best UCD-MH-LMI variants (odd layers summed out; the mixed
-                 # kernel, MNIST only) beside the paper's. Fashion-MNIST at seed 0 only (issue 13: "where
-                 # time allows, 1 seed")
-                 # UCD-Gibbs with the cap of 1000 coupled steps (issue 13: the profile's cap of 10 truncates
-                 # 96 % of its chains), MNIST only
-                 # The faithful-order issue: the -even-first rows are the suite's pi0 of before (blocks always
-                 # even first), kept as ablations beside the paper's (order drawn per chain); the mixed kernel
-                 # exists at this profile as its even-first run only (a faithful retrain is ~2 h 15 min here)
-                 "converged": dict(datasets=("mnist", "fashion-mnist"), one_seed_datasets=("fashion-mnist",),
-                                   methods=zoo.METHODS + ("ucd-mh-lmi-even-first", "ucd-mh-lmi-marg",
-                                                          "ucd-mh-lmi-marg-even-first", "ucd-mh-lmi-mixed-even-first",
-                                                          "ucd-gibbs-cap1000"),
-                                   seeds=3, one_seed=("ucd-gibbs", "pcd", "ucd-mh-lmi-marg", "ucd-mh-lmi-marg-even-first",
-                                                      "ucd-mh-lmi-mixed-even-first", "ucd-gibbs-cap1000"),
-                                   first_dataset_only=("ucd-mh-lmi-mixed-even-first", "ucd-gibbs-cap1000"), ais_runs=100,
-                                   bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000), fd_n=1000),
-                 # twice the converged profile's updates for UCD-MH-LMI's even-first ablation (run before the
-                 # faithful-order issue) and CD (3 seeds, MNIST), evaluated alike
-                 "converged-2x": dict(datasets=("mnist",), methods=("ucd-mh-lmi-even-first", "cd"), seeds=3,
-                                      ais_runs=100, bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000), fd_n=1000),
-                 "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000, seeds=3)}
-PROFILES = {name: {**zoo.PROFILES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
+                 "budget": {},                                                  # ~50 min
+                 "converged": dict(ais_runs=100, bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000), fd_n=1000),
+                 "converged-2x": dict(ais_runs=100, bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000),
+                                      fd_n=1000),
+                 "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000)}
+PROFILES = {name: {**zoo.PROFILES[name], **zoo.MATRICES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
 EVAL_FIELDS = ("ais_runs", "ais_betas", "bracket_betas", "bracket_tol", "reverse_burn", "sample_n", "gibbs_sweeps",
                "test_n", "sample_order")
 TRACE_METRICS = ("loss", "recon_error", "test_ll_bound", "log_z", "mode_ink", "mode_diversity", "neg_tau_mean",
@@ -316,13 +290,7 @@ def _seeds_by_method(cells: list[tuple[str, int]]) -> dict[str, list[int]]:
     return out
 
 
-def matrix(cfg: Config, dataset: str) -> list[tuple[str, int]]:
-    """The (method, seed) cells of one data set: ``seeds`` seeds, or seed 0 alone for the methods
-    in ``one_seed`` and on the data sets in ``one_seed_datasets``; the methods in
-    ``first_dataset_only`` on the first data set alone."""
-    one = dataset in cfg.one_seed_datasets
-    methods = [m for m in cfg.methods if dataset == cfg.datasets[0] or m not in cfg.first_dataset_only]
-    return [(m, s) for m in methods for s in range(1 if one or m in cfg.one_seed else cfg.seeds)]
+matrix = zoo.matrix                       # the one definition lives with the profiles (reproduce/zoo.py)
 
 
 def _upgrade(df: pd.DataFrame) -> pd.DataFrame:

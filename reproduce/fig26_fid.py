@@ -121,8 +121,7 @@ def dbm_cells(ds: str, cfg: Config, profile: str) -> list[tuple[str, int]]:
     """The (method, seed) DBMs of one binary data set: fig25's matrix of the profile with
     ``dbm_matrix``, else ``dbm_methods`` x ``seeds``."""
     if cfg.dbm_matrix:
-        from reproduce import fig25_end_to_end as fig25
-        cells = fig25.matrix(fig25.Config(**fig25.PROFILES[profile]), ds)
+        cells = zoo.matrix(zoo.profile_config(profile), ds)
     else:
         cells = [(m, s) for s in range(cfg.seeds) for m in cfg.dbm_methods]
     return [(m, s) for m, s in cells if not cfg.dbm_only or m in cfg.dbm_only]

@@ -20,20 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from reproduce import verdicts
+from reproduce.verdicts import fmt as _fmt
+
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("README.md", "docs/estimators.md", "docs/dbm_paper.md", "docs/performance.md")
 _BLOCK = re.compile(r"(<!-- table:(?P<name>[a-z0-9_-]+)[^>]*-->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
-
-
-def _fmt(x: float) -> str:
-    """A number as the tables print it: 2 significant digits ("0.043", "9.9", "35"), whole numbers
-    from 100 ("579"), and "2.8e3" from 1000 or below 0.001."""
-    if pd.isna(x):
-        return "-"
-    if x != 0 and (abs(x) >= 1000 or abs(x) < 1e-3):
-        mant, exp = f"{x:.1e}".split("e")
-        return f"{mant}e{int(exp)}"
-    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2g}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,7 +125,6 @@ def cap_model_table(root: Path = ROOT) -> str:
 
 
 def _registry() -> dict:
-    from reproduce import verdicts
     return {"bias": bias_table, "bias-cells": bias_cells_table, "cap-model": cap_model_table,
             "verdicts": verdicts.verdict_table, "speed": verdicts.speed_table, "provenance": verdicts.provenance_table,
             "runtimes": verdicts.runtime_table, "bench-steps": verdicts.bench_steps_table,

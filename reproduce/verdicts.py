@@ -18,6 +18,17 @@ from reproduce import runtimes
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def fmt(x: float) -> str:
+    """A number as the tables print it: 2 significant digits ("0.043", "9.9", "35"), whole numbers
+    from 100 ("579"), and "2.8e3" from 1000 or below 0.001."""
+    if pd.isna(x):
+        return "-"
+    if x != 0 and (abs(x) >= 1000 or abs(x) < 1e-3):
+        mant, exp = f"{x:.1e}".split("e")
+        return f"{mant}e{int(exp)}"
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.2g}"
+
+
 def _f(x: float, nd: int = 0) -> str:
     return "-" if pd.isna(x) else f"{x:,.{nd}f}"
 
@@ -102,7 +113,6 @@ def _fd26(t: pd.DataFrame, ds: str, model: str, kind: str) -> str:
 # the tables
 
 def verdict_table(root: Path = ROOT) -> str:
-    from reproduce.tables import _fmt
     res = root / "results"
     rows = ["| claim | reproduced? (rule) | the numbers | figure | command | runtime, newest measured |",
             "|---|---|---|---|---|---|"]
@@ -188,8 +198,8 @@ def verdict_table(root: Path = ROOT) -> str:
     rows.append(
         f"| (beyond the paper) UCD-MH-LMI is unbiased | **" + ", ".join(f"{v} {k}" for k, v in kind.items())
         + f"** of {len(cells)} enumerable models (the z-test and the exact cap diagnostics, per cell) | per-chain MSE "
-        f"{_fmt(b[(b.estimator == 'ucd-mh-lmi') & (b.metric == 'mse_per_chain')].value.median())} abs(g*)^2 against "
-        f"CD-1's {_fmt(b[(b.estimator == 'cd-1') & (b.metric == 'mse_per_chain')].value.median())} (medians); "
+        f"{fmt(b[(b.estimator == 'ucd-mh-lmi') & (b.metric == 'mse_per_chain')].value.median())} abs(g*)^2 against "
+        f"CD-1's {fmt(b[(b.estimator == 'cd-1') & (b.metric == 'mse_per_chain')].value.median())} (medians); "
         f"[details](docs/estimators.md) | `results/bias_study.png` | `make reproduce-bias` "
         f"| {_runtime('reproduce-bias', None, root)} |")
     # EBM anatomy
