@@ -83,6 +83,9 @@ def save_figure(fig, path: Path, run: "Run | None" = None, dpi: int = 110, **fac
     parts.append(f"commit {commit_of(data.get('git_sha', sha))[:10]}"
                  + (" (clean tree)" if data.get("clean_tree") else " WITH UNCOMMITTED CHANGES")
                  + f", {str(data['date_utc'])[:10] if data.get('date_utc') else 'date not recorded'}, {machine}")
+    if run is not None and run.sidecar and run.sidecar.get("spliced"):
+        parts.append("rows spliced in from " + ", ".join(f"{p['part']} (commit {str(p.get('git_sha'))[:10]})"
+                                                         for p in run.sidecar["spliced"]))
     if commit_of(sha) != commit_of(data.get("git_sha", sha)) or ("-dirty" in sha) != (not data.get("clean_tree")):
         parts.append(f"drawn at commit {commit_of(sha)[:10]}" + (" with uncommitted changes" if "-dirty" in sha else ""))
     import textwrap

@@ -88,7 +88,7 @@ def relabel(csv: Path, commit: str) -> bool:
 # the committed sample grids drawn before c4595a5 (their row names are the pre-issue-30 method names)
 STAMPED = ("results/converged/fig25_samples_mnist.png", "results/converged/fig25_samples_fashion-mnist.png",
            "results/converged/fig26_samples_mnist.png", "results/converged/fig26_samples_fashion-mnist.png",
-           "results/converged-2x/fig25_samples_mnist.png")
+           "results/converged-2x/fig25_samples_mnist.png", "results/fig26_samples_fashion-mnist.png")
 STAMP = ("DRAWN BEFORE ISSUE 30: the rows named ucd-mh-lmi, ucd-mh-lmi-marg and ucd-mh-lmi-mixed here are the "
          "even-first ablations (now ucd-mh-lmi-even-first, ...-marg-even-first, ...-mixed-even-first); the released-pi0 "
          "grids: results/converged/faithful*/")

@@ -63,19 +63,23 @@ def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = ())
     mod, name, key, floor = _figure(figure)
     base, base_trace, meta = _read(table, name)
     new, new_trace, part_meta = _read(part, name)
-    new = new[new[floor] != "data"]
     if datasets:
         new = new[new.dataset.isin(datasets)]
+    whole = _whole_datasets(base, new, key, floor) if figure == "fig26" else set()
+    new = new[(new[floor] != "data") | new.dataset.isin(whole)]
     new = new[new[key[1]].notna()] if key[1] in new else new
     cells = set(_cells(new, key))
 
     def without(df):
-        return df if df.empty else df[[c not in cells for c in _cells(df, key)]]
+        if df.empty:
+            return df
+        return df[[c not in cells and ds not in whole for c, ds in zip(_cells(df, key), df.dataset)]]
     final = pd.concat([without(base), new], ignore_index=True)
     trace = pd.concat([without(base_trace), new_trace[[c in cells for c in _cells(new_trace, key)]]
                        if not new_trace.empty else new_trace], ignore_index=True)
     env = part_meta.get("environment", {})
     record = {"part": str(part), "cells": sorted("/".join(map(str, c)) for c in cells), "git_sha": env.get("git_sha"),
+              "whole_datasets": sorted(whole),
               "device_name": env.get("device_name"), "wall_time_s": part_meta.get("wall_time_s"),
               "config": part_meta.get("config")}
     write_csv(final, table / f"{name}.csv")
@@ -89,8 +93,29 @@ def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = ())
         meta["seeds"] = {ds: {m: sorted(int(s) for s in g.seed.unique()) for m, g in d.groupby("method", sort=False)}
                          for ds, d in final[final.method != "data"].groupby("dataset")}
     atomic_write_text(table / f"{name}.json", json.dumps(meta, indent=2, default=str) + "\n")
-    mod.plot(both, table / f"{name}.png")
+    import types
+    profile = "budget" if table == Path("results") else table.name
+    mod.plot(both, table / f"{name}.png", types.SimpleNamespace(profile=profile, sidecar=meta, cfg=None))
     return record
+
+
+def _whole_datasets(base: pd.DataFrame, new: pd.DataFrame, key, floor) -> set:
+    """fig26: the data sets whose part was scored by another feature extractor than the table's
+    (its ``weights_hash``). Classifier-FD values from two extractors cannot share a table, so such a
+    data set is taken whole from the part, its floor included, and the part must hold every model
+    the table has there; otherwise this stops."""
+    whole = set()
+    for ds, part_rows in new.groupby("dataset"):
+        mine = set(part_rows.weights_hash.dropna())
+        theirs = set(base[base.dataset == ds].weights_hash.dropna())
+        if not theirs or mine <= theirs:
+            continue
+        missing = set(base[(base.dataset == ds) & (base[floor] != "data")][key[1]]) - set(part_rows[key[1]])
+        if missing:
+            raise SystemExit(f"{ds}: the part was scored by another feature extractor than the table, and lacks "
+                             f"{sorted(missing)}: keep it in its own folder, or re-run every model of {ds}")
+        whole.add(ds)
+    return whole
 
 
 def main(argv=None) -> int:

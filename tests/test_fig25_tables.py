@@ -141,3 +141,36 @@ def test_fig26_dbm_sampler_counts_its_search_caps():
     noise = fig26.dbm_sampler(m, "mnist", "gibbs-2-noise", g)
     noise(8)
     assert noise.search == {"searches": 0, "sweeps_capped": 0}
+
+
+def test_fig26_splice_takes_a_data_set_whole_when_its_classifier_changed(tmp_path):
+    """Classifier-FD from two feature extractors cannot share a table: a part scored by another
+    classifier replaces the whole data set, floor included, and must hold every model there."""
+    import json
+
+    import pandas as pd
+    import pytest
+
+    from reproduce import splice
+
+    def table(folder, rows):
+        folder.mkdir()
+        pd.DataFrame(rows).to_csv(folder / "fig26_fid.csv", index=False)
+        (folder / "fig26_fid.json").write_text(json.dumps({"environment": {"git_sha": "abc", "clean_tree": True}}))
+
+    def row(ds, model, family, value, h):
+        return dict(dataset=ds, model=model, family=family, seed=0, sample_kind="mode", metric="classifier_fd",
+                    value=value, weights_hash=h, n_gen=10, extractor="x")
+    base = [row("mnist", "data (train split)", "data", 1.0, "old"), row("mnist", "dbm-cd", "dbm", 400.0, "old"),
+            row("mnist", "wgan", "gan", 280.0, "old"), row("fashion-mnist", "dbm-cd", "dbm", 200.0, "f")]
+    table(tmp_path / "t", base)
+    table(tmp_path / "p", [row("mnist", "data (train split)", "data", 0.9, "new"), row("mnist", "dbm-cd", "dbm", 300.0, "new"),
+                           row("mnist", "wgan", "gan", 260.0, "new")])
+    rec = splice.splice(tmp_path / "t", tmp_path / "p", "fig26")
+    out = pd.read_csv(tmp_path / "t" / "fig26_fid.csv")
+    mn = out[out.dataset == "mnist"]
+    assert rec["whole_datasets"] == ["mnist"] and set(mn.weights_hash) == {"new"} and len(mn) == 3
+    assert (out[out.dataset == "fashion-mnist"].value == 200.0).all()
+    table(tmp_path / "p2", [row("mnist", "dbm-cd", "dbm", 300.0, "newer")])       # lacks wgan: refused
+    with pytest.raises(SystemExit, match="another feature extractor"):
+        splice.splice(tmp_path / "t", tmp_path / "p2", "fig26")
