@@ -452,6 +452,8 @@ def compute(run: Run) -> Computed:
                     title=f"{ds}: DBM rows are local modes (not MCMC samples); GAN rows are generator samples")
     df = pd.DataFrame(rows)
     df["profile"] = run.profile
+    if "family" in df:                       # the mode kinds' block order (modes(): the released order)
+        df["sample_order"] = df.family.map(lambda f: "random" if f == "dbm" else None)
     df.insert(df.columns.get_loc("model") + 1, "method", [method_of(m, f) for m, f in zip(df.model, df.get("family"))])
     return Computed(df, dict(per_dataset=records, problems=sorted(set(problems))), tuple(problems))
 

@@ -358,4 +358,12 @@ def fig26_budget_table(root: Path = ROOT) -> str:
         vals = [f"{cfd.loc[(ds, model, kind)]['mean']:.1f}" if (ds, model, kind) in cfd.index else "-" for ds in datasets]
         rows.append(f"| {model} | {kind} | " + " | ".join(vals) + " |")
     n = int(cfd.n.max())
-    return "\n".join(rows) + f"\n\n{n:,} samples per model; `results/fig26_fid.csv` ({_sha(path.with_suffix('.json'))}).\n"
+    side = json.loads(path.with_suffix(".json").read_text())
+    raw = pd.read_csv(path)
+    orders = raw[raw.family == "dbm"].groupby("dataset").sample_order.agg(lambda x: ", ".join(sorted(set(x.dropna()))))
+    note = f"\n\n{n:,} samples per model; `results/fig26_fid.csv` (run of {_sha(path.with_suffix('.json'))}"
+    for part in side.get("spliced", []):
+        note += (f"; {', '.join(part.get('whole_datasets') or [])} whole from `{part['part']}` "
+                 f"(commit {str(part.get('git_sha'))[:7]})")
+    note += "). Block order of the mode kinds' search: " + "; ".join(f"{ds} {o}" for ds, o in orders.items()) + ".\n"
+    return "\n".join(rows) + note
