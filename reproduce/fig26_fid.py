@@ -329,7 +329,8 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
         plot_gan_curves(d[d.kind == "trace"], d[d.kind != "trace"], path.with_name(f"{path.stem}_gan_curves.png"),
                         run)
         d = d[d.kind != "trace"]
-    panels = list(dict.fromkeys(zip(d.metric, d.dataset)))
+    order = {ds: i for i, ds in enumerate(("mnist", "fashion-mnist", "cifar10"))}
+    panels = sorted(dict.fromkeys(zip(d.metric, d.dataset)), key=lambda p: (p[0], order.get(p[1], 9), p[1]))
     models = list(dict.fromkeys(d[d.family != "data"].model))
     kinds = [k for k in dict.fromkeys(d[d.family != "data"].sample_kind)]
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(7.5 * max(1, len(panels)), max(4.5, 2.4 + 0.42 * len(models))),
