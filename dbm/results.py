@@ -47,8 +47,11 @@ def atomic_path(path: str | Path):
     """The one temp-file-and-rename writer: yields a temporary path in the same folder; the
     caller writes it (any writer: text, safetensors, savefig, npz) and on success it is renamed
     onto ``path``, so ``path`` is the old file or the whole new one, never a half-written file.
-    On error the temporary file is removed."""
+    On error the temporary file is removed. A ``path`` that exists and is not a regular file (a
+    device such as /dev/null, a folder, a symbolic link) is refused: renaming over it would replace it."""
     path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise ValueError(f"{path} is not a regular file: refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.stem}-", suffix=path.suffix)
     os.close(fd)

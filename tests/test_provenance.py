@@ -57,3 +57,17 @@ def test_pytest_benchmark_json_is_read():
            "wall_time_s": 3.0, "cpu_time_s": 5.0}
     assert provenance.missing(rec) == []
     assert provenance.facts(rec)["cpu_model"] == "AMD EPYC" and provenance.facts(rec)["clean_tree"] is True
+
+
+def test_atomic_writes_refuse_to_replace_what_is_not_a_regular_file(tmp_path):
+    from dbm.results import atomic_write_text
+    import pytest
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "target").write_text("keep")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    for bad in (tmp_path / "folder", tmp_path / "link", "/dev/null"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            atomic_write_text(bad, "x")
+    assert (tmp_path / "target").read_text() == "keep"
+    atomic_write_text(tmp_path / "new.txt", "ok")
+    assert (tmp_path / "new.txt").read_text() == "ok"
