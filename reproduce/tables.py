@@ -13,7 +13,6 @@ A table names its sample counts where two are in use, and its source file.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from reproduce import verdicts
-from reproduce.verdicts import fmt as _fmt
+from reproduce.verdicts import fmt as _fmt, short_sha
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("README.md", "docs/estimators.md", "docs/dbm_paper.md", "docs/performance.md")
@@ -70,11 +69,9 @@ def bias_table(root: Path = ROOT) -> str:
         rows.append(f"| {BIAS_LABELS[est]} | {verdicts} (of {n_models[est]}) | {p} | {_fmt(m.mse_per_chain)} | "
                     f"{_fmt(m.cost_sweeps)} | {_fmt(m.mse_per_chain * m.cost_sweeps)} |")
     lo, hi = int(chains["min"].min()), int(chains["max"].max())
-    side = json.loads((root / "results/bias_study.json").read_text())
-    env = side["environment"]
     note = (f"\nMedians over the {int(n_models.max())} models; {lo:,} chains a cell"
             + (f" ({hi:,} in the cells rerun with more)" if hi > lo else "")
-            + f"; `results/bias_study.csv` (commit {env['git_sha'][:7]}{'' if env['clean_tree'] else ', dirty tree'}).\n")
+            + f"; `results/bias_study.csv` (commit {short_sha(root / 'results/bias_study.json')}).\n")
     return "\n".join(rows) + "\n" + note
 
 
@@ -116,11 +113,9 @@ def cap_model_table(root: Path = ROOT) -> str:
                     f"{_fmt(r.steps_past_cap_exact)}, {_fmt(r.steps_past_cap_lower)} |")
     share, bias = df.share_exact / df.share_model, df.bias_exact / df.bias_model
     held = int((df.steps_past_cap_lower <= df.steps_past_cap_exact * (1 + 1e-9)).sum())
-    env = json.loads((root / "results/cap_model_check.json").read_text())["environment"]
     note = (f"\nExact / model: term share {share.min():.2f}-{share.max():.2f}, relative bias "
             f"{bias.min():.2f}-{bias.max():.2f}; the lower bound held in {held} of {len(df)} rows; "
-            f"`results/cap_model_check.csv` (commit {env['git_sha'][:7]}"
-            f"{'' if env['clean_tree'] else ', dirty tree'}).\n")
+            f"`results/cap_model_check.csv` (commit {short_sha(root / 'results/cap_model_check.json')}).\n")
     return "\n".join(rows) + "\n" + note
 
 

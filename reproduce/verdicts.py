@@ -33,10 +33,11 @@ def _f(x: float, nd: int = 0) -> str:
     return "-" if pd.isna(x) else f"{x:,.{nd}f}"
 
 
-def _sha(path: Path) -> str:
-    env = json.loads(path.read_text()).get("environment", {})
-    sha = str(env.get("git_sha", "?"))
-    return sha[:7] + ("" if env.get("clean_tree", "-dirty" not in sha) else ", dirty tree")
+def short_sha(path: Path) -> str:
+    """A sidecar's commit, short, with ", dirty tree" when it was not clean (provenance.facts)."""
+    from reproduce.provenance import commit_of, facts
+    f = facts(json.loads(Path(path).read_text()))
+    return commit_of(str(f.get("git_sha", "?")))[:7] + ("" if f.get("clean_tree") else ", dirty tree")
 
 
 def _runtime(target: str, profile: str | None, root: Path) -> str:
@@ -223,11 +224,11 @@ def verdict_table(root: Path = ROOT) -> str:
         f"{e[('short-run', 'long-run')]:.0f}; persistent EBM's long-run samples {e[('persistent', 'long-run')]:.1f}, "
         f"its bank {e[('persistent', 'persistent bank')]:.1f} | `results/ebm_anatomy_mnist.png` | `make reproduce-anatomy` | "
         f"as above |")
-    note = (f"\nSources: `results/fig24_coupling_time.csv` ({_sha(res / 'fig24_coupling_time.json')}), "
-            f"`results/converged/fig25_end_to_end.csv` ({_sha(res / 'converged/fig25_end_to_end.json')}; spliced, "
-            f"see below), `results/converged/fig26_fid.csv` ({_sha(res / 'converged/fig26_fid.json')}), "
-            f"`results/fig27_inpainting.csv` ({_sha(res / 'fig27_inpainting.json')}), `results/bias_study.csv` "
-            f"({_sha(res / 'bias_study.json')}), `results/ebm_anatomy_*.csv`. Intervals: the AIS bracket's seed means; "
+    note = (f"\nSources: `results/fig24_coupling_time.csv` ({short_sha(res / 'fig24_coupling_time.json')}), "
+            f"`results/converged/fig25_end_to_end.csv` ({short_sha(res / 'converged/fig25_end_to_end.json')}; spliced, "
+            f"see below), `results/converged/fig26_fid.csv` ({short_sha(res / 'converged/fig26_fid.json')}), "
+            f"`results/fig27_inpainting.csv` ({short_sha(res / 'fig27_inpainting.json')}), `results/bias_study.csv` "
+            f"({short_sha(res / 'bias_study.json')}), `results/ebm_anatomy_*.csv`. Intervals: the AIS bracket's seed means; "
             f"+- : standard error over seeds.\n")
     return "\n".join(rows) + "\n" + note
 
@@ -361,7 +362,7 @@ def fig26_budget_table(root: Path = ROOT) -> str:
     side = json.loads(path.with_suffix(".json").read_text())
     raw = pd.read_csv(path)
     orders = raw[raw.family == "dbm"].groupby("dataset").sample_order.agg(lambda x: ", ".join(sorted(set(x.dropna()))))
-    note = f"\n\n{n:,} samples per model; `results/fig26_fid.csv` (run of {_sha(path.with_suffix('.json'))}"
+    note = f"\n\n{n:,} samples per model; `results/fig26_fid.csv` (run of {short_sha(path.with_suffix('.json'))}"
     for part in side.get("spliced", []):
         note += (f"; {', '.join(part.get('whole_datasets') or [])} whole from `{part['part']}` "
                  f"(commit {str(part.get('git_sha'))[:7]})")
