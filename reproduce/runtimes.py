@@ -12,6 +12,7 @@ Standard library only, so `make help` works before the virtual environment exist
 
     python -m reproduce.runtimes record TARGET PROFILE {full,quick} -- COMMAND...
     python -m reproduce.runtimes from-sidecar TARGET PROFILE {full,quick} SIDECAR.json [NOTE]
+    python -m reproduce.runtimes sidecar                  (rewrite results/runtimes.json from the CSV)
     python -m reproduce.runtimes help [Makefile]
 """
 from __future__ import annotations
@@ -59,6 +60,36 @@ def append(row: dict, path: Path = CSV) -> None:
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
+    write_sidecar(path)
+
+
+def write_sidecar(path: Path = CSV) -> dict:
+    """``runtimes.json`` beside the CSV, the sidecar every result has: what the table holds, and the
+    provenance of its newest row (the run that last wrote it: commit, clean tree, CPU, date, wall
+    and CPU time) with the versions of this environment (torch read from its metadata, so the
+    standard library suffices)."""
+    import json
+    import platform
+    from importlib import metadata
+    rows = read(path)
+    last = rows[-1]
+    try:
+        torch_version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch_version = None
+    record = {"config": {"csv": path.name, "rows": len(rows), "fields": list(FIELDS),
+                         "record": "make <target> RECORD=1 (reproduce/runtimes.py)"},
+              "environment": {"git_sha": last["commit"], "clean_tree": last["clean_tree"] == "True",
+                              "cpu_model": last["cpu_model"], "gpu": None, "python": platform.python_version(),
+                              "torch": torch_version, "platform": platform.platform(), "device": "cpu",
+                              "date_utc": last["date_utc"]},
+              "wall_time_s": float(last["wall_s"]), "cpu_time_s": float(last["cpu_s"]),
+              "note": "environment, wall and CPU time: the newest row's run (each row has its own)"}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-runtimes-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path.with_suffix(".json"))
+    return record
 
 
 def record(target: str, profile: str, mode: str, command: list[str], path: Path = CSV) -> int:
@@ -145,6 +176,9 @@ def main(argv=None) -> int:
         return record(target, profile, mode, argv[i + 1:])
     if argv[:1] == ["from-sidecar"]:
         print(from_sidecar(*argv[1:4], Path(argv[4]), *argv[5:6]))
+        return 0
+    if argv[:1] == ["sidecar"]:
+        print(write_sidecar())
         return 0
     if argv[:1] == ["help"]:
         print(help_text(Path(argv[1]) if len(argv) > 1 else ROOT / "Makefile"))

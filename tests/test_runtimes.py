@@ -18,6 +18,9 @@ def test_record_times_and_appends_only_when_asked(tmp_path, monkeypatch):
     assert [r["mode"] for r in rows] == ["full", "quick"]
     assert float(rows[0]["wall_s"]) > 0 and float(rows[0]["cpu_s"]) > 0 and rows[0]["cpu_model"] and rows[0]["commit"]
     assert runtimes.latest("t", rows=rows)["mode"] == "full"
+    from reproduce import provenance
+    side = json.loads(path.with_suffix(".json").read_text())
+    assert provenance.missing(side) == [] and side["config"]["rows"] == 2 and side["wall_time_s"] == float(rows[1]["wall_s"])
 
 
 def test_a_failed_command_is_not_recorded(tmp_path, monkeypatch):
