@@ -122,7 +122,7 @@ def _train(args, config_cls, trainer_cls) -> int:
         run_dir = RunDir(cfg.out_dir, trainer_cls.WEIGHTS)
         with run_dir.locked():
             run_dir.clear()
-    if args.download and cfg.dataset not in ("gmm", "rings"):
+    if args.download and cfg.dataset in ("mnist", "fashion-mnist"):
         from .data import load_images
         load_images(cfg.dataset, "train", cfg.data_dir, download=True)
     trainer = trainer_cls(cfg)
@@ -139,15 +139,14 @@ def _sample_ebm(args) -> int:
     """Long-run sampling from an EBM checkpoint: final states (.pt), the per-step trace (CSV) and,
     for images, a PNG grid."""
     import torch
-    from .ebm.chains import init_chains
-    from .ebm.train import long_run, load_ebm
+    from .ebm.train import fresh_start, long_run, load_ebm
     from .results import write_csv
     path = Path(args.run) / "net.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{path} not found: pass the folder of an EBM run (python -m dbm train-ebm --out-dir ...)")
     net, cfg = load_ebm(path, args.device)
     g = torch.Generator(device=args.device).manual_seed(args.seed)
-    x0 = init_chains(args.init, args.n, net.shape, g)
+    x0 = fresh_start(cfg, args.n, g, kind=args.init)
     x, trace = long_run(net.eval(), x0, args.steps, args.eps or cfg.eps, g, mala=args.mala,
                         record_every=max(1, args.steps // 1000))
     out = Path(args.out or Path(args.run) / f"long_run_{args.steps}")

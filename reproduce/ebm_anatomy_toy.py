@@ -1,18 +1,28 @@
 """EBM anatomy, toy 2-D targets: convergent vs non-convergent ML learning (Nijkamp et al., AAAI 2020).
 
-For each target (an 8-component Gaussian mixture, two concentric rings; exact densities in
-``dbm.ebm.toy``) and each outcome of the paper's toy configs:
+For each target and each outcome of the paper's toy configs, with the authors' released targets
+and toy net as the defaults (exact densities in ``dbm.ebm.toy``, nets in ``dbm.ebm.nets``):
+
+- ``gmm``: 8 equal Gaussians (sd 0.15) on the unit circle; ``rings``: 4 equal rings at radii 1-4
+  (sd 0.15), whose noise start is scaled x2 (the authors' ``noise_init_factor``); net ``toy``,
+  2-32-64-64-64-1 (10.6k parameters).
+- named variants, the project's earlier choices: target ``rings-nested`` (2 rings at radii 0.5
+  and 1, weights proportional to the radius, sd 0.1) and ``--net toy-wide`` (2-128-128-128-1).
+
+Outcomes:
 
 - ``convergent``: SGD lr 0.1, eps = 0.125, 500 Langevin steps from a persistent bank of 10,000
   chains: the paper finds the learned density exp(-U) close to the truth.
 - ``non-convergent``: Adam lr 1e-4, eps = 0.01, 100 steps from Gaussian noise: short-run samples
   look right, the density does not.
 
-Measured per model on an n x n grid: total variation and KL(truth || model) of the learned
+Measured per model on a grid of cells of side ``grid_cell`` over each target's square
+[-e, e]^2 (e: the outermost mean plus 4 sd, the authors' plotting range): total variation and KL(truth || model) of the learned
 density softmax(-U); total variation of kernel density estimates of short-run samples (the
 training initialisation, K steps), long-run samples (``long_run_steps`` steps from the same
 noise) and, for the persistent bank, the bank itself; the KDE of true samples is the floor.
-Traces: d_{s_t} and r_t every update.
+Traces: d_{s_t} and r_t every update (r_t in the paper's units, (eps^2 / 2) ||grad_x U||, as the
+authors' code computes it; ``grad_norm``, the project's earlier unit ||grad_x U||, beside it).
 
     python -m reproduce.ebm_anatomy_toy [--quick | --profile budget | --profile paper]
 
@@ -32,15 +42,16 @@ if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard lib
 import pandas as pd
 import torch
 
-from dbm.ebm.chains import init_chains
 from dbm.ebm.toy import Toy2D, cell_probs_from_energy, cell_probs_from_log_density, cell_probs_from_samples, grid, kl, tv
 from dbm.cells import CellCache, file_hash
-from dbm.ebm.train import EBMConfig, EBMTrainer, long_run, train_or_resume
+from dbm.ebm.train import EBMConfig, EBMTrainer, fresh_start, long_run, train_or_resume
 from dbm.results import seed_hash
 from reproduce.common import Computed, Run, progress, save_figure, script_main, summary_pivot
 
 NAME = "ebm_anatomy_toy"
-TARGETS = {"gmm": Toy2D("gmm", 8, 1.0, 0.15), "rings": Toy2D("rings", 2, 1.0, 0.1)}
+TARGETS = {"gmm": Toy2D("gmm", 8, 1.0, 0.15), "rings": Toy2D("rings", 4, 1.0, 0.15),
+           "rings-nested": Toy2D("rings-nested", 2, 1.0, 0.1)}
+NOISE_SCALE = {"gmm": 1.0, "rings": 2.0}           # the authors' noise_init_factor (1 for the others)
 # the paper's toy configs (spec table); batch 100 everywhere
 OUTCOMES = {
     "convergent": dict(optimizer="sgd", lr=0.1, eps=0.125, steps=500, init="persistent", bank_size=10_000),
@@ -53,12 +64,12 @@ class Config:
     targets: tuple = ("gmm", "rings")
     outcomes: tuple = ("convergent", "non-convergent")
     updates: int = 1500                # the paper: 200k (convergent), 100k (non-convergent)
+    net: str = "toy"                   # the authors' 2-32-64-64-64-1; "toy-wide": the project's earlier net
     n_f: int = 32
     batch_size: int = 100
     data_epsilon: float = 0.0          # 2-D data are already continuous
     seeds: int = 1
-    grid_lim: float = 2.0
-    grid_n: int = 100
+    grid_cell: float = 0.04            # side of a grid cell (gmm: 80 x 80 cells, rings: 230 x 230)
     kde_bandwidth: float = 0.05
     n_eval: int = 5000                 # chains for the short-/long-run KDEs
     long_run_steps: int = 20_000
@@ -66,7 +77,7 @@ class Config:
 
 
 PROFILES = {
-    "quick": dict(updates=20, n_eval=500, long_run_steps=200, grid_n=40, targets=("gmm",)),
+    "quick": dict(updates=20, n_eval=500, long_run_steps=200, grid_cell=0.1, targets=("gmm",)),
     "budget": {},
     "paper": dict(updates=200_000, seeds=3, long_run_steps=100_000),
 }
@@ -75,9 +86,11 @@ PROFILES = {
 def ebm_config(cfg: Config, target: str, outcome: str, seed: int, cache: CellCache, quick: bool) -> EBMConfig:
     t = TARGETS[target]
     over = dict(OUTCOMES[outcome])
+    if over["init"] != "persistent":                          # the persistent bank starts on [-1, 1]^2
+        over["init_scale"] = NOISE_SCALE.get(target, 1.0)
     if quick:                                                 # keep the smoke test short
         over.update(steps=min(over["steps"], 20), bank_size=min(over.get("bank_size", 10_000), 500))
-    base = EBMConfig(dataset=target, toy_groups=t.groups, toy_radius=t.radius, toy_sd=t.sd, net="toy", n_f=cfg.n_f,
+    base = EBMConfig(dataset=t.kind, toy_groups=t.groups, toy_radius=t.radius, toy_sd=t.sd, net=cfg.net, n_f=cfg.n_f,
                      batch_size=cfg.batch_size, data_epsilon=cfg.data_epsilon, updates=cfg.updates,
                      seed=seed, ckpt_every=max(1, cfg.updates // 10), device=cfg.device, **over)
     inputs = {k: v for k, v in dataclasses.asdict(base).items() if k not in ("out_dir", "device", "ckpt_every")}
@@ -88,12 +101,12 @@ def ebm_config(cfg: Config, target: str, outcome: str, seed: int, cache: CellCac
 def evaluate(trainer, cfg: Config, target: str, seed: int) -> tuple[pd.DataFrame, dict]:
     """Density errors on the grid; returns metric rows and arrays for the plot."""
     ecfg, net, truth = trainer.cfg, trainer.net.eval(), TARGETS[target]
-    pts, _ = grid(cfg.grid_lim, cfg.grid_n)
+    pts, _ = target_grid(cfg, target)
     p = cell_probs_from_log_density(truth.log_density(pts))
     q = cell_probs_from_energy(net, pts.to(ecfg.device))
     g = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval", target, ecfg.init, ecfg.optimizer, seed))
     start = "uniform" if ecfg.init == "persistent" else ecfg.init           # the bank starts from uniform noise
-    x0 = init_chains(start, cfg.n_eval, (2,), g)
+    x0 = fresh_start(ecfg, cfg.n_eval, g, kind=start)
     short, _ = long_run(net, x0, ecfg.steps, ecfg.eps, g)
     long, trace = long_run(net, x0, cfg.long_run_steps, ecfg.eps, g, record_every=max(1, cfg.long_run_steps // 200))
     kde = lambda s: cell_probs_from_samples(s, pts, cfg.kde_bandwidth)   # noqa: E731
@@ -106,7 +119,13 @@ def evaluate(trainer, cfg: Config, target: str, seed: int) -> tuple[pd.DataFrame
     return pd.DataFrame([{"metric": k, "value": v} for k, v in rows.items()]), arrays
 
 
-EVAL_FIELDS = ("grid_lim", "grid_n", "kde_bandwidth", "n_eval", "long_run_steps")
+def target_grid(cfg: Config, target: str) -> tuple[torch.Tensor, float]:
+    """The evaluation grid of a target: cells of side about ``grid_cell`` over [-e, e]^2."""
+    lim = TARGETS[target].extent()
+    return grid(lim, max(1, round(2 * lim / cfg.grid_cell)))
+
+
+EVAL_FIELDS = ("grid_cell", "kde_bandwidth", "n_eval", "long_run_steps")
 
 
 def run_cell(cfg: Config, target: str, outcome: str, seed: int, cache: CellCache, quick: bool) -> pd.DataFrame:
@@ -118,7 +137,7 @@ def run_cell(cfg: Config, target: str, outcome: str, seed: int, cache: CellCache
                   model=file_hash(out / EBMTrainer.WEIGHTS))
     cell = cache.cell(NAME, inputs, lambda: evaluate(trainer, cfg, target, seed))
     metrics = pd.read_csv(out / "metrics.csv")[["step", "metric", "value"]]
-    trace = metrics[metrics.metric.isin(["d_st", "r_t"])].assign(kind="trace")
+    trace = metrics[metrics.metric.isin(["d_st", "r_t", "grad_norm"])].assign(kind="trace")
     df = pd.concat([cell.rows.assign(kind="summary", step=ecfg.updates), trace], ignore_index=True)
     df["wall_time_s"] = float(metrics[metrics.metric == "wall_time_s"].value.max())
     return df.assign(target=target, outcome=outcome, seed=seed, run=cell.meta["key"])
@@ -131,14 +150,16 @@ def plot(df: pd.DataFrame, path: Path, run: Run) -> None:
     import matplotlib.pyplot as plt
     runs = df[["target", "outcome", "run"]].drop_duplicates().values.tolist()
     fig, axes = plt.subplots(len(runs), 5, figsize=(20, 3.6 * len(runs)), squeeze=False)
-    ext = [-cfg.grid_lim, cfg.grid_lim, -cfg.grid_lim, cfg.grid_lim]
     for i, (target, outcome, cell_key) in enumerate(runs):
+        lim = TARGETS[target].extent()
+        ext = [-lim, lim, -lim, lim]
         arr = {k: v.numpy() for k, v in cache.load(NAME, cell_key).arrays.items()}
         s = df[(df.run == cell_key) & (df.kind == "summary")].set_index("metric").value
-        pts, _ = grid(cfg.grid_lim, cfg.grid_n)
+        pts, _ = target_grid(cfg, target)
         truth = cell_probs_from_log_density(TARGETS[target].log_density(pts)).numpy()
+        n = round(len(truth) ** 0.5)
         for j, (title, img) in enumerate((("truth", truth), (f"learned exp(-U), TV {s.density_tv:.2f}", arr["model"]))):
-            axes[i, j].imshow(img.reshape(cfg.grid_n, cfg.grid_n), origin="lower", extent=ext, cmap="viridis")
+            axes[i, j].imshow(img.reshape(n, n), origin="lower", extent=ext, cmap="viridis")
             axes[i, j].set_title(f"{target} {outcome}: {title}" if j == 0 else title, fontsize=9)
         for j, (key, label) in enumerate((("short", "short-run"), ("long", "long-run")), start=2):
             pts_s = arr[key]
@@ -155,7 +176,7 @@ def plot(df: pd.DataFrame, path: Path, run: Run) -> None:
         ax.set_yscale("symlog")
         ax.set_xlabel("training update")
         ax.set_ylabel("d_st: energy difference, data - samples (symlog)", color="C0", fontsize=8)
-        right.set_ylabel("r_t: gradient magnitude of the samples", color="C1", fontsize=8)
+        right.set_ylabel("r_t: (eps^2/2) |grad U| of the samples", color="C1", fontsize=8)
         ax.set_title("d_st (blue, left) and r_t (orange, right)", fontsize=9)
         for j in range(4):
             axes[i, j].set_xlabel("x1", fontsize=8)
@@ -172,11 +193,16 @@ def compute(run: Run) -> Computed:
     jobs = [(t, o, s) for t in cfg.targets for o in cfg.outcomes for s in range(cfg.seeds)]
     df = pd.concat([run_cell(cfg, t, o, s, run.cache, quick) for t, o, s in progress(jobs, NAME)], ignore_index=True)
     df["updates"], df["profile"] = cfg.updates, run.profile
-    pts, _ = grid(cfg.grid_lim, cfg.grid_n)
-    floors = {t: tv(cell_probs_from_log_density(TARGETS[t].log_density(pts)),
-                    cell_probs_from_samples(TARGETS[t].sample(cfg.n_eval, torch.Generator().manual_seed(0)), pts,
-                                            cfg.kde_bandwidth)) for t in cfg.targets}
+    floors = {}
+    for t in cfg.targets:
+        pts, _ = target_grid(cfg, t)
+        floors[t] = tv(cell_probs_from_log_density(TARGETS[t].log_density(pts)),
+                       cell_probs_from_samples(TARGETS[t].sample(cfg.n_eval, torch.Generator().manual_seed(0)), pts,
+                                               cfg.kde_bandwidth))
     return Computed(df, dict(targets={t: dataclasses.asdict(TARGETS[t]) for t in cfg.targets}, outcomes=OUTCOMES,
+                             noise_scale={t: NOISE_SCALE.get(t, 1.0) for t in cfg.targets}, net=cfg.net,
+                             r_t_units="(eps^2 / 2) mean ||grad_x U|| over the Langevin path (the authors' code); "
+                                       "grad_norm: mean ||grad_x U||",
                              kde_tv_of_true_samples=floors))
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from dbm.ebm import PersistentBank, init_chains, make_net, run_langevin
+from dbm.ebm.nets import NET_NAMES
 from dbm.ebm.langevin import DivergedChainsError, energy_and_grad, init_state, mala_update
 from dbm.ebm.toy import Toy2D, cell_probs_from_energy, cell_probs_from_log_density, grid, kl, tv
 from dbm.ebm.train import EBMConfig, EBMTrainer, load_ebm, mnist32
@@ -95,17 +96,32 @@ def test_langevin_reports_divergence_and_bad_arguments():
         run_langevin(gaussian_energy, torch.zeros(2, 3), 5, 0.0, g)
 
 
-@pytest.mark.parametrize("target", [Toy2D("gmm", 8, 1.0, 0.15), Toy2D("rings", 2, 1.0, 0.1)])
+@pytest.mark.parametrize("target", [Toy2D("gmm", 8, 1.0, 0.15), Toy2D("rings", 4, 1.0, 0.15),
+                                    Toy2D("rings-nested", 2, 1.0, 0.1)])
 def test_toy_samples_follow_the_exact_density(target):
-    pts, area = grid(2.0, 400)
+    lim = math.ceil(target.extent())                                   # the target lies inside [-lim, lim]^2
+    n = 200 * lim
+    pts, area = grid(float(lim), n)
     assert abs(float(target.log_density(pts).exp().sum() * area) - 1) < 1e-3
-    fine = target.log_density(pts).exp() * area                        # quadrature, (400*400,)
-    coarse = fine.reshape(8, 50, 8, 50).sum((1, 3)).flatten()          # 8 x 8 cells of [-2, 2]^2
+    fine = target.log_density(pts).exp() * area                        # quadrature, (n*n,)
+    coarse = fine.reshape(8, n // 8, 8, n // 8).sum((1, 3)).flatten()  # 8 x 8 cells of [-lim, lim]^2
     probs = torch.cat([coarse, (1 - coarse.sum()).clamp_min(0).reshape(1)])
     x = target.sample(20000, torch.Generator().manual_seed(2)).double()
-    inside = (x.abs() < 2).all(1)
-    cell = ((x[:, 1] + 2) // 0.5).clamp(0, 7).long() * 8 + ((x[:, 0] + 2) // 0.5).clamp(0, 7).long()
+    inside = (x.abs() < lim).all(1)
+    side = lim / 4
+    cell = ((x[:, 1] + lim) // side).clamp(0, 7).long() * 8 + ((x[:, 0] + lim) // side).clamp(0, 7).long()
     chi2_gof(torch.where(inside, cell, 64), probs)
+
+
+def test_released_rings_layout():
+    """The authors' rings: radii radius * k, equal weights; the earlier variant keeps its own."""
+    t = Toy2D("rings", 4, 1.0, 0.15)
+    x = t.sample(40000, torch.Generator().manual_seed(5)).double()
+    r = x.norm(dim=1)
+    counts = torch.stack([((r - k).abs() < 0.5).sum() for k in (1, 2, 3, 4)]).double()
+    chi2_gof(torch.repeat_interleave(torch.arange(4), counts.long()), torch.full((4,), 0.25, dtype=torch.float64))
+    assert t.extent() == pytest.approx(4.6)
+    assert Toy2D("rings-nested", 2, 1.0, 0.1).extent() == pytest.approx(1.4)
 
 
 def test_grid_metrics():
@@ -122,18 +138,51 @@ def test_grid_metrics():
 def test_nets_shapes_seeding_and_errors():
     g = lambda: torch.Generator().manual_seed(3)                       # noqa: E731
     before = torch.get_rng_state()
-    nets = {n: make_net(n, (2,) if n == "toy" else (1, 32, 32), 4, g(), temperature=0.5)
-            for n in ("toy", "vanilla", "nonlocal")}
+    nets = {n: make_net(n, (2,) if n.startswith("toy") else (1, 32, 32), 4, g(), temperature=0.5)
+            for n in NET_NAMES}
     assert torch.equal(torch.get_rng_state(), before)
-    assert nets["toy"](torch.zeros(5, 2)).shape == (5,)
-    for n in ("vanilla", "nonlocal"):
+    for n in ("toy", "toy-wide"):
+        assert nets[n](torch.zeros(5, 2)).shape == (5,)
+    for n in ("vanilla", "nonlocal", "nonlocal-full"):
         assert nets[n](torch.zeros(3, 1, 32, 32)).shape == (3,)
+    assert make_net("nonlocal", (1, 16, 16), 4, g())(torch.zeros(2, 1, 16, 16)).shape == (2,)
     again = make_net("vanilla", (1, 32, 32), 4, g())
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), nets["vanilla"].parameters()))
     with pytest.raises(ValueError, match="shape"):
         nets["vanilla"](torch.zeros(3, 1, 28, 28))
     with pytest.raises(ValueError, match="unknown net"):
         make_net("resnet", (2,), 4, g())
+
+
+def n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def conv(i, o, k):
+    return i * o * k * k + o
+
+
+def test_released_nets_structure_and_size():
+    """The authors' nets (ebm-anatomy nets.py), counted by hand at n_f = 32."""
+    g = torch.Generator().manual_seed(0)
+    toy = make_net("toy", (2,), 32, g).body                             # 2-32-64-64-64-1
+    assert [m.out_features for m in toy if isinstance(m, torch.nn.Linear)] == [32, 64, 64, 64, 1]
+    assert n_params(toy) == (2 * 32 + 32) + (32 * 64 + 64) + 2 * (64 * 64 + 64) + (64 + 1) == 10593
+    assert n_params(make_net("toy-wide", (2,), 32, g).body) == 33537  # the earlier 2-128-128-128-1
+    body = make_net("nonlocal", (1, 32, 32), 32, g).body
+    kinds = [type(m).__name__ for m in body]
+    assert kinds == ["Conv2d", "LeakyReLU", "MaxPool2d", "NonLocalBlock", "Conv2d", "LeakyReLU", "MaxPool2d",
+                     "NonLocalBlock", "Conv2d", "LeakyReLU", "MaxPool2d", "Flatten", "Linear", "LeakyReLU", "Linear"]
+    block = lambda c: 3 * conv(c, c // 2, 1) + conv(c // 2, c, 1)      # noqa: E731  theta, phi, g; W
+    expected = (conv(1, 32, 3) + block(32) + conv(32, 64, 3) + block(64) + conv(64, 128, 3)
+                + (128 * 4 * 4 * 256 + 256) + (256 + 1))
+    assert n_params(body) == expected == 627953
+    blocks = [m for m in body if isinstance(m, torch.nn.Module) and type(m).__name__ == "NonLocalBlock"]
+    assert all(isinstance(b.pool, torch.nn.MaxPool2d) for b in blocks)  # g and phi sub-sampled 2x2
+    x = torch.randn(2, 32, 8, 8)
+    assert torch.equal(blocks[0](x), x)                                 # W starts at zero: the identity
+    full = make_net("nonlocal-full", (1, 32, 32), 32, g).body
+    assert sum(type(m).__name__ == "NonLocalBlock" for m in full) == 3
 
 
 def test_chain_initialisations_and_bank():
@@ -163,7 +212,7 @@ def toy_cfg(tmp_path, **kw):
 def test_training_records_diagnostics_and_resumes_exactly(tmp_path):
     full = EBMTrainer(toy_cfg(tmp_path / "a"))
     m_full = full.run(progress=False)
-    assert {"d_st", "r_t", "energy_data", "energy_samples", "lr"} <= set(m_full.metric)
+    assert {"d_st", "r_t", "grad_norm", "energy_data", "energy_samples", "lr"} <= set(m_full.metric)
     assert m_full.step.max() == 6 and m_full.groupby("metric").size().eq(6).all()
     half = EBMTrainer(toy_cfg(tmp_path / "b", updates=3))
     half.run(progress=False)
@@ -179,6 +228,22 @@ def test_training_records_diagnostics_and_resumes_exactly(tmp_path):
     assert cfg.updates == 6 and torch.equal(next(net.parameters()), next(full.net.parameters()))
     with pytest.raises(ValueError, match="other settings"):
         EBMTrainer(toy_cfg(tmp_path / "b", eps=0.2)).resume()
+
+
+def test_r_t_is_in_the_papers_units(tmp_path):
+    """r_t = (eps^2 / 2) mean ||grad_x U|| = mean ||grad_x f|| (f = the net's body, as the authors'
+    code records it), computed here by hand for one Langevin step from a Gaussian start."""
+    cfg = toy_cfg(tmp_path, init="gaussian", init_scale=2.0, steps=1, updates=1)
+    tr = EBMTrainer(cfg)
+    gen = torch.Generator().manual_seed(0)
+    gen.set_state(tr.chain_gen.get_state())
+    x0 = 2.0 * torch.randn((cfg.batch_size, 2), generator=gen)          # the start the update will draw
+    x = x0.clone().requires_grad_(True)
+    (grad_f,) = torch.autograd.grad(tr.net.body(x).sum(), x)
+    by_hand = float(grad_f.norm(dim=1).mean())
+    rec = tr.update()
+    assert rec["r_t"] == pytest.approx(by_hand, rel=1e-5)
+    assert rec["grad_norm"] == pytest.approx(by_hand / (cfg.eps ** 2 / 2), rel=1e-5)
 
 
 def test_training_errors(tmp_path):
@@ -209,7 +274,7 @@ def test_nonlocal_blocks_start_as_the_identity():
     from dbm.ebm.nets import NonLocalBlock, make_net
     net = make_net("nonlocal", (1, 32, 32), 4, torch.Generator().manual_seed(0))
     blocks = [m for m in net.modules() if isinstance(m, NonLocalBlock)]
-    assert len(blocks) == 3
+    assert len(blocks) == 2
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     assert torch.equal(blocks[0](x), x)
     assert all(float(b.out.weight.abs().sum()) == 0 for b in blocks)

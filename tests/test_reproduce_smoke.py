@@ -382,6 +382,7 @@ def test_ebm_anatomy_mnist_profiles_build_and_train(profile, tmp_path):
         tr = EBMTrainer(small, mnist32("mnist", "train", cfg.data_dir, 16, ecfg.image_size))
         tr.run(progress=False)
         assert tr.step == 2 and tr.net.shape == (1, cfg.image_size, cfg.image_size)
+        assert ecfg.net == {"short-run": "vanilla", "persistent": "nonlocal", "persistent-vanilla": "vanilla"}[outcome]
         if profile == "paper":
             assert (ecfg.n_f, ecfg.image_size, ecfg.batch_size) == (32, 32, 100)
             assert ecfg.steps == (500 if outcome == "persistent" else 150)

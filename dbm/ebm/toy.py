@@ -3,9 +3,12 @@ should check").
 
 - ``gmm``: ``groups`` equal-weight isotropic Gaussians (sd ``sd``) with means on the circle of
   radius ``radius``.
-- ``rings``: ``groups`` concentric rings with radii radius * k / groups (k = 1..groups) and weights
-  proportional to the radius; a point is r (cos a, sin a) with a uniform and r ~ N(r_k, sd^2),
-  so p(x) = sum_k w_k [phi((|x| - r_k)/sd) + phi((-|x| - r_k)/sd)] / (2 pi sd |x|).
+- ``rings``: the authors' rings, ``groups`` concentric rings with radii r_k = radius * k
+  (k = 1..groups) and equal weights (released configs: 4 rings, radius 1, sd 0.15); a point is
+  r (cos a, sin a) with a uniform and r ~ N(r_k, sd^2), so
+  p(x) = sum_k w_k [phi((|x| - r_k)/sd) + phi((-|x| - r_k)/sd)] / (2 pi sd |x|).
+- ``rings-nested``: the project's earlier variant, radii radius * k / groups and weights
+  proportional to the radius (same density formula).
 
 Grid metrics compare cell probabilities on an n x n grid of cell centres over [-lim, lim]^2
 (both sides renormalised on the grid): total variation 0.5 sum |p - q| and KL(p_true || q).
@@ -20,19 +23,26 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["Toy2D", "grid", "cell_probs_from_log_density", "cell_probs_from_energy", "cell_probs_from_samples", "tv", "kl"]
+TOY_KINDS = ("gmm", "rings", "rings-nested")
+
+__all__ = ["Toy2D", "TOY_KINDS", "grid", "cell_probs_from_log_density", "cell_probs_from_energy", "cell_probs_from_samples", "tv", "kl"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Toy2D:
-    kind: str = "gmm"            # or "rings"
+    kind: str = "gmm"            # or "rings", "rings-nested"
     groups: int = 8
     radius: float = 1.0
     sd: float = 0.15
 
     def __post_init__(self):
-        if self.kind not in ("gmm", "rings") or self.groups < 1 or self.sd <= 0:
-            raise ValueError(f"need kind in ('gmm', 'rings'), groups >= 1, sd > 0; got {self}")
+        if self.kind not in TOY_KINDS or self.groups < 1 or self.sd <= 0:
+            raise ValueError(f"need kind in {TOY_KINDS}, groups >= 1, sd > 0; got {self}")
+
+    def extent(self) -> float:
+        """Half-width of a square that holds the target: the outermost mean's distance from the
+        origin plus 4 sd (the authors' plotting range)."""
+        return self.radius * (self.groups if self.kind == "rings" else 1) + 4 * self.sd
 
     def _centres(self) -> tuple[Tensor, Tensor]:
         k = torch.arange(self.groups, dtype=torch.float64)
@@ -40,6 +50,8 @@ class Toy2D:
             a = 2 * math.pi * k / self.groups
             return self.radius * torch.stack([a.cos(), a.sin()], 1), torch.full((self.groups,), 1 / self.groups,
                                                                                  dtype=torch.float64)
+        if self.kind == "rings":
+            return self.radius * (k + 1), torch.full((self.groups,), 1 / self.groups, dtype=torch.float64)
         r = self.radius * (k + 1) / self.groups
         return r, r / r.sum()
 
@@ -93,7 +105,7 @@ def cell_probs_from_energy(energy, points: Tensor, batch: int = 4096) -> Tensor:
     return cell_probs_from_log_density(-u)
 
 
-def cell_probs_from_samples(samples: Tensor, points: Tensor, bandwidth: float, chunk: int = 2048) -> Tensor:
+def cell_probs_from_samples(samples: Tensor, points: Tensor, bandwidth: float, chunk: int = 0) -> Tensor:
     """Gaussian-kernel density estimate of samples (S, 2) at the grid points (N, 2) -> (N,) float64,
     renormalised on the grid."""
     s = samples.double().cpu()
@@ -101,6 +113,7 @@ def cell_probs_from_samples(samples: Tensor, points: Tensor, bandwidth: float, c
     if s.shape[0] == 0:
         raise ValueError("no finite samples")
     p = points.double().cpu()
+    chunk = chunk or max(1, (1 << 24) // p.shape[0])          # about 128 MiB of distances per chunk
     out = torch.zeros(p.shape[0], dtype=torch.float64)
     for i in range(0, s.shape[0], chunk):
         out += torch.exp(-torch.cdist(p, s[i:i + chunk]).pow(2) / (2 * bandwidth ** 2)).sum(1)

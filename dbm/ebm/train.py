@@ -3,8 +3,10 @@
 One update: a data batch x+ (plus N(0, data_epsilon^2) noise), K Langevin steps of step size eps
 from the configured initialisation to x-, the loss d_{s_t} = mean U(x+) - mean U(x-) (x- detached),
 one optimizer step. Recorded every update in ``<out_dir>/metrics.csv`` (tidy: step, metric,
-value): ``d_st``, ``r_t`` (mean ||grad_x U|| along the Langevin path), ``energy_data``,
-``energy_samples``, ``lr`` and ``wall_time_s``.
+value): ``d_st``, ``r_t`` (the paper's units: the mean norm of the gradient term the Langevin
+step applies, (eps^2 / 2) ||grad_x U|| = ||grad_x f||, along the path, as in the authors' code),
+``grad_norm`` (the mean ||grad_x U|| itself, the unit this project reported before),
+``energy_data``, ``energy_samples``, ``lr`` and ``wall_time_s``.
 
 Units: U = f / T with T = eps^2 / 2 (``dbm.ebm.nets.EnergyNet``). ``lr`` is the authors' learning
 rate: Adam is invariant to the scale of the loss; for SGD the step on theta is
@@ -32,25 +34,25 @@ from ..results import seed_hash
 from ..run import RunTrainer, check_writable, read_weights, require_finite, set_generator_state
 from .chains import INITS, PersistentBank, init_chains
 from .langevin import run_langevin
-from .nets import EnergyNet, make_net
-from .toy import Toy2D
+from .nets import NET_NAMES, TOY_NETS, EnergyNet, make_net
+from .toy import TOY_KINDS, Toy2D
 
 IMAGE_SIZES = (16, 32)
 
 __all__ = ["EBMConfig", "EBMTrainer", "IMAGE_SIZES", "load_ebm", "mnist32", "resize_signed", "long_run",
-           "train_or_resume", "toy_target"]
+           "train_or_resume", "toy_target", "r_t_paper_units", "fresh_start"]
 
 
 @dataclasses.dataclass(frozen=True)
 class EBMConfig:
-    dataset: str = "mnist"            # "mnist", "fashion-mnist" (images in [-1, 1]) or "gmm" / "rings" (2-D)
+    dataset: str = "mnist"            # "mnist", "fashion-mnist" (images in [-1, 1]) or a 2-D target (TOY_KINDS)
     data_dir: str | None = None
     image_size: int = 32              # side S of the (1, S, S) images: 32 (the paper's) or 16 (2x2 average-pooled)
     toy_groups: int = 8
     toy_radius: float = 1.0
     toy_sd: float = 0.15
     data_epsilon: float = 0.015       # sd of the noise added to training data
-    net: str = "vanilla"              # "toy", "vanilla" or "nonlocal"
+    net: str = "vanilla"              # one of NET_NAMES: toy nets for 2-D targets, the others for images
     n_f: int = 32
     optimizer: str = "adam"           # or "sgd"
     lr: float = 1e-4
@@ -58,6 +60,7 @@ class EBMConfig:
     eps: float = 1e-2                 # Langevin step size
     steps: int = 100                  # K short-run steps per update
     init: str = "uniform"             # uniform, gaussian, data or persistent
+    init_scale: float = 1.0           # fresh uniform / gaussian starts are multiplied by it (the authors' rings: 2)
     bank_size: int = 10000            # persistent chains
     rejuvenate: float = 0.0
     batch_size: int = 100
@@ -68,28 +71,28 @@ class EBMConfig:
     out_dir: str = "runs/ebm"
     device: str = "cpu"               # cpu or cuda
 
-    CHOICES = {"dataset": ("mnist", "fashion-mnist", "gmm", "rings"), "net": ("toy", "vanilla", "nonlocal"),
+    CHOICES = {"dataset": ("mnist", "fashion-mnist") + TOY_KINDS, "net": NET_NAMES,
                "optimizer": ("adam", "sgd"), "init": INITS,
                "image_size": IMAGE_SIZES}
 
     def __post_init__(self):
         check_config(self, positive_int=("toy_groups", "n_f", "steps", "bank_size", "batch_size", "updates",
                                          "ckpt_every"),
-                     nonneg_int=("train_limit",), positive=("toy_radius", "toy_sd", "lr", "lr_decay", "eps"),
+                     nonneg_int=("train_limit",), positive=("toy_radius", "toy_sd", "lr", "lr_decay", "eps", "init_scale"),
                      nonneg=("data_epsilon",), fraction=("rejuvenate",), choices=self.CHOICES)
         if self.lr_decay > 1:
             raise ConfigError(f"--lr-decay must be in (0, 1], got {self.lr_decay!r}")
         if self.init == "persistent" and self.bank_size < self.batch_size:
             raise ConfigError(f"--bank-size {self.bank_size} < --batch-size {self.batch_size}: the persistent "
                               "bank must hold at least one batch of chains")
-        if (self.net == "toy") != (self.dataset in ("gmm", "rings")):
-            raise ConfigError(f"--net {self.net} does not fit --dataset {self.dataset}: the toy net is for the "
-                              "2-D targets (gmm, rings), vanilla / nonlocal for images")
+        if (self.net in TOY_NETS) != (self.dataset in TOY_KINDS):
+            raise ConfigError(f"--net {self.net} does not fit --dataset {self.dataset}: the toy nets {TOY_NETS} are "
+                              f"for the 2-D targets {TOY_KINDS}, the others for images")
         check_device(self.device)
 
 
 RESUME_MUST_MATCH = ("dataset", "image_size", "toy_groups", "toy_radius", "toy_sd", "data_epsilon", "net", "n_f", "optimizer",
-                     "lr", "lr_decay", "eps", "steps", "init", "bank_size", "rejuvenate", "batch_size", "seed",
+                     "lr", "lr_decay", "eps", "steps", "init", "init_scale", "bank_size", "rejuvenate", "batch_size", "seed",
                      "train_limit")
 
 
@@ -109,7 +112,22 @@ def resize_signed(x: Tensor, size: int) -> Tensor:
 
 
 def _shape(cfg: EBMConfig) -> tuple[int, ...]:
-    return (2,) if cfg.dataset in ("gmm", "rings") else (1, cfg.image_size, cfg.image_size)
+    return (2,) if cfg.dataset in TOY_KINDS else (1, cfg.image_size, cfg.image_size)
+
+
+def r_t_paper_units(grad_norm: float, eps: float) -> float:
+    """The paper's r_t from the mean ||grad_x U||: the norm of the gradient term the Langevin step
+    applies, (eps^2 / 2) ||grad_x U|| (= ||grad_x f|| for U = f / T, T = eps^2 / 2)."""
+    return eps ** 2 / 2 * grad_norm
+
+
+def fresh_start(cfg: EBMConfig, n: int, generator: torch.Generator, data: Tensor | None = None,
+                kind: str | None = None) -> Tensor:
+    """n fresh chains (n, *shape) of initialisation ``kind`` (default ``cfg.init``); uniform and
+    gaussian noise is multiplied by ``cfg.init_scale``."""
+    kind = cfg.init if kind is None else kind
+    x = init_chains(kind, n, _shape(cfg), generator, data)
+    return x * cfg.init_scale if kind in ("uniform", "gaussian") and cfg.init_scale != 1.0 else x
 
 
 def toy_target(cfg: EBMConfig) -> Toy2D:
@@ -132,7 +150,7 @@ class EBMTrainer(RunTrainer):
         self._init_run(cfg)
         check_writable(cfg.out_dir)
         dev = cfg.device
-        self.toy = toy_target(cfg) if cfg.dataset in ("gmm", "rings") else None
+        self.toy = toy_target(cfg) if cfg.dataset in TOY_KINDS else None
         if data is None and self.toy is None:
             data = mnist32(cfg.dataset, "train", cfg.data_dir, cfg.train_limit, cfg.image_size)
         self.data = None if data is None else data.to(dev)
@@ -167,7 +185,7 @@ class EBMTrainer(RunTrainer):
         if self.bank is not None:
             return self.bank.draw(cfg.batch_size, self.chain_gen)
         data = self.data if self.toy is None else self.toy.sample(cfg.batch_size * 10, self.data_gen)
-        return None, init_chains(cfg.init, cfg.batch_size, _shape(cfg), self.chain_gen, data)
+        return None, fresh_start(cfg, cfg.batch_size, self.chain_gen, data)
 
     def update(self) -> dict[str, float]:
         cfg = self.cfg
@@ -186,7 +204,8 @@ class EBMTrainer(RunTrainer):
         self.sched.step()
         self.step += 1
         require_finite(self.net.named_parameters(), self.step, self.out)
-        return {"d_st": float(d_st.detach()), "r_t": float(rec["grad_norm"].mean()) if cfg.steps else 0.0,
+        grad_norm = float(rec["grad_norm"].mean()) if cfg.steps else 0.0
+        return {"d_st": float(d_st.detach()), "r_t": r_t_paper_units(grad_norm, cfg.eps), "grad_norm": grad_norm,
                 "energy_data": float(u_pos.detach()), "energy_samples": float(u_neg.detach())}
 
     def train_step(self) -> dict:
