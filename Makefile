@@ -7,6 +7,9 @@ DEVICE  ?= cpu
 QFLAG   := $(if $(QUICK),--quick,)
 PROFILE ?= budget
 comma   := ,
+# flags that override the zoo models' training settings (e.g. ZOO="--updates 6000"): passed alike to
+# zoo, reproduce-fig25, fid and reproduce-fig27, so every script trains and judges the same models
+ZOO     ?=
 RECORD  ?=
 # every long target is timed (wall and CPU seconds, printed); RECORD=1 also appends the measurement
 # to results/runtimes.csv, the one source of the runtimes in `make help`, the README and the docs
@@ -55,19 +58,19 @@ bench-side-by-side: $(STAMP)  ## issue 14's protocol: one update of git ref REF 
 reproduce-all: reproduce-fig24 reproduce-fig25 fid reproduce-fig27 reproduce-bias reproduce-anatomy  ## every figure of the profile
 
 zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (CELLS=ucd-mh-lmi:0,fashion-mnist/cd:0 trains those alone)
-	$(TIMED) $(PY) -m reproduce.zoo --profile $(PROFILE) --jobs 2 --device $(DEVICE) $(if $(CELLS),--cells $(CELLS),)
+	$(TIMED) $(PY) -m reproduce.zoo --profile $(PROFILE) --jobs 2 --device $(DEVICE) $(if $(CELLS),--cells $(CELLS),) $(ZOO)
 
 reproduce-fig24: $(STAMP)  ## slide 24: coupling time against width
 	$(TIMED1) $(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)
 
 reproduce-fig25: $(STAMP)  ## slide 25: end-to-end training, likelihood and samples (PROFILE=converged: run `make zoo` first)
-	$(TIMED) $(PY) -m reproduce.fig25_end_to_end $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
+	$(TIMED) $(PY) -m reproduce.fig25_end_to_end $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE) $(ZOO)
 
 reproduce-fig27: $(STAMP)  ## slide 27: inpainting with fig25's models
-	$(TIMED) $(PY) -m reproduce.fig27_inpainting $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
+	$(TIMED) $(PY) -m reproduce.fig27_inpainting $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE) $(ZOO)
 
 fid: $(STAMP)  ## slide 26: FID / classifier-FD of DBMs and WGANs (trains the zoo and GANs it does not find)
-	$(TIMED) $(PY) -m reproduce.fig26_fid $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE)
+	$(TIMED) $(PY) -m reproduce.fig26_fid $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE) $(ZOO)
 
 gans: $(STAMP)  ## slide 26: train fig26's GANs of PROFILE (converged: to their classifier-FD plateau, hours per GAN; resumable)
 	$(TIMED) $(PY) -c "from reproduce.fig26_fid import train_gans; train_gans('$(PROFILE)', device='$(DEVICE)')"

@@ -57,7 +57,9 @@ NAME = "fig26_fid"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(zoo.ZooConfig):
+    """The zoo models' training settings (inherited: a flag such as --updates reaches the models
+    judged here as it reaches fig25's) and this figure's evaluation."""
     datasets: tuple = ("mnist", "fashion-mnist", "cifar10")
     dbm_methods: tuple = zoo.METHODS                  # the zoo's (fig25's) models
     sample_kinds: tuple = ("mode", "random")          # module docstring; "random" = mode+1 (older name)
@@ -84,7 +86,7 @@ class Config:
     device: str = "cpu"
 
 
-PROFILES = {
+_PROFILES = {
     "quick": dict(fid_extractor="standin", datasets=("mnist",), dbm_methods=("ucd-mh-lmi",), gan_steps=3,
                   gan_width=8, n_gen=300, n_ref=300,
                   cifar_hidden=16, cifar_updates=3, cifar_batch=20, classifier_epochs=1,
@@ -97,6 +99,7 @@ PROFILES = {
                       gan_steps=30_000, gan_fd_every=250, gan_stop_on_plateau=True, gan_min_steps=10_000),
     "paper": dict(gan_steps=200_000, seeds=3, cifar_updates=100_000, n_gen=50_000, n_ref=10_000),
 }
+PROFILES = {name: {**zoo.PROFILES[name], **p} for name, p in _PROFILES.items()}   # the zoo's settings, then ours
 ENCODING = {"mnist": "binary", "fashion-mnist": "binary", "cifar10": "8bit"}
 PREP = {"binary": "binarised at 0.5", "8bit": "8-bit pixels / 255"}
 
@@ -144,7 +147,7 @@ def dbm_models(ds: str, cfg: Config, profile: str, cache: CellCache):
             t.run(progress=False)
             yield "dbm-ucd-mh-lmi", seed, t.model
         return
-    zcfg = zoo.zoo_config(profile=profile)
+    zcfg = zoo.zoo_config(cfg)
     train, test = zoo.binary_data(ds, cfg.data_dir, zcfg.train_limit, zoo.HELD_OUT)
     for method, seed in dbm_cells(ds, cfg, profile):
         t, _ = zoo.train(cache, zcfg, ds, method, seed, train, test, cfg.device)
@@ -279,7 +282,7 @@ def evaluate_dataset(ds: str, cfg: Config, profile: str, cache: CellCache, grids
 
     train_imgs = images_for(ds, enc, cfg.data_dir)
     add("data (train split)", "data", 0, "training images", train_imgs[:cfg.n_gen], "none")
-    upd = cfg.cifar_updates if ds == "cifar10" else zoo.zoo_config(profile=profile).updates
+    upd = cfg.cifar_updates if ds == "cifar10" else cfg.updates
     for name, seed, model in dbm_models(ds, cfg, profile, cache):
         weights = state_hash(model)
         for kind in cfg.sample_kinds:

@@ -40,7 +40,9 @@ NAME = "fig27_inpainting"
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(zoo.ZooConfig):
+    """The zoo models' training settings (inherited: a flag such as --updates reaches the models
+    completed here as it reaches fig25's) and this figure's evaluation."""
     datasets: tuple = ("mnist", "fashion-mnist")
     methods: tuple = zoo.METHODS                      # the zoo's (fig25's) models
     masks: tuple = ("left", "right", "top", "bottom", "center", "random-0.25", "random-0.5", "random-0.75")
@@ -55,12 +57,13 @@ class Config:
     device: str = "cpu"
 
 
-PROFILES = {
+_PROFILES = {
     "quick": dict(methods=("ucd-mh-lmi", "cd"), masks=("left", "top", "center", "random-0.5"), test_n=100,
                   gibbs_samples=4, gibbs_sweeps=10, classifier_epochs=1, classifier_train_limit=5000),
     "budget": dict(methods=zoo.METHODS + ("ucd-mh-lmi-even-first",)),   # fig25's budget models, the ablation too
     "paper": dict(test_n=10_000, gibbs_samples=10),
 }
+PROFILES = {name: {**zoo.PROFILES[name], **p} for name, p in _PROFILES.items()}   # the zoo's settings, then ours
 
 
 def observed_mask(kind: str, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -206,7 +209,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 def compute(run: Run) -> Computed:
     cfg, cache, frames, classifiers = run.cfg, run.cache, [], {}
-    zcfg = zoo.zoo_config(profile=run.profile)
+    zcfg = zoo.zoo_config(cfg)
     for ds in cfg.datasets:
         ccfg = ClassifierConfig(dataset=ds, epochs=cfg.classifier_epochs, train_limit=cfg.classifier_train_limit)
         clf, record = load_or_train(ccfg, cache.root / "classifiers", cfg.data_dir, cfg.device)

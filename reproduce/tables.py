@@ -13,6 +13,7 @@ A table names its sample counts where two are in use, and its source file.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from reproduce import verdicts
 from reproduce.verdicts import fmt as _fmt, short_sha
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("README.md", "docs/estimators.md", "docs/dbm_paper.md", "docs/performance.md")
+FILES = ("README.md", "docs/estimators.md", "docs/dbm_paper.md", "docs/performance.md", "docs/ebm_anatomy.md")
 _BLOCK = re.compile(r"(<!-- table:(?P<name>[a-z0-9_-]+)[^>]*-->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
 
 
@@ -119,12 +120,92 @@ def cap_model_table(root: Path = ROOT) -> str:
     return "\n".join(rows) + "\n" + note
 
 
+# --------------------------------------------------------------------------------------------
+# EBM anatomy (results/ebm_anatomy_{toy,mnist}.csv and their traces)
+
+def _trace_windows(trace: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per run (``keys``): d_st over the last third of the updates (mean, sd, share > 0) and r_t /
+    grad_norm over the first tenth and the last third (means)."""
+    out = []
+    for k, d in trace.groupby(keys):
+        n = d.step.max()
+        late, early = d[d.step > 2 * n / 3], d[d.step <= max(1, n / 10)]
+        dst = late[late.metric == "d_st"].value
+        rec = dict(zip(keys, k if isinstance(k, tuple) else (k,)), updates=int(n), dst_mean=dst.mean(),
+                   dst_sd=dst.std(), dst_pos=(dst > 0).mean(), late_from=int(2 * n / 3) + 1)
+        for m in ("r_t", "grad_norm"):
+            rec[f"{m}_early"] = early[early.metric == m].value.mean()
+            rec[f"{m}_late"] = late[late.metric == m].value.mean()
+        out.append(rec)
+    return pd.DataFrame(out).set_index(keys)
+
+
+def ebm_toy_table(root: Path = ROOT) -> str:
+    """Per target and outcome: the density and sample errors, and the learning diagnostics."""
+    df = pd.read_csv(root / "results/ebm_anatomy_toy.csv")
+    trace = pd.read_csv(root / "results/ebm_anatomy_toy_trace.csv")
+    s = df[df.kind == "summary"].pivot_table(index=["target", "outcome"], columns="metric", values="value")
+    w = _trace_windows(trace, ["target", "outcome"])
+    rows = ["| target | outcome | density TV | KL(truth \\|\\| model) | short-run KDE TV | long-run KDE TV | bank KDE TV "
+            "| d_st, last third (mean +- sd, share > 0) | r_t (paper's units), first tenth -> last third "
+            "| mean abs(grad U), last third |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for (t, o), r in s.iterrows():
+        x = w.loc[(t, o)]
+        bank = "" if pd.isna(r.get("bank_kde_tv")) else f"{r.bank_kde_tv:.2f}"
+        rows.append(f"| {t} | {o} | {r.density_tv:.2f} | {_fmt(r.density_kl)} | {r.short_run_kde_tv:.2f} | "
+                    f"{r.long_run_kde_tv:.2f} | {bank} | {_fmt(x.dst_mean)} +- {_fmt(x.dst_sd)}, {x.dst_pos:.0%} | "
+                    f"{_fmt(x.r_t_early)} -> {_fmt(x.r_t_late)} | {_fmt(x.grad_norm_late)} |")
+    side = json.loads((root / "results/ebm_anatomy_toy.json").read_text())
+    floors = side.get("kde_tv_of_true_samples", {})
+    note = (f"\n{int(w.updates.max()):,} updates, seed 0, net `{side.get('net', 'toy')}`; the KDE of "
+            f"{int(side['config']['n_eval']):,} true samples gives TV "
+            + ", ".join(f"{_fmt(v)} ({k})" for k, v in floors.items())
+            + f" (the floor). `results/ebm_anatomy_toy.csv` (commit {short_sha(root / 'results/ebm_anatomy_toy.json')}).\n")
+    return "\n".join(rows) + "\n" + note
+
+
+EBM_MNIST_SAMPLES = ("short-run", "persistent bank", "long-run")
+
+
+def ebm_mnist_table(root: Path = ROOT) -> str:
+    """Per model and sample set: classifier-FD, saturated pixels and mean energy; per model the
+    learning diagnostics."""
+    df = pd.read_csv(root / "results/ebm_anatomy_mnist.csv")
+    trace = pd.read_csv(root / "results/ebm_anatomy_mnist_trace.csv")
+    s = df[df.kind == "summary"].pivot_table(index=["model", "samples"], columns="metric", values="value")
+    nets = df.dropna(subset=["net"]).groupby("model").net.first()
+    floor = s.loc[("data", "held-out test images"), "classifier_fd"]
+    n_eval = int(df.n_eval.max())
+    rows = [f"| model (net) | samples | classifier FD ({n_eval:,} samples; floor {floor:.1f}) | pixels beyond [-1, 1] "
+            "| mean U |", "|---|---|---|---|---|"]
+    order = {"short-run": 0, "persistent": 1, "persistent-vanilla": 2}
+    models = sorted((m for m in s.index.get_level_values(0).unique() if m != "data"), key=lambda m: (order.get(m, 9), m))
+    for m in models:
+        for smp in EBM_MNIST_SAMPLES:
+            if (m, smp) in s.index:
+                r = s.loc[(m, smp)]
+                rows.append(f"| {m} ({nets.get(m, '?')}) | {smp} | {r.classifier_fd:.1f} | {r.saturated_fraction:.2f} "
+                            f"| {_fmt(r.mean_energy)} |")
+    w = _trace_windows(trace[trace.samples == "training"], ["model"])
+    rows += ["", "| model (net) | d_st, last third (mean +- sd, share > 0) | r_t (paper's units), first tenth -> last "
+             "third | mean abs(grad U), first tenth -> last third |", "|---|---|---|---|"]
+    for m in models:
+        x = w.loc[m]
+        rows.append(f"| {m} ({nets.get(m, '?')}) | {_fmt(x.dst_mean)} +- {_fmt(x.dst_sd)}, {x.dst_pos:.0%} | "
+                    f"{_fmt(x.r_t_early)} -> {_fmt(x.r_t_late)} | {_fmt(x.grad_norm_early)} -> {_fmt(x.grad_norm_late)} |")
+    note = (f"\n{int(w.updates.max()):,} updates; last third: updates {int(w.late_from.min()):,}-"
+            f"{int(w.updates.max()):,}. `results/ebm_anatomy_mnist.csv` (commit "
+            f"{short_sha(root / 'results/ebm_anatomy_mnist.json')}).\n")
+    return "\n".join(rows) + "\n" + note
+
+
 def _registry() -> dict:
     return {"bias": bias_table, "bias-cells": bias_cells_table, "cap-model": cap_model_table,
             "verdicts": verdicts.verdict_table, "speed": verdicts.speed_table, "provenance": verdicts.provenance_table,
             "runtimes": verdicts.runtime_table, "bench-steps": verdicts.bench_steps_table,
             "fig26-budget": verdicts.fig26_budget_table, "slides-25-26-mnist": verdicts.slides25_26_table,
-            "slides-25-26-fashion-mnist": lambda root=ROOT: verdicts.slides25_26_table(root, "fashion-mnist")}
+            "slides-25-26-fashion-mnist": lambda root=ROOT: verdicts.slides25_26_table(root, "fashion-mnist"),
+            "ebm-toy": ebm_toy_table, "ebm-mnist": ebm_mnist_table}
 
 
 TABLES = _registry()

@@ -14,6 +14,10 @@ at these sizes) and let fig25 reuse them:
     python -m reproduce.zoo --profile converged --jobs 2     # fig25's matrix, split over 2 processes
     python -m reproduce.fig25_end_to_end --profile converged
 
+Every field of ``ZooConfig`` is a flag (``--updates 6000``) that overrides the profile; fig25,
+fig26 and fig27 take the same flags, so one override reaches every script that uses the models
+(``make zoo reproduce-fig25 fid reproduce-fig27 ZOO="--updates 6000"``).
+
 (``make zoo PROFILE=converged``: every data set of the profile; ``--dataset fashion-mnist`` the
 Fashion-MNIST matrix of the profile (converged: seed 0 of each method); ``--cells
 ucd-gibbs:0,fashion-mnist/pcd:0`` chosen cells, un-prefixed ones on ``--dataset``.)
@@ -27,6 +31,7 @@ import sys
 import torch
 
 from dbm.cells import CellCache, file_hash
+from dbm.config import add_config_args, config_from_args
 from dbm.data import load_images
 from dbm.encoding import encode
 from dbm.presets import EVEN_FIRST, PRESETS, caps, resolve
@@ -133,8 +138,8 @@ def matrix(cfg: MatrixConfig, dataset: str) -> list[tuple[str, int]]:
 
 
 def zoo_config(source=None, profile: str | None = None) -> ZooConfig:
-    """The zoo settings: the fields of ``source`` (any config with the same field names, e.g.
-    fig25's), or the named profile's."""
+    """The zoo settings: the fields of ``source`` (a script's resolved config, which inherits
+    ``ZooConfig``: fig25, fig26, fig27), or the named profile's."""
     if source is not None:
         return ZooConfig(**{f.name: getattr(source, f.name) for f in dataclasses.fields(ZooConfig)})
     return ZooConfig(**PROFILES[profile or "budget"])
@@ -237,6 +242,7 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", default="runs", help="the cell cache (the same as fig25's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--force", action="store_true", help="retrain the listed cells")
+    add_config_args(p, ZooConfig)                     # overrides of the profile's training settings
     args = p.parse_args(argv)
     if args.cells is None:
         f = profile_config(args.profile)
@@ -245,7 +251,7 @@ def main(argv=None) -> int:
     cells = parse_cells(args.cells, args.dataset or "mnist")
     if args.jobs > 1:
         return _spawn(args, cells, argv or sys.argv[1:])
-    zcfg = zoo_config(profile=args.profile)
+    zcfg = config_from_args(args, ZooConfig, zoo_config(profile=args.profile))
     cache, data = CellCache(args.work_dir, args.force), {}
     for ds, method, seed in cells:
         print(f"zoo {args.profile} {ds} {method} seed {seed}", flush=True)
