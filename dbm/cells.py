@@ -23,7 +23,6 @@ their own script's ``--force`` recomputes them.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Callable, NamedTuple
 import pandas as pd
 
 from .errors import CheckpointError
-from .results import atomic_path, atomic_write_text, git_sha, write_csv
+from .results import atomic_path, atomic_write_text, cell_id, file_sha256, git_sha, write_csv
 
 __all__ = ["CODE_VERSION", "Cell", "CellCache", "file_hash"]
 
@@ -41,11 +40,7 @@ CODE_VERSION = "2"
 
 def file_hash(path: str | Path) -> str:
     """SHA-256 (hex, first 16 characters) of a file's bytes: the identity of a trained model."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 class Cell(NamedTuple):
@@ -70,8 +65,7 @@ class CellCache:
         """The cell's key; ``version`` overrides the script's (for cells shared between scripts,
         such as the model zoo's, whose keys must not depend on which script asks)."""
         v = self.version if version is None else str(version)
-        payload = {"kind": kind, "inputs": inputs, "code": CODE_VERSION, "version": v}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return cell_id({"kind": kind, "inputs": inputs, "code": CODE_VERSION, "version": v})
 
     def _stale(self, key: str, owned: bool) -> bool:
         return self.force and owned and key not in self._fresh

@@ -16,7 +16,7 @@ import torch
 
 from dbm.host import cpu_model
 
-__all__ = ["seed_hash", "cell_id", "atomic_path", "atomic_write_text", "write_csv", "git_sha", "environment",
+__all__ = ["seed_hash", "cell_id", "file_sha256", "atomic_path", "atomic_write_text", "write_csv", "git_sha", "environment",
            "write_sidecar", "device_name", "cpu_model", "gpu_name", "cpu_time_s", "state_hash",
            "PROVENANCE_FIELDS"]
 
@@ -28,8 +28,19 @@ def seed_hash(*names) -> int:
 
 
 def cell_id(args: dict) -> str:
-    """A short stable hash of a job's arguments (the name of its output file)."""
+    """A short stable hash of a job's arguments (the name of its output file): the one key
+    function of every cache (``dbm.cells.CellCache.key``, the feature-statistics cache)."""
     return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_sha256(path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks: the one file hasher (checkpoint
+    integrity, model identity in cell keys, Inception weights)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def state_hash(module) -> str:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import json
 import math
 import os
@@ -44,6 +43,7 @@ import pandas as pd
 import torch
 
 from .errors import CheckpointError, ConfigError, DivergenceError, RunLockedError, UserError
+from .results import file_sha256
 
 __all__ = ["RunDir", "RunTrainer", "check_resume_config", "ResumeMismatchError", "METRIC_COLUMNS", "read_weights",
            "set_generator_state", "train_seconds", "train_seconds_of",
@@ -96,14 +96,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def open_nofollow(path: Path, flags: int, mode: int = 0o644) -> int:
@@ -296,7 +288,7 @@ class RunDir:
         for name in ("weights.safetensors", "state.pt"):
             with open(tmp / name, "rb+") as f:
                 os.fsync(f.fileno())
-            files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+            files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
         manifest = {"format": 1, "step": step, "metrics_bytes": metrics_bytes, "config": config, "files": files,
                     "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with open(tmp / "manifest.json", "w") as f:
@@ -359,7 +351,7 @@ class RunDir:
         for name, want in manifest["files"].items():
             p = d / name
             if (p.is_symlink() or not p.is_file() or p.stat().st_size != want["bytes"]
-                    or _sha256(p) != want["sha256"]):
+                    or file_sha256(p) != want["sha256"]):
                 raise CheckpointError(f"{p}: missing or not the file the manifest names (size or SHA-256 differ)")
         return manifest
 

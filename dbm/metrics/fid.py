@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from ..results import state_hash
+from ..results import file_sha256, state_hash
 from .frechet import Stats, accumulate, load_stats, save_stats
 
 __all__ = ["WEIGHTS_NAME", "WEIGHTS_URL", "MissingWeightsError", "Extractor", "find_inception_weights",
@@ -53,14 +52,6 @@ class Extractor:
 
     def __call__(self, x: Tensor) -> Tensor:
         return self.fn(x)
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _hub_path() -> Path:
