@@ -11,33 +11,31 @@ checkpoint's weights (``load_model``).
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
-import warnings
 import math
 from pathlib import Path
 
 import torch
 
-from . import exact
 from .config import check_config, check_device, upper_bound
 from .data import load_images
 from .encoding import ENCODINGS
 from .encoding import encode as encode_images
 from .errors import CheckpointError, ConfigError, DataError, DivergenceError
 from .estimators import Estimator, EstimatorState
-from .meanfield import mean_field
+from .metrics.heldout import heldout_metrics
+from .metrics.samples import sample_images
 from .model import DBM
 from .presets import PRESETS, build
 from .results import seed_hash
 from .run import RunTrainer, check_resume_config, check_writable, read_weights, require_finite, set_generator_state
+from .monitor import CAP_TOTALS, CAPS, COUPLED, CapCounter, CorrectionMonitor, RunOutputs
 from .stats import SurrogateLoss
-
-COUPLED = ("ucd-mh-lmi", "ucd-gibbs")     # estimators whose minibatch gradient has correction terms
 from .validate import is_binary
 
-__all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images"]
+__all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images",
+           "prepare_data", "CAPS", "CAP_TOTALS", "COUPLED"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,15 +134,6 @@ def load_model(path: str | Path, device: str = "cpu") -> tuple[DBM, dict]:
     return model, meta
 
 
-def sample_images(model: DBM, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """The authors' samples: the visible part of a local mode from a uniform start ("mode") and
-    of one T = 1 sweep after it ("random"). Neither is a long-run MCMC sample
-    (``dbm.metrics.samples.gibbs_chains`` draws those)."""
-    from .metrics.samples import modes
-    mode, swept, _ = modes(model, n, generator)
-    return {"mode": mode[0], "random": swept[0]}
-
-
 def _image_shape(n0: int, images: torch.Tensor | None) -> tuple | None:
     """(C, H, W) of the visible layer for sample grids, or None when it is not an image."""
     if images is not None and images.ndim in (3, 4):
@@ -154,12 +143,28 @@ def _image_shape(n0: int, images: torch.Tensor | None) -> tuple | None:
     return (1, side, side) if side * side == n0 else None
 
 
-CAPS = ("tau", "sweeps", "residual")       # the caps an estimator's PhaseInfo counts, in Trainer.count_caps
-CAP_TOTALS = tuple(f"{p}_{c}_capped_total" for p in ("pos", "neg") for c in CAPS)   # their logged running totals
+def prepare_data(cfg: TrainConfig, data: torch.Tensor | None = None, eval_data: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, tuple | None]:
+    """(training data, held-out data, image shape) on the config's device: the given binary
+    tensors (checked), or the data set's training images (first ``train_limit``) and first 1000
+    test images, encoded with the run's binarisation seeds."""
+    images = None
+    if data is None:
+        images = load_images(cfg.dataset, "train", cfg.data_dir)
+        if cfg.train_limit:
+            images = images[:cfg.train_limit]
+        data = encode(images, cfg, torch.Generator().manual_seed(seed_hash("binarize", cfg.seed)))
+        test = load_images(cfg.dataset, "test", cfg.data_dir)[:1000]
+        eval_data = encode(test, cfg, torch.Generator().manual_seed(seed_hash("binarize-test", cfg.seed)))
+    data = _check_data(data, "training data").to(cfg.device)
+    held = None if eval_data is None else _check_data(eval_data, "held-out data", data.shape[1]).to(cfg.device)
+    return data, held, _image_shape(data.shape[1], images)
 
 
 class Trainer(RunTrainer):
-    """Holds the model, optimizer, generators and estimator of one run; ``run()`` trains."""
+    """The model, optimizer, generators and estimator of one run, its update and what it
+    checkpoints; ``run()`` trains. What it watches lives apart: the correction share, cap totals,
+    TensorBoard and sample grids (``dbm.monitor``), the held-out metrics (``dbm.metrics.heldout``)."""
     WEIGHTS, MUST_MATCH, DESC = "model.safetensors", RESUME_MUST_MATCH, "train"
 
     def __init__(self, cfg: TrainConfig, data: torch.Tensor | None = None, eval_data=None,
@@ -171,25 +176,13 @@ class Trainer(RunTrainer):
         if rank == 0:
             check_writable(cfg.out_dir)
         dev = cfg.device
-        images = None
-        if data is None:
-            images = load_images(cfg.dataset, "train", cfg.data_dir)
-            if cfg.train_limit:
-                images = images[:cfg.train_limit]
-            data = encode(images, cfg, torch.Generator().manual_seed(seed_hash("binarize", cfg.seed)))
-            test = load_images(cfg.dataset, "test", cfg.data_dir)[:1000]
-            eval_data = encode(test, cfg, torch.Generator().manual_seed(seed_hash("binarize-test", cfg.seed)))
-        self.data = _check_data(data, "training data").to(dev)
-        self.eval_data = None if eval_data is None else _check_data(eval_data, "held-out data", data.shape[1]).to(dev)
-        self.image_shape = _image_shape(self.data.shape[1], images)
-        sizes = [self.data.shape[1], *cfg.hidden]
-        self.model = DBM(sizes, generator=torch.Generator(device=dev).manual_seed(seed_hash("init", cfg.seed)),
-                         device=dev)
+        self.data, self.eval_data, self.image_shape = prepare_data(cfg, data, eval_data)
+        self.model = DBM([self.data.shape[1], *cfg.hidden], device=dev,
+                         generator=torch.Generator(device=dev).manual_seed(seed_hash("init", cfg.seed)))
         self.est = cfg.build_estimator()
         self.est_state = self.est.init_state()
-        self.corrections: collections.deque = collections.deque(maxlen=cfg.correction_window)
-        self.correction_warned = False
-        self.cap_totals: dict = {}                # {name: 0-d tensor}: every update's cap hits, summed
+        self.corrections = CorrectionMonitor(self.est.name, cfg.correction_window, cfg.correction_warn_below)
+        self.caps = CapCounter()
         params = self.model.parameters()
         self.opt = (torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd"
                     else torch.optim.Adam(params, lr=cfg.lr))
@@ -197,7 +190,7 @@ class Trainer(RunTrainer):
         self.data_gen = torch.Generator(device=dev).manual_seed(seed_hash("batches", cfg.seed, rank))
         self.chain_gen = torch.Generator(device=dev).manual_seed(seed_hash("chains", cfg.seed, rank))
         self.forward = SurrogateLoss(self.model)   # dbm.distributed wraps it in DistributedDataParallel
-        self.tb = None
+        self.outputs = RunOutputs(self.out, cfg.seed, rank, cfg.tensorboard, cfg.encoding == "binary", self.image_shape)
 
     @property
     def total(self) -> int:
@@ -216,9 +209,7 @@ class Trainer(RunTrainer):
     def checkpoint_state(self) -> dict:
         return {"opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "data_gen": self.data_gen.get_state(), "chain_gen": self.chain_gen.get_state(),
-                "estimator": self.est_state._asdict(),
-                "corrections": [bool(c) for c in self.corrections], "correction_warned": self.correction_warned,
-                "cap_totals": {k: int(v) for k, v in self.cap_totals.items()}}
+                "estimator": self.est_state._asdict(), **self.corrections.state_dict(), **self.caps.state_dict()}
 
     def restore(self, tensors: dict, state: dict) -> None:
         self.model.load_state_dict(tensors)
@@ -227,10 +218,8 @@ class Trainer(RunTrainer):
         set_generator_state(self.data_gen, state["data_gen"])
         set_generator_state(self.chain_gen, state["chain_gen"])
         self.est_state = EstimatorState.from_dict(state["estimator"])
-        self.corrections.extend(state.get("corrections", []))
-        self.correction_warned = bool(state.get("correction_warned", False))
-        dev = self.model.weights[0].device
-        self.cap_totals = {k: torch.tensor(int(v), device=dev) for k, v in state.get("cap_totals", {}).items()}
+        self.corrections.load_state_dict(state)
+        self.caps.load_state_dict(state, self.model.weights[0].device)
 
     # ------------------------------------------------------------------ training
     def batch(self) -> torch.Tensor:
@@ -251,56 +240,24 @@ class Trainer(RunTrainer):
         self.sched.step()
         self.step += 1
         require_finite(self.model.named_parameters(), self.step, self.out)
-        if self.est.name in COUPLED:              # 0-d tensor: no host sync until it is logged
-            self.corrections.append((info.pos.tau > 1).any() | (info.neg.tau > 1).any())
-        self.count_caps(info)
+        self.corrections.record(info)
+        self.caps.count(info)
         return loss, info
-
-    def count_caps(self, info) -> None:
-        """Add this update's cap hits (chains whose tau, local search or residual sampler hit its
-        cap, per phase) to ``cap_totals``: device tensors, read only when a record is logged, so
-        a cap that fires between two logged updates is still counted (``CAP_TOTALS``)."""
-        for phase, ph in (("pos", info.pos), ("neg", info.neg)):
-            for name, hits in zip(CAPS, (ph.capped, ph.sweeps_capped, ph.residual_capped)):
-                if hits is not None:
-                    key = f"{phase}_{name}_capped_total"
-                    self.cap_totals[key] = self.cap_totals.get(key, 0) + hits.sum()
-
-    def correction_share(self) -> float | None:
-        """Share of the last ``correction_window`` minibatches in which any chain of either phase
-        had a correction (tau > 1); None for estimators without coupled chains. Below
-        ``correction_warn_below`` most updates use only the uncorrected pi0 term, the regime where
-        the unbiased estimator behaves like a biased one (docs/training.md); a warning says so once
-        the window is full."""
-        if self.est.name not in COUPLED or not self.corrections:
-            return None
-        dev = self.model.weights[0].device       # restored entries are bools, new ones 0-d device tensors
-        share = float(torch.stack([torch.as_tensor(c, device=dev) for c in self.corrections]).float().mean())
-        cfg = self.cfg
-        if (len(self.corrections) == cfg.correction_window and share < cfg.correction_warn_below
-                and not self.correction_warned):
-            self.correction_warned = True
-            warnings.warn(f"update {self.step}: only {share:.0%} of the last {cfg.correction_window} minibatches had a "
-                          f"correction (tau > 1); most updates use the uncorrected local-mode term alone, so "
-                          f"{self.est.name} is effectively biased per minibatch here (docs/training.md)", stacklevel=2)
-        return share
 
     def train_step(self) -> dict | None:
         cfg = self.cfg
         loss, info = self.update()
         if not (self.step % cfg.log_every == 0 or self.step == cfg.updates):
             return None
-        rec = {"loss": float(loss.detach()), "lr": self.sched.get_last_lr()[0],
-               "wall_time_s": self.wall_time(), **info.summary(),
-               **{k: float(v) for k, v in self.cap_totals.items()}}
-        share = self.correction_share()
+        rec = {"loss": float(loss.detach()), "lr": self.sched.get_last_lr()[0], "wall_time_s": self.wall_time(),
+               **info.summary(), **self.caps.record()}
+        share = self.corrections.share(self.step, self.model.weights[0].device)
         if share is not None:
             rec["correction_share"] = share
-        if cfg.eval_every and (self.step % cfg.eval_every == 0 or self.step == cfg.updates):
-            rec.update(self.evaluate())
-        if self.tb is not None:
-            for k, v in rec.items():
-                self.tb.add_scalar(k, v, self.step)
+        if cfg.eval_every and self.eval_data is not None and (self.step % cfg.eval_every == 0 or self.step == cfg.updates):
+            rec.update(heldout_metrics(self.model, self.eval_data, cfg.seed, cfg.eval_ais_runs, cfg.eval_ais_betas,
+                                       cfg.eval_samples))
+        self.outputs.log(rec, self.step)
         return rec
 
     def postfix(self, rec: dict) -> dict:
@@ -313,69 +270,15 @@ class Trainer(RunTrainer):
             g = torch.Generator(device=cfg.device).manual_seed(seed_hash("pretrain", cfg.seed, self.rank))
             pretrain_layerwise(self.model, self.data, cfg.pretrain_updates, cfg.batch_size // self.world,
                                cfg.pretrain_lr, g)
-        if cfg.tensorboard and self.rank == 0:
-            self.tb = self._tensorboard()
+        self.outputs.open(self.step)
 
     def after_step(self) -> None:
         if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
-            self.save_samples()
+            self.outputs.sample_grids(self.model, self.step)
 
     def after_fit(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
-            self.tb = None
-        self.save_samples()
-
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Held-out reconstruction error: v -> mean-field posterior (10 iterations) -> p(v | h1),
-        mean absolute error; the exact -log p(v) when the model can be enumerated; with
-        ``eval_ais_runs`` the held-out log-likelihood bound (``test_ll_bound``, nats per image;
-        log Z by AIS with the same random numbers at every evaluation, so the trace's noise is
-        the model's change, not the estimator's reseeding); with ``eval_samples`` the ink and
-        diversity of that many local modes from fixed uniform starts. Evaluation draws from its
-        own generators: it never changes the training's random stream."""
-        if self.eval_data is None:
-            return {}
-        cfg, m, v = self.cfg, self.model, self.eval_data
-        mus = mean_field(m, v, 10)
-        recon = torch.sigmoid(m.logits(mus, 0))
-        out = {"recon_error": float((recon - v).abs().mean())}
-        n_even = sum(m.layer_sizes[l] for l in m.layers(0) if l > 0)
-        if n_even <= 16 and sum(m.layer_sizes[l] for l in m.layers(0)) <= exact.MAX_ENUM_BITS:
-            out["exact_test_nll"] = float(exact.nll(m, v).mean())   # enumerable: exact -log p(v)
-        if cfg.eval_ais_runs:
-            from .metrics.ais import ais_log_partition, log_likelihood_bound
-            g = torch.Generator(device=cfg.device).manual_seed(seed_hash("eval-ais", cfg.seed))
-            ais = ais_log_partition(m, g, runs=cfg.eval_ais_runs, betas=cfg.eval_ais_betas)
-            out.update(test_ll_bound=float(log_likelihood_bound(m, v, ais.log_z).mean()), log_z=ais.log_z,
-                       log_z_se=ais.log_z_se)
-        if cfg.eval_samples:
-            from .metrics.samples import sample_stats
-            g = torch.Generator(device=cfg.device).manual_seed(seed_hash("eval-modes", cfg.seed))
-            modes = sample_images(m, cfg.eval_samples, g)["mode"]
-            stats = sample_stats(modes, v)
-            out.update(mode_ink=stats["ink"], mode_diversity=stats["diversity"])
-        return out
-
-    def _tensorboard(self):
-        """A SummaryWriter on <out_dir>/tb (TensorBoard is an optional viewer of metrics.csv)."""
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard "
-                              "(or pip install -e '.[tb]')") from None
-        return SummaryWriter(str(self.out / "tb"), purge_step=self.step + 1 if self.step else None)
-
-    def save_samples(self, n: int = 64) -> None:
-        """Local-mode grids (``sample_images``) as PNGs; skipped off rank 0, for 8-bit encodings and
-        for visible layers that are not images."""
-        if self.rank != 0 or self.cfg.encoding != "binary" or self.image_shape is None:
-            return
-        from torchvision.utils import save_image
-        g = torch.Generator(device=self.cfg.device).manual_seed(seed_hash("samples", self.cfg.seed, self.step))
-        for kind, v in sample_images(self.model, n, g).items():
-            save_image(v.reshape(n, *self.image_shape).cpu(), self.out / f"samples_{kind}_{self.step:07d}.png", nrow=8)
+        self.outputs.close()
+        self.outputs.sample_grids(self.model, self.step)
 
 
 def _check_data(x, what: str, n0: int | None = None) -> torch.Tensor:

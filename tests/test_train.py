@@ -177,8 +177,8 @@ def test_every_cap_hit_is_counted_in_the_log_including_between_logged_updates(tm
     import pandas as pd
     full = trainer(tmp_path, "full", estimator=est, estimator_options=opts, log_every=4, eval_every=0)
     per_update = []
-    orig = full.count_caps
-    full.count_caps = lambda info: (per_update.append(info), orig(info))[1]
+    orig = full.caps.count
+    full.caps.count = lambda info: (per_update.append(info), orig(info))[1]
     full.run(progress=False)
     phases = ("pos", "neg")
     hits = {p: sum(int(getattr(i, p).sweeps_capped.sum()) if cap == "sweeps" else

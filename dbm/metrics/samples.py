@@ -24,7 +24,7 @@ from ..model import DBM
 from ..samplers import Gibbs, LocalModeInfo, draw_order, draw_uniforms, gibbs_update, local_mode
 from ..validate import check_generator
 
-__all__ = ["sample_stats", "gibbs_chains", "modes"]
+__all__ = ["sample_stats", "gibbs_chains", "modes", "sample_images", "save_sample_grids"]
 
 
 @torch.no_grad()
@@ -42,6 +42,26 @@ def sample_stats(v: Tensor, test: Tensor, chunk: int = 1024) -> dict[str, float]
     nearest = torch.cat([torch.cdist(v[i:i + chunk], test, p=1).min(1).values for i in range(0, n, chunk)])
     return {"diversity": float(pair / d), "ink": float(v.mean()), "test_ink": float(test.mean()),
             "nn_distance": float(nearest.mean() / d)}
+
+
+def sample_images(model: DBM, n: int, generator: torch.Generator) -> dict[str, Tensor]:
+    """The authors' samples: the visible part of a local mode from a uniform start ("mode") and
+    of one T = 1 sweep after it ("random"). Neither is a long-run MCMC sample (``gibbs_chains``
+    draws those)."""
+    mode, swept, _ = modes(model, n, generator)
+    return {"mode": mode[0], "random": swept[0]}
+
+
+def save_sample_grids(model: DBM, n: int, image_shape: tuple, generator: torch.Generator, template: str) -> list:
+    """``sample_images`` of n chains as PNG grids (8 a row) at ``template.format(kind=kind)``;
+    returns the paths."""
+    from torchvision.utils import save_image
+    paths = []
+    for kind, v in sample_images(model, n, generator).items():
+        path = template.format(kind=kind)
+        save_image(v.reshape(n, *image_shape).cpu(), path, nrow=8)
+        paths.append(path)
+    return paths
 
 
 @torch.no_grad()
