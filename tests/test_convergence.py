@@ -33,3 +33,24 @@ def test_too_few_points_give_no_verdict_and_bad_input_is_refused():
         tail_drift([0, 1], [1.0])
     with pytest.raises(ValueError, match="tail"):
         tail_drift([0, 1, 2], [1.0, 1, 1], tail=0)
+
+
+def test_plateau_rule_fires_on_a_flat_window_after_min_steps_and_survives_a_round_trip():
+    from dbm.metrics.convergence import Plateau
+    rule = Plateau(enabled=True, min_steps=60, tail=0.5, points=3)
+    falling = [(s, 100.0 / s) for s in range(10, 60, 10)]                 # still falling: no stop
+    flat = [(s, 1.0 + 0.01 * (-1) ** (s // 10)) for s in range(60, 130, 10)]
+    for s, v in falling:
+        rule.observe(s, v)
+        assert not rule.reached
+    for s, v in flat:
+        rule.observe(s, v)
+    assert rule.reached and rule.summary(120, 1000)["stop_reason"] == "plateau"
+    again = Plateau(enabled=True, min_steps=60, tail=0.5, points=3)
+    again.load_state_dict(rule.state_dict())
+    assert again.trace == rule.trace and again.reached
+    off = Plateau(enabled=False)
+    for s, v in falling + flat:
+        off.observe(s, v)
+    assert not off.reached and off.summary(120, 1000)["stop_reason"] == "fixed"
+    assert off.summary(1000, 1000)["stop_reason"] == "fixed" and Plateau(True).summary(5, 5)["stop_reason"] == "cap"

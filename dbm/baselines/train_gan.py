@@ -13,7 +13,7 @@ Training to the plateau (issue 13): with ``fd_every`` the classifier-Frechet dis
 generator seeded by the step, so the trace does not touch the training randomness and resume
 stays exact). With ``stop_on_plateau`` training stops at the first evaluation, at or after
 ``min_steps``, where that trace is flat over its last ``plateau_tail`` by the converged
-profile's test (``dbm.metrics.convergence.tail_drift``) with at least ``plateau_points``
+profile's test (``dbm.metrics.convergence.Plateau``) with at least ``plateau_points``
 evaluations in the window; ``steps`` is the cap, and a run that reaches it is reported as
 capped (``stop_reason``), never as converged.
 """
@@ -30,7 +30,7 @@ import torch
 from ..config import check_config, check_device
 from ..data import load_images
 from ..encoding import model_view
-from ..metrics.convergence import tail_drift
+from ..metrics.convergence import Plateau
 from ..errors import ConfigError, DataError, DivergenceError
 from ..results import device_name, seed_hash
 from ..run import RunTrainer, check_writable, read_weights, set_generator_state
@@ -156,8 +156,7 @@ class GANTrainer(RunTrainer):
             self.opt_d = torch.optim.RMSprop(self.D.parameters(), **recipe)
         self.gen = torch.Generator(device=dev).manual_seed(seed_hash("gan", cfg.seed))
         self.monitor = monitor if monitor is not None or not cfg.fd_every else default_monitor(cfg)
-        self.fd_trace: list[tuple[int, float]] = []          # (step, classifier-FD)
-        self.stop_reason = ""                                 # "plateau" once the rule fired
+        self.plateau = Plateau(cfg.stop_on_plateau, cfg.min_steps, cfg.plateau_tail, cfg.plateau_points)
         self.trained_on = device_name(dev)                    # kept through resume (restore)
 
     @property
@@ -173,8 +172,7 @@ class GANTrainer(RunTrainer):
 
     def checkpoint_state(self) -> dict:
         return {"opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "gen": self.gen.get_state(),
-                "gen_device": self.gen.device.type, "trained_on": self.trained_on,
-                "fd_trace": [list(p) for p in self.fd_trace], "plateau": self.stop_reason == "plateau"}
+                "gen_device": self.gen.device.type, "trained_on": self.trained_on, **self.plateau.state_dict()}
 
     def restore(self, tensors: dict, state: dict) -> None:
         """Exact resume needs the device the run trained on (a CUDA generator's state is not a
@@ -192,8 +190,7 @@ class GANTrainer(RunTrainer):
         if saved == self.gen.device.type:
             set_generator_state(self.gen, state["gen"])
         self.trained_on = state.get("trained_on", self.trained_on)
-        self.fd_trace = [(int(s), float(v)) for s, v in state.get("fd_trace", [])]
-        self.stop_reason = "plateau" if state.get("plateau", False) else ""
+        self.plateau.load_state_dict(state)
 
     # ------------------------------------------------------------------ training
     def _noise(self, n: int) -> torch.Tensor:
@@ -236,26 +233,18 @@ class GANTrainer(RunTrainer):
 
     def _judge(self) -> dict:
         """Log the classifier-FD at this step and apply the plateau rule; the trace's drift is logged too."""
-        cfg = self.cfg
-        self.fd_trace.append((self.step, float(self.monitor(self))))
-        steps, values = zip(*self.fd_trace)
-        d = tail_drift(steps, values, cfg.plateau_tail)
-        if (cfg.stop_on_plateau and self.step >= cfg.min_steps and d.flat and d.n >= cfg.plateau_points):
-            self.stop_reason = "plateau"
-        return {"classifier_fd": values[-1], "fd_drift": d.drift, "fd_drift_se": d.drift_se,
-                "fd_window_points": d.n}
+        return self.plateau.observe(self.step, float(self.monitor(self)))
 
     def finished(self) -> bool:
-        return self.stop_reason == "plateau"
+        return self.plateau.reached
+
+    @property
+    def fd_trace(self) -> list[tuple[int, float]]:
+        return self.plateau.trace
 
     def summary(self) -> dict:
-        """How the run ended: steps trained, stop reason ("plateau", "cap": reached ``steps``
-        without the rule firing, or "fixed": no rule), the best and last classifier-FD."""
-        reason = self.stop_reason or ("fixed" if not self.cfg.stop_on_plateau else
-                                      "cap" if self.step >= self.cfg.steps else "running")
-        fds = [v for _, v in self.fd_trace]
-        return dict(steps_trained=self.step, stop_reason=reason, fd_evaluations=len(fds),
-                    fd_last=fds[-1] if fds else math.nan, fd_best=min(fds) if fds else math.nan,
+        """How the run ended (``Plateau.summary``), the steps trained and the device it trained on."""
+        return dict(steps_trained=self.step, **self.plateau.summary(self.step, self.cfg.steps),
                     trained_on=self.trained_on)
 
     def postfix(self, rec: dict) -> dict:

@@ -7,6 +7,10 @@ than its own scatter around the line can tell apart from no change. ``drift`` an
 are reported beside the verdict, so a reader can also judge a flat verdict that only reflects
 few or noisy points (``n`` is the number of points in the window; with n < 3 there is no
 verdict).
+
+``Plateau`` is the stopping rule built on it (the GANs of the converged profile): a trace of
+evaluations, and a stop at the first one, at or after ``min_steps``, where the trace is flat over
+its last ``tail`` with at least ``points`` evaluations in the window.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import stats
 
-__all__ = ["Drift", "tail_drift"]
+__all__ = ["Drift", "tail_drift", "Plateau"]
 
 
 class Drift(NamedTuple):
@@ -52,3 +56,38 @@ def tail_drift(steps, values, tail: float = 0.2, level: float = 0.95) -> Drift:
     crit = stats.t.ppf(0.5 + level / 2, n - 2)
     drift, se = slope * window, slope_se * window
     return Drift(drift, se, n, window, bool(abs(drift) <= crit * se))
+
+
+class Plateau:
+    """The plateau stopping rule over a metric's trace (module docstring). ``enabled`` False: the
+    trace and its drift are still kept and logged, the rule never fires."""
+
+    def __init__(self, enabled: bool, min_steps: int = 0, tail: float = 0.2, points: int = 5):
+        self.enabled, self.min_steps, self.tail, self.points = bool(enabled), int(min_steps), float(tail), int(points)
+        self.trace: list[tuple[int, float]] = []          # (step, value)
+        self.reached = False
+
+    def observe(self, step: int, value: float) -> dict:
+        """Add one evaluation and apply the rule; returns its drift record (``fd_*`` names: the
+        metric is the classifier-FD wherever the rule is used)."""
+        self.trace.append((int(step), float(value)))
+        steps, values = zip(*self.trace)
+        d = tail_drift(steps, values, self.tail)
+        if self.enabled and step >= self.min_steps and d.flat and d.n >= self.points:
+            self.reached = True
+        return {"classifier_fd": values[-1], "fd_drift": d.drift, "fd_drift_se": d.drift_se, "fd_window_points": d.n}
+
+    def summary(self, step: int, cap: int) -> dict:
+        """How the run ended: ``stop_reason`` "plateau", "cap" (reached ``cap`` without the rule
+        firing), "fixed" (no rule) or "running"; the number, best and last of the evaluations."""
+        reason = ("plateau" if self.reached else "fixed" if not self.enabled else "cap" if step >= cap else "running")
+        vals = [v for _, v in self.trace]
+        return dict(stop_reason=reason, fd_evaluations=len(vals), fd_last=vals[-1] if vals else math.nan,
+                    fd_best=min(vals) if vals else math.nan)
+
+    def state_dict(self) -> dict:
+        return {"fd_trace": [list(p) for p in self.trace], "plateau": self.reached}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trace = [(int(s), float(v)) for s, v in state.get("fd_trace", [])]
+        self.reached = bool(state.get("plateau", False))
