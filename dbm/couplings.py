@@ -20,6 +20,8 @@ or ``Gibbs``), the pair, the generator and the chains' ``rows``, and returns ((x
 """
 from __future__ import annotations
 
+import dataclasses
+
 from typing import NamedTuple, Sequence
 
 import torch
@@ -28,7 +30,7 @@ from torch.nn import functional as F
 
 from .samplers import MH, Gibbs, GibbsMH, MHState, _clamped, draw_uniforms, mh_update, sample_bits
 
-__all__ = ["coupled_mh_update", "coupled_mh_step", "CoupledMHInfo", "MaximalInfo", "maximal_bernoulli",
+__all__ = ["Coupled", "coupled_mh_update", "coupled_mh_step", "CoupledMHInfo", "MaximalInfo", "maximal_bernoulli",
            "crn_bernoulli", "coupled_gibbs_step", "CoupledGibbsInfo", "coupled_gibbs_mh_step",
            "CoupledGibbsMHInfo", "states_equal"]
 
@@ -192,3 +194,30 @@ def coupled_gibbs_mh_step(kernel: GibbsMH, x: MHState, y: MHState, generator: to
         capped += info.residual_capped.long()
     (x, y), mh = coupled_mh_step(kernel, kernel.settle(xs, rows), kernel.settle(ys, rows), generator, rows)
     return (x, y), CoupledGibbsMHInfo(mh.accepted_x, mh.accepted_y, capped)
+
+
+@dataclasses.dataclass(frozen=True)
+class Coupled:
+    """A coupling of ``kernel`` with its parameters bound once (as blackjax binds a kernel's):
+    ``step(x, y, generator, rows=None) -> ((x, y), info)``. The coupling follows the kernel:
+    ``MH`` -> ``coupled_mh_step``; ``Gibbs`` -> ``coupled_gibbs_step``; ``GibbsMH`` ->
+    ``coupled_gibbs_mh_step``. ``coupling`` ("maximal" or "crn") and ``max_tries`` (the maximal
+    coupling's cap on residual draws) apply to the Gibbs sweeps; ``order`` to ``Gibbs`` alone."""
+    kernel: object
+    coupling: str = "maximal"
+    max_tries: int = 10_000
+    order: tuple = (0, 1)
+
+    def __post_init__(self):
+        if self.coupling not in ("maximal", "crn"):
+            raise ValueError(f"unknown Gibbs coupling {self.coupling!r}; use 'maximal' or 'crn'")
+        if not isinstance(self.kernel, (MH, Gibbs)):
+            raise TypeError(f"no coupling for a {type(self.kernel).__name__}; use MH, Gibbs or GibbsMH")
+
+    def step(self, x, y, generator: torch.Generator, rows: Tensor | None = None):
+        k = self.kernel
+        if isinstance(k, GibbsMH):
+            return coupled_gibbs_mh_step(k, x, y, generator, rows, self.coupling, self.max_tries)
+        if isinstance(k, MH):
+            return coupled_mh_step(k, x, y, generator, rows)
+        return coupled_gibbs_step(k, x, y, generator, rows, self.coupling, self.max_tries, self.order)

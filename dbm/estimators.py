@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .couplings import coupled_gibbs_mh_step, coupled_gibbs_step, coupled_mh_step, states_equal
+from .couplings import Coupled, states_equal
 from .driver import CoupledResult, run_coupled, tree_cat, tree_take
 from .meanfield import mean_field
 from .model import DBM
@@ -398,19 +398,15 @@ class UCDMHLMI(_LocalModeInit, Estimator):
         if self.gibbs_sweeps:
             mh = GibbsMH(model, clamp, self.marginalize, self.gibbs_sweeps, like=gibbs)
             residual, count = _residual_counter(batch, v.device)
-
-            def coupled_step(x, y, idx):
-                return coupled_gibbs_mh_step(mh, x, y, generator, idx, self.coupling, self.max_tries)
         else:
             mh, count = MH(model, clamp, self.marginalize, like=gibbs), None
-
-            def coupled_step(x, y, idx):
-                return coupled_mh_step(mh, x, y, generator, idx)
+        coupled = Coupled(mh, self.coupling, self.max_tries)
         s = mh.init(xs, sweep.odd_logits, sweep.energy)
         x0 = tree_take(s, slice(0, batch))
         y0 = tree_take(s, slice(batch, 2 * batch)) if n_copies == 2 else x0
         res = _coupled(sink, x0, y0, lambda st: st.xs,
-                       step=lambda st, idx: mh.step(st, generator, idx), coupled_step=coupled_step,
+                       step=lambda st, idx: mh.step(st, generator, idx),
+                       coupled_step=lambda x, y, idx: coupled.step(x, y, generator, idx),
                        met=lambda x, y: states_equal(x.xs, y.xs), max_steps=self.max_steps, on_info=count,
                        k=self.k, m=self.m)
         return PhaseInfo(res.tau, res.capped, lm.sweeps[:batch], lm.capped[:batch], residual), state
@@ -459,11 +455,11 @@ class UCDGibbs(_LocalModeInit, Estimator):
         x0 = tuple(x[:batch] for x in xs)
         y0 = tuple(x[batch:] for x in xs) if n == 2 else x0
         gibbs = Gibbs(model, 1.0, clamp)
+        coupled = Coupled(gibbs, self.coupling, self.max_tries)
         residual, count = _residual_counter(batch, v.device)
         res = _coupled(sink, x0, y0, lambda st: st,
                        step=lambda st, idx: gibbs.step(st, generator, idx),
-                       coupled_step=lambda x, y, idx: coupled_gibbs_step(gibbs, x, y, generator, idx,
-                                                                         self.coupling, self.max_tries),
+                       coupled_step=lambda x, y, idx: coupled.step(x, y, generator, idx),
                        met=states_equal, max_steps=self.max_steps, on_info=count, k=self.k, m=self.m)
         return PhaseInfo(res.tau, res.capped, sweeps, scap, residual), state
 

@@ -7,8 +7,8 @@ Notation: U(x; theta) is the energy, p(x) proportional to exp(-U(x)); a Langevin
 x <- x - (eps^2 / 2) grad_x U(x) + eps z, z ~ N(0, I).
 """
 from .chains import PersistentBank, init_chains
-from .langevin import LangevinInfo, LangevinState, langevin_step, langevin_update, mala_step, mala_update, run_langevin
+from .langevin import Langevin, LangevinInfo, LangevinState, langevin_update, mala_update, run_langevin
 from .nets import NET_NAMES, EnergyNet, make_net
 
 __all__ = ["EnergyNet", "make_net", "NET_NAMES", "LangevinState", "LangevinInfo", "langevin_update",
-           "langevin_step", "mala_update", "mala_step", "run_langevin", "init_chains", "PersistentBank"]
+           "Langevin", "mala_update", "run_langevin", "init_chains", "PersistentBank"]

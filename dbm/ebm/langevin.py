@@ -7,12 +7,15 @@ A kernel is a pure step over ``LangevinState``; noise is drawn apart from the up
 
 MALA proposes x' the same way and accepts with probability
 min(1, exp(U(x) - U(x') + log q(x | x') - log q(x' | x))), q(b | a) = N(b; a - (eps^2/2) grad U(a), eps^2 I);
-it leaves exp(-U) exactly invariant. ``run_langevin`` is the one driver loop; it records per step
+it leaves exp(-U) exactly invariant. ``Langevin(energy, eps, mala)`` binds the kernel's
+parameters once (as blackjax's kernels do): ``init(x)`` and ``step(state, generator)`` draw the
+noise and call the pure update. ``run_langevin`` is the one driver loop; it records per step
 the mean energy, the mean norm of grad_x U at the chains (r_t of the paper is its mean over the
 path) and the acceptance rate.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, NamedTuple
 
 import torch
@@ -21,8 +24,8 @@ from torch import Tensor
 from ..errors import DivergenceError
 from ..validate import check_generator
 
-__all__ = ["LangevinState", "LangevinInfo", "energy_and_grad", "init_state", "langevin_update", "langevin_step",
-           "mala_update", "mala_step", "run_langevin", "DivergedChainsError"]
+__all__ = ["LangevinState", "LangevinInfo", "Langevin", "energy_and_grad", "init_state", "langevin_update",
+           "mala_update", "run_langevin", "DivergedChainsError"]
 
 Energy = Callable[[Tensor], Tensor]
 
@@ -91,16 +94,28 @@ def mala_update(energy: Energy, state: LangevinState, z: Tensor, log_u: Tensor, 
     return new, LangevinInfo(new.energy, _norm(gx), acc)
 
 
-def langevin_step(energy: Energy, state: LangevinState, eps: float, generator: torch.Generator):
-    z = torch.randn(state.x.shape, generator=generator, device=state.x.device, dtype=state.x.dtype)
-    return langevin_update(energy, state, z, eps)
+@dataclasses.dataclass(frozen=True)
+class Langevin:
+    """The Langevin kernel of ``energy`` with step size ``eps`` (MALA with ``mala``), bound once."""
+    energy: Energy
+    eps: float
+    mala: bool = False
 
+    def __post_init__(self):
+        if not self.eps > 0:
+            raise ValueError(f"need eps > 0, got {self.eps}")
 
-def mala_step(energy: Energy, state: LangevinState, eps: float, generator: torch.Generator):
-    x = state.x
-    z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    log_u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype).log()
-    return mala_update(energy, state, z, log_u, eps)
+    def init(self, x: Tensor) -> LangevinState:
+        return init_state(self.energy, x)
+
+    def step(self, state: LangevinState, generator: torch.Generator) -> tuple[LangevinState, LangevinInfo]:
+        """One step with noise z ~ N(0, I) (and, for MALA, log-uniforms) drawn from ``generator``."""
+        x = state.x
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        if not self.mala:
+            return langevin_update(self.energy, state, z, self.eps)
+        log_u = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype).log()
+        return mala_update(self.energy, state, z, log_u, self.eps)
 
 
 def run_langevin(energy: Energy, x0: Tensor, n_steps: int, eps: float, generator: torch.Generator,
@@ -113,12 +128,12 @@ def run_langevin(energy: Energy, x0: Tensor, n_steps: int, eps: float, generator
     if n_steps < 0 or eps <= 0:
         raise ValueError(f"need n_steps >= 0 and eps > 0, got {n_steps}, {eps}")
     check_generator(generator, x0.device)      # by device type: a "cuda" generator drives "cuda:0" chains
-    state = init_state(energy, x0)
-    step_fn = mala_step if mala else langevin_step
+    kernel = Langevin(energy, eps, mala)
+    state = kernel.init(x0)
     rec = {k: [] for k in ("step", "energy", "grad_norm", "accept")}
     g_acc = torch.zeros((), dtype=torch.float64, device=x0.device)
     for t in range(1, n_steps + 1):
-        state, info = step_fn(energy, state, eps, generator)
+        state, info = kernel.step(state, generator)
         g_acc = g_acc + info.grad_norm.double().mean()
         if t % record_every == 0:
             rec["step"].append(torch.tensor(float(t), dtype=torch.float64, device=x0.device))
