@@ -74,7 +74,7 @@ def record(benchmark, peak, device, shape_name, shape, batch, flops, **extra):
 def pytest_benchmark_update_machine_info(config, machine_info):
     """The CPU's model name and the GPU's (None without CUDA) in the JSON's ``machine_info``, read
     by reproduce/provenance.py beside pytest-benchmark's ``commit_info``."""
-    from dbm.results import cpu_model
+    from dbm.provenance import cpu_model
     machine_info["cpu_model"] = cpu_model()
     machine_info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
@@ -83,14 +83,14 @@ _SESSION_START = {}
 
 
 def pytest_sessionstart(session):
-    from dbm.results import cpu_time_s
+    from dbm.provenance import cpu_time_s
     _SESSION_START.update(wall=time.perf_counter(), cpu=cpu_time_s())
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     """Wall and CPU seconds of the whole benchmark session and the torch version, beside
     pytest-benchmark's own record (the provenance every sidecar carries)."""
-    from dbm.results import cpu_time_s
+    from dbm.provenance import cpu_time_s
     output_json["wall_time_s"] = time.perf_counter() - _SESSION_START.get("wall", time.perf_counter())
     output_json["cpu_time_s"] = cpu_time_s() - _SESSION_START.get("cpu", 0.0)
     output_json["machine_info"]["torch"] = torch.__version__

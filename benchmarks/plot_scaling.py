@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dbm.results import atomic_path
+from dbm.provenance import atomic_path
 
 STEP = "scaling_update_ucd-mh-lmi"
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dbm.results import atomic_write_text, cpu_time_s, environment, write_csv
+from dbm.provenance import atomic_write_text, cpu_time_s, environment, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

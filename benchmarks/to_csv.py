@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from dbm.results import write_csv
+from dbm.provenance import write_csv
 
 
 def tidy(record: dict) -> pd.DataFrame:

@@ -140,7 +140,7 @@ def _sample_ebm(args) -> int:
     for images, a PNG grid."""
     import torch
     from .ebm.train import fresh_start, long_run, load_ebm
-    from .results import write_csv
+    from .provenance import write_csv
     path = Path(args.run) / "net.safetensors"
     if not path.is_file():
         raise CheckpointError(f"{path} not found: pass the folder of an EBM run (python -m dbm train-ebm --out-dir ...)")

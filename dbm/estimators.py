@@ -6,7 +6,7 @@
     loss.backward()                                 # grads = estimate of grad mean_b -log p(v_b)
 
 Each estimator produces, for the positive phase (v clamped to the data) and the negative phase
-(all units free), weighted states whose sufficient statistics give the gradient (``dbm.stats``).
+(all units free), weighted states whose sufficient statistics give the gradient (``dbm.sufficient_stats``).
 ``info`` reports per chain the coupling time tau, the local-search sweeps T and every cap hit.
 An estimator object holds only its options; what carries from one update to the next (PCD's
 persistent chains, the warm start's local modes) is the explicit ``EstimatorState``, which the
@@ -21,11 +21,11 @@ import torch
 from torch import Tensor
 
 from .couplings import Coupled, states_equal
-from .driver import CoupledResult, run_coupled, tree_cat, tree_take
+from .coupled import CoupledResult, run_coupled, tree_cat, tree_take
 from .meanfield import mean_field
 from .model import DBM
 from .samplers import MH, Gibbs, GibbsMH, check_order, draw_order, draw_uniforms
-from .stats import per_state_statistics, statistics, surrogate_loss
+from .sufficient_stats import per_state_statistics, statistics, surrogate_loss
 from .validate import MAX_COUNT, check_generator, check_visible
 
 __all__ = ["PhaseInfo", "EstimatorInfo", "EstimatorState", "PhaseResult", "Accumulator", "Estimator", "CD",
@@ -104,7 +104,7 @@ class Accumulator:
     """The weighted states of one phase, reduced as they arrive (``add(xs, weight, chain)``).
 
     mode "states" keeps them all (``result()`` -> (xs, weight, chain), for tests and small
-    models); "stats" keeps the running sum S = sum_i w_i phi(x_i) (``dbm.stats.statistics``);
+    models); "stats" keeps the running sum S = sum_i w_i phi(x_i) (``dbm.sufficient_stats.statistics``);
     "chain" the running per-chain sums (B, P); "none" drops them. States are buffered, +1 rows
     before negative-weight rows (the order of one batched evaluation), and reduced when the buffer holds more
     than ``flush_rows`` rows: memory is O((flush_rows + B) x units), not O(B x tau x units).
@@ -268,8 +268,8 @@ class Estimator:
         diagnostics. ``state``: from ``init_state()`` or the previous call (None: a fresh one).
 
         ``forward``: the module that turns statistics into the loss (default
-        ``dbm.stats.surrogate_loss``; pass a DistributedDataParallel wrapper of
-        ``dbm.stats.SurrogateLoss(model)`` to average gradients across processes). Memory is
+        ``dbm.sufficient_stats.surrogate_loss``; pass a DistributedDataParallel wrapper of
+        ``dbm.sufficient_stats.SurrogateLoss(model)`` to average gradients across processes). Memory is
         bounded by the chains still running (``Accumulator``), not by the meeting times.
         """
         (pos, neg), (pos_info, neg_info), state = self._run(model, v, state, generator, "stats")
@@ -362,7 +362,7 @@ class UCDMHLMI(_LocalModeInit, Estimator):
     max_steps : cap on tau (hits counted). max_sweeps : cap on the local search (hits counted).
     warm_start : start each local search at the previous update's local modes (state carried
         in ``EstimatorState``).
-    k, m : the time-averaged estimator H_{k:m} (``dbm.driver.run_coupled``): average f(X_t) over
+    k, m : the time-averaged estimator H_{k:m} (``dbm.coupled.run_coupled``): average f(X_t) over
         t = k..m plus weighted corrections; k = m = 0 (default) is the paper's estimator.
     gibbs_sweeps : g >= 0. With g > 0 every step of the coupled chains is the mixed kernel
         ``dbm.samplers.GibbsMH``: g block Gibbs sweeps (coupled by ``coupling``, "maximal" or

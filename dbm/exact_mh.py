@@ -15,7 +15,7 @@ lands on x0 (probability at most a(x0) + 2^-n a step), so
 On models whose free
 states number at most 2^MAX_PAIR_BITS the pair chain itself is propagated exactly
 (``capped_expectation``), giving P(tau > t) and the expectation of the estimator capped at
-``max_steps`` (``dbm.driver.run_coupled``: the corrections stop at t = max_steps - 1).
+``max_steps`` (``dbm.coupled.run_coupled``: the corrections stop at t = max_steps - 1).
 
 ``acceptance`` enumerates the 2^n free states once (n <= MAX_ACCEPT_BITS) and answers a(x)
 for any energy in O(log 2^n) (sorted energies and suffix log-sums), so a(X0) is exact for every
@@ -33,7 +33,7 @@ from torch import Tensor
 from .exact import _check_size, _double
 from .model import DBM
 from .samplers import energy_fn
-from .stats import per_state_statistics
+from .sufficient_stats import per_state_statistics
 from .validate import check_visible
 
 __all__ = ["Acceptance", "acceptance", "free_states", "correction_diagnostics", "capped_expectation",
@@ -176,8 +176,8 @@ class CappedExpectation(NamedTuple):
 def capped_expectation(model: DBM, pi0: Tensor, max_steps: int, v: Tensor | None = None,
                        marginalize: bool = False) -> CappedExpectation:
     """The exact expectation of the lag-1 coupled MH estimator H of phi (the sufficient
-    statistics, ``dbm.stats.per_state_statistics``) with Y0 = X0 ~ ``pi0`` ((2^n,) over
-    ``free_states``' order) and tau capped at ``max_steps`` as ``dbm.driver.run_coupled`` caps it:
+    statistics, ``dbm.sufficient_stats.per_state_statistics``) with Y0 = X0 ~ ``pi0`` ((2^n,) over
+    ``free_states``' order) and tau capped at ``max_steps`` as ``dbm.coupled.run_coupled`` caps it:
 
         E[H_cap] = E_pi0[phi] + sum_{t=1}^{max_steps-1} sum_{x != y} P_t(x, y) (phi(x) - phi(y)),
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .errors import ConfigError
-from .results import seed_hash
+from .provenance import seed_hash
 
 __all__ = ["CAPS", "CAP_TOTALS", "COUPLED", "CorrectionMonitor", "CapCounter", "RunOutputs", "tensorboard_writer"]
 

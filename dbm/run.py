@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 from .errors import CheckpointError, ConfigError, DivergenceError, RunLockedError, UserError
-from .results import file_sha256
+from .provenance import file_sha256
 
 __all__ = ["RunDir", "RunTrainer", "check_resume_config", "ResumeMismatchError", "METRIC_COLUMNS", "read_weights",
            "set_generator_state", "train_seconds", "train_seconds_of",

@@ -28,10 +28,10 @@ from .metrics.heldout import heldout_metrics
 from .metrics.samples import sample_images
 from .model import DBM
 from .presets import PRESETS, build
-from .results import seed_hash
+from .provenance import seed_hash
 from .run import RunTrainer, check_resume_config, check_writable, read_weights, require_finite, set_generator_state
 from .monitor import CAP_TOTALS, CAPS, COUPLED, CapCounter, CorrectionMonitor, RunOutputs
-from .stats import SurrogateLoss
+from .sufficient_stats import SurrogateLoss
 from .validate import is_binary
 
 __all__ = ["TrainConfig", "Trainer", "DivergenceError", "check_resume_config", "load_model", "sample_images",

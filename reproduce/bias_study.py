@@ -35,10 +35,10 @@ import pandas as pd
 import torch
 
 from dbm import exact, exact_mh, presets
-from dbm.results import seed_hash
+from dbm.provenance import seed_hash
 from dbm.estimators import EstimatorInfo, PhaseInfo
 from dbm.samplers import energy_fn
-from dbm.stats import per_state_statistics
+from dbm.sufficient_stats import per_state_statistics
 from reproduce.common import Computed, Run, method_style, progress, save_figure, script_main
 
 NAME = "bias_study"

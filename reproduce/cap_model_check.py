@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 
 from dbm import exact, exact_mh
-from dbm.results import seed_hash
-from dbm.stats import per_state_statistics
+from dbm.provenance import seed_hash
+from dbm.sufficient_stats import per_state_statistics
 from reproduce.common import Computed, Run, progress, save_figure, script_main
 
 NAME = "cap_model_check"

@@ -12,9 +12,9 @@ from typing import Callable, NamedTuple
 import pandas as pd
 from tqdm.auto import tqdm
 
-from dbm.cells import CellCache
+from dbm.result_cache import CellCache
 from dbm.config import add_config_args, config_from_args
-from dbm.results import write_csv, write_sidecar
+from dbm.provenance import write_csv, write_sidecar
 
 __all__ = ["METHOD_COLORS", "METHOD_MARKERS", "method_palette", "method_style", "save_figure", "base_parser", "output_paths", "progress", "finish", "sample_grid", "Run", "Computed", "script_main",
            "summary_pivot"]
@@ -69,7 +69,7 @@ def save_figure(fig, path: Path, run: "Run | None" = None, dpi: int = 110, **fac
     drawing commit where it differs, as after ``--plot-only``) and, for the quick profile, a
     "QUICK (smoke-test settings)" stamp across it; then close it."""
     import matplotlib.pyplot as plt
-    from dbm.results import atomic_path, git_sha
+    from dbm.provenance import atomic_path, git_sha
     from reproduce.provenance import commit_of, facts as provenance
     profile = run.profile if run is not None else facts.pop("profile", None)
     parts = ([f"profile {profile}"] if profile else []) + [f"{k.replace('_', ' ')} {v}" for k, v in facts.items()]
@@ -77,7 +77,7 @@ def save_figure(fig, path: Path, run: "Run | None" = None, dpi: int = 110, **fac
     if run is not None and run.sidecar:
         data = provenance(run.sidecar)
     else:                                               # drawn while computing (sample grids): now, here
-        from dbm.results import environment
+        from dbm.provenance import environment
         data = provenance({"environment": environment(getattr(run.cfg, "device", "cpu") if run else "cpu")})
     machine = data.get("gpu") or data.get("cpu_model") or "machine not recorded"
     parts.append(f"commit {commit_of(data.get('git_sha', sha))[:10]}"

@@ -40,13 +40,13 @@ import pandas as pd
 import torch
 
 from dbm.ebm.chains import init_chains
-from dbm.cells import CellCache, file_hash
+from dbm.result_cache import CellCache, file_hash
 from dbm.ebm.train import EBMConfig, EBMTrainer, long_run, mnist32, train_or_resume
 from dbm.encoding import from_signed_padded
 from dbm.metrics.classifier import ClassifierConfig, load_or_train
-from dbm.metrics.fid import classifier_extractor, feature_stats
+from dbm.metrics.extractors import classifier_extractor, feature_stats
 from dbm.metrics.frechet import frechet_distance
-from dbm.results import seed_hash
+from dbm.provenance import seed_hash
 from reproduce import zoo
 from reproduce.common import Computed, Run, method_style, progress, sample_grid, save_figure, script_main, summary_pivot
 

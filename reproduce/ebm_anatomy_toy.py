@@ -43,9 +43,9 @@ import pandas as pd
 import torch
 
 from dbm.ebm.toy import Toy2D, cell_probs_from_energy, cell_probs_from_log_density, cell_probs_from_samples, grid, kl, tv
-from dbm.cells import CellCache, file_hash
+from dbm.result_cache import CellCache, file_hash
 from dbm.ebm.train import EBMConfig, EBMTrainer, fresh_start, long_run, train_or_resume
-from dbm.results import seed_hash
+from dbm.provenance import seed_hash
 from reproduce.common import Computed, Run, progress, save_figure, script_main, summary_pivot
 
 NAME = "ebm_anatomy_toy"

@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 
 from dbm import presets
-from dbm.cells import CellCache
-from dbm.results import seed_hash
+from dbm.result_cache import CellCache
+from dbm.provenance import seed_hash
 from reproduce.common import Computed, Run, method_palette, method_style, progress, save_figure, script_main
 
 NAME = "fig24_coupling_time"

@@ -36,11 +36,11 @@ if not hasattr(dbm, "IS_THIS_PROJECT"):                       # the standard lib
 import pandas as pd
 import torch
 
-from dbm.cells import CellCache
+from dbm.result_cache import CellCache
 from dbm.metrics.ais import ais_log_partition, log_likelihood_bound, reverse_ais_log_partition
 from dbm.metrics.convergence import tail_drift
 from dbm.metrics.samples import gibbs_chains, modes, sample_stats
-from dbm.results import seed_hash
+from dbm.provenance import seed_hash
 from dbm.run import train_seconds_of
 from dbm.train import CAP_TOTALS
 from reproduce import zoo
@@ -185,7 +185,7 @@ def classifier_fd(model, cfg: Config, dataset, method, seed, fd) -> pd.DataFrame
     """Classifier-Frechet distance (the suite's CNN features, not FID) of ``fd_n`` samples of
     each kind -- mode, mode+1, gibbs-<fd_sweeps>-noise, gibbs-<fd_sweeps>-mode -- against the
     test images; ``fd`` = (extractor, reference stats)."""
-    from dbm.metrics import fid as F
+    from dbm.metrics import extractors as F
     from dbm.metrics.classifier import to_images
     from dbm.metrics.frechet import frechet_distance
     ext, ref = fd
@@ -202,7 +202,7 @@ def classifier_fd(model, cfg: Config, dataset, method, seed, fd) -> pd.DataFrame
 
 def fd_setup(cache: CellCache, cfg: Config, ds: str, train, test):
     """(extractor, test-set reference stats, rows of the training-image floor) for one data set."""
-    from dbm.metrics import fid as F
+    from dbm.metrics import extractors as F
     from dbm.metrics.classifier import ClassifierConfig, load_or_train, to_images
     from dbm.metrics.frechet import frechet_distance
     clf, _ = load_or_train(ClassifierConfig(dataset=ds, encoding="binary", epochs=cfg.classifier_epochs,

@@ -5,7 +5,7 @@ themselves as the floor of each metric): draw ``n_gen`` samples, extract feature
 the Frechet distance to the reference split's statistics, under one protocol recorded in every
 row (extractor and weights hash, n_gen, reference split and n, preprocessing, sample kind, seed,
 training budget).
-- ``fid``: pytorch-fid's InceptionV3 (needs the weights file; see ``dbm.metrics.fid``).
+- ``fid``: pytorch-fid's InceptionV3 (needs the weights file; see ``dbm.metrics.extractors``).
 - ``classifier_fd``: the suite's CNN (``dbm.metrics.classifier``), labelled as such.
 - ``standin_fd`` (--quick only): a random ConvNet; checks the plumbing, means nothing.
 The binary MNIST / Fashion-MNIST DBMs are fig25's models of the same profile; CIFAR-10 uses an
@@ -42,12 +42,12 @@ import torch
 
 from dbm.baselines.train_gan import GANConfig, GANTrainer, classifier_fd_monitor, images_for
 from dbm.data import DataError
-from dbm.metrics import fid as F
+from dbm.metrics import extractors as F
 from dbm.metrics.classifier import ClassifierConfig, load_or_train, to_images
 from dbm.metrics.frechet import frechet_distance
 from dbm.metrics.samples import gibbs_chains, modes
-from dbm.cells import CellCache
-from dbm.results import seed_hash, state_hash
+from dbm.result_cache import CellCache
+from dbm.provenance import seed_hash, state_hash
 from dbm.run import train_seconds_of
 from dbm.train import TrainConfig, Trainer
 from reproduce import zoo

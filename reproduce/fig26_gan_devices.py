@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from dbm.results import write_csv, write_sidecar
+from dbm.provenance import write_csv, write_sidecar
 
 NAME = "fig26_gan_devices"
 

@@ -31,8 +31,8 @@ import torch
 from dbm.data import load_labels
 from dbm.inpaint import inpaint_gibbs, inpaint_local_search, make_mask, missing_error
 from dbm.metrics.classifier import ClassifierConfig, accuracy, load_or_train, to_images
-from dbm.cells import CellCache
-from dbm.results import seed_hash
+from dbm.result_cache import CellCache
+from dbm.provenance import seed_hash
 from reproduce import zoo
 from reproduce.common import Computed, Run, method_style, progress, save_figure, script_main
 

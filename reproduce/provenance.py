@@ -2,7 +2,7 @@
 GPU, with which versions, when, and for how long (wall and CPU seconds).
 
 Three kinds of sidecar JSON live under results/: a reproduction script's (``config`` and
-``environment``, written by dbm.results.write_sidecar), the side-by-side benchmark's
+``environment``, written by dbm.provenance.write_sidecar), the side-by-side benchmark's
 (``environment``), and pytest-benchmark's (``machine_info`` and ``commit_info``). ``facts`` reads
 each into the same fields. A sidecar written before a field existed declares it in
 ``provenance_gaps`` ({field: why it is missing}) instead of guessing it; ``--mark-gaps`` adds those
@@ -109,7 +109,7 @@ def table(root: Path = ROOT):
 
 def mark_gaps(root: Path = ROOT) -> list[Path]:
     """Declare the missing fields of old sidecars (nothing else in them changes)."""
-    from dbm.results import atomic_write_text
+    from dbm.provenance import atomic_write_text
     changed = []
     for p in sidecars(root):
         text = p.read_text()

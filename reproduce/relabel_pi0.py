@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from dbm.presets import EVEN_FIRST
-from dbm.results import atomic_write_text, git_sha, write_csv
+from dbm.provenance import atomic_write_text, git_sha, write_csv
 
 MAPPING = EVEN_FIRST
 NAMES = {**MAPPING, **{f"dbm-{k}": f"dbm-{v}" for k, v in MAPPING.items()}}
@@ -103,7 +103,7 @@ def stamp(path: Path, commit: str) -> bool:
     import matplotlib.pyplot as plt
     from PIL import Image, PngImagePlugin
 
-    from dbm.results import atomic_path
+    from dbm.provenance import atomic_path
     if Image.open(path).text.get("dbm-stamp"):
         return False
     img = plt.imread(path)

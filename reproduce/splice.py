@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dbm.results import atomic_write_text, write_csv
+from dbm.provenance import atomic_write_text, write_csv
 
 
 def _figure(name: str):

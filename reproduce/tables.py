@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a table drifted from its CSV")
     args = p.parse_args(argv)
     drift = []
-    from dbm.results import atomic_write_text
+    from dbm.provenance import atomic_write_text
     for name in FILES:
         path = ROOT / name
         text = path.read_text()

@@ -2,7 +2,7 @@
 trained once and shared by fig25 (which owns them: its ``--force`` retrains them), fig26, fig27
 and ebm_anatomy_mnist (which reuse them when their key matches).
 
-A zoo model is a training cell of ``dbm.cells`` (kind "zoo"): its key is the training settings
+A zoo model is a training cell of ``dbm.result_cache`` (kind "zoo"): its key is the training settings
 (``ZooConfig``), the data set, method and seed; its identity downstream is the hash of its
 ``model.safetensors`` (``model_hash``), which every evaluation cell includes in its key.
 Methods are presets of ``dbm.presets``; "pcd-pretrained" adds greedy layer-wise pretraining.
@@ -30,7 +30,7 @@ import sys
 
 import torch
 
-from dbm.cells import CellCache, file_hash
+from dbm.result_cache import CellCache, file_hash
 from dbm.config import add_config_args, config_from_args
 from dbm.data import load_images
 from dbm.encoding import encode
@@ -229,7 +229,7 @@ def parse_cells(text: str, dataset: str = "mnist") -> list[tuple[str, str, int]]
 
 def main(argv=None) -> int:
     """Train (or resume, or find cached) the listed zoo cells of one profile and data set."""
-    from dbm.cells import CellCache
+    from dbm.result_cache import CellCache
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
     p.add_argument("--dataset", choices=DATASETS, default=None,

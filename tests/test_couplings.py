@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import stats
 
-from dbm import couplings, driver, exact, samplers
+from dbm import coupled, couplings, exact, samplers
 from stat_helpers import TEST_FAILURE_RATE, binomial_z, chi2_gof, joint_index, random_dbm
 
 N = 200_000
@@ -122,7 +122,7 @@ def test_driver_caps_are_counted(gen):
     m = random_dbm([4, 3, 3], seed=23, w_scale=2.0)
     x0 = samplers.mh_init(m, m.random_state(500, gen))
     y0 = samplers.mh_init(m, m.random_state(500, gen))
-    res = driver.run_coupled(
+    res = coupled.run_coupled(
         x0, y0, step=lambda s, idx: samplers.mh_step(m, s, gen),
         coupled_step=lambda a, b, idx: couplings.coupled_mh_step(samplers.MH(m), a, b, gen),
         met=lambda a, b: couplings.states_equal(a.xs, b.xs), max_steps=2)

@@ -47,7 +47,7 @@ def test_uncapped_pair_chain_gives_the_target_expectation(marginalize):
     torch.testing.assert_close(r.mean, exact.expected_statistics(m), rtol=0, atol=1e-9)
     short = exact_mh.capped_expectation(m, pi0 / pi0.sum(), 1, marginalize=marginalize)
     xs, _ = exact_mh.free_states(m, None, marginalize)
-    phi = dbm.stats.per_state_statistics(exact._double(m), xs, marginalize)
+    phi = dbm.sufficient_stats.per_state_statistics(exact._double(m), xs, marginalize)
     torch.testing.assert_close(short.mean, (pi0 / pi0.sum()) @ phi)     # max_steps = 1: X0 alone
 
 

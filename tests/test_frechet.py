@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dbm.metrics import fid
+from dbm.metrics import extractors as fid
 from dbm.metrics.frechet import Stats, accumulate, frechet_distance, load_stats, save_stats
 
 

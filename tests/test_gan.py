@@ -11,7 +11,7 @@ from conftest import ROOT, synthetic_mnist
 from dbm.baselines.train_gan import GANConfig, GANTrainer, load_generator, sample
 from dbm.baselines.wgan import build, gradient_penalty
 from dbm.errors import ConfigError
-from dbm.results import file_sha256 as _sha256
+from dbm.provenance import file_sha256 as _sha256
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])

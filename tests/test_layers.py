@@ -10,7 +10,7 @@ import torch
 
 import dbm
 from dbm import presets
-from dbm.cells import CellCache, file_hash
+from dbm.result_cache import CellCache, file_hash
 from dbm.errors import CheckpointError, ConfigError
 from dbm.train import TrainConfig
 
@@ -204,7 +204,7 @@ def test_import_graph_has_no_circle(package):
     circle = _circle(graph)
     assert circle is None, "import circle: " + " -> ".join(circle)
     if package == "dbm":
-        assert "dbm.samplers" not in graph["dbm.model"] and "dbm.stats" not in graph["dbm.model"]
+        assert "dbm.samplers" not in graph["dbm.model"] and "dbm.sufficient_stats" not in graph["dbm.model"]
 
 
 def test_a_circle_is_found():
@@ -215,7 +215,7 @@ def test_a_circle_is_found():
 def test_git_sha_names_uncommitted_changes_by_their_diff(tmp_path):
     import re
     import subprocess
-    from dbm.results import environment, git_sha
+    from dbm.provenance import environment, git_sha
     git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa: E731
     git("init", "-q")
     (tmp_path / "f.py").write_text("a = 1\n")

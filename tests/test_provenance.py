@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from dbm.results import write_sidecar
+from dbm.provenance import write_sidecar
 from reproduce import provenance
 
 SIDECARS = provenance.sidecars()
@@ -60,7 +60,7 @@ def test_pytest_benchmark_json_is_read():
 
 
 def test_atomic_writes_refuse_to_replace_what_is_not_a_regular_file(tmp_path):
-    from dbm.results import atomic_write_text
+    from dbm.provenance import atomic_write_text
     import pytest
     (tmp_path / "folder").mkdir()
     (tmp_path / "target").write_text("keep")

@@ -165,7 +165,7 @@ def test_bias_study_batches_add_up(monkeypatch):
     import torch
     import dbm
     from dbm import exact, presets
-    from dbm.results import seed_hash
+    from dbm.provenance import seed_hash
     from reproduce import bias_study as b
     monkeypatch.setattr(b, "BATCH", 1000)
     cfg = b.Config(mh_max_steps=1000)
@@ -372,7 +372,7 @@ def test_ebm_anatomy_mnist_profiles_build_and_train(profile, tmp_path):
     two updates on synthetic data with K and the batch shrunk, everything else as configured."""
     import dataclasses
     from conftest import synthetic_mnist
-    from dbm.cells import CellCache
+    from dbm.result_cache import CellCache
     from dbm.ebm.train import EBMTrainer, mnist32
     from reproduce.ebm_anatomy_mnist import PROFILES, Config, ebm_config
     cfg = dataclasses.replace(Config(**PROFILES[profile]), data_dir=str(synthetic_mnist(tmp_path / "data")))

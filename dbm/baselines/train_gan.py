@@ -32,7 +32,7 @@ from ..data import load_images
 from ..encoding import model_view
 from ..metrics.convergence import Plateau
 from ..errors import ConfigError, DataError, DivergenceError
-from ..results import device_name, seed_hash
+from ..provenance import device_name, seed_hash
 from ..run import RunTrainer, check_writable, read_weights, set_generator_state
 from .wgan import Z_DIM, build, critic_loss, generator_loss
 
@@ -101,7 +101,7 @@ def classifier_fd_monitor(extractor, reference, n: int) -> Callable[["GANTrainer
     """``monitor(trainer)``: the Frechet distance between ``extractor``'s features of ``n``
     generator samples and the ``reference`` statistics; the samples come from a generator seeded
     by the run's seed and step, never from the training generator."""
-    from ..metrics.fid import feature_stats
+    from ..metrics.extractors import feature_stats
     from ..metrics.frechet import frechet_distance
 
     def monitor(t: "GANTrainer") -> float:
@@ -113,7 +113,7 @@ def classifier_fd_monitor(extractor, reference, n: int) -> Callable[["GANTrainer
 def default_monitor(cfg: GANConfig) -> Callable[["GANTrainer"], float]:
     """The suite classifier's FD to the whole test split (classifier and reference statistics
     cached under ``cfg.classifier_dir``, the classifier trained there on first use)."""
-    from ..metrics import fid as F
+    from ..metrics import extractors as F
     from ..metrics.classifier import ClassifierConfig, load_or_train
     clf, _ = load_or_train(ClassifierConfig(dataset=cfg.dataset, encoding=cfg.encoding), cfg.classifier_dir,
                            cfg.data_dir, cfg.device)

@@ -30,7 +30,7 @@ from torch import Tensor
 from ..config import check_config, check_device
 from ..encoding import to_signed_padded
 from ..errors import ConfigError, DataError, DivergenceError
-from ..results import seed_hash
+from ..provenance import seed_hash
 from ..run import RunTrainer, check_writable, read_weights, require_finite, set_generator_state
 from .chains import INITS, PersistentBank, init_chains
 from .langevin import run_langevin

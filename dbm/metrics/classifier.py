@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ..data import DataError, load_images, load_labels
 from ..nninit import seeded
 from ..encoding import decode, model_view
-from ..results import atomic_path, seed_hash
+from ..provenance import atomic_path, seed_hash
 
 __all__ = ["ClassifierConfig", "SmallCNN", "to_images", "train_classifier", "load_or_train", "accuracy"]
 

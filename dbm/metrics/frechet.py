@@ -72,7 +72,7 @@ def accumulate(features: Callable[[Tensor], Tensor], batches: Iterable[Tensor]) 
 def save_stats(path, stats: Stats, manifest: dict) -> None:
     """``.npz`` with mu, sigma, n and the manifest as JSON (written to a temporary name, renamed)."""
     import json
-    from ..results import atomic_path
+    from ..provenance import atomic_path
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, mu=stats.mu, sigma=stats.sigma, n=stats.n, manifest=json.dumps(manifest, sort_keys=True))
 

@@ -19,7 +19,7 @@ from torch import Tensor
 from .. import exact
 from ..meanfield import mean_field
 from ..model import DBM
-from ..results import seed_hash
+from ..provenance import seed_hash
 from .ais import ais_log_partition, log_likelihood_bound
 from .samples import sample_images, sample_stats
 

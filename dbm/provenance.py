@@ -29,7 +29,7 @@ def seed_hash(*names) -> int:
 
 def cell_id(args: dict) -> str:
     """A short stable hash of a job's arguments (the name of its output file): the one key
-    function of every cache (``dbm.cells.CellCache.key``, the feature-statistics cache)."""
+    function of every cache (``dbm.result_cache.CellCache.key``, the feature-statistics cache)."""
     return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from ..results import file_sha256, state_hash
+from ..provenance import file_sha256, state_hash
 from .frechet import Stats, accumulate, load_stats, save_stats
 
 __all__ = ["WEIGHTS_NAME", "WEIGHTS_URL", "MissingWeightsError", "Extractor", "find_inception_weights",
@@ -151,7 +151,7 @@ def feature_stats(extractor: Extractor, source: Tensor | Callable[[int], Tensor]
 def feature_stats_cached(extractor: Extractor, images: Tensor, cache_dir, manifest: dict) -> Stats:
     """Reference statistics, cached as ``<cache_dir>/<hash>.npz`` with ``manifest`` (data set, split,
     preprocessing, count) plus the extractor's name and weights hash; recomputed when they differ."""
-    from ..results import cell_id
+    from ..provenance import cell_id
     manifest = dict(manifest, extractor=extractor.name, weights_hash=extractor.weights_hash, n=len(images))
     path = Path(cache_dir) / f"{cell_id(manifest)}.npz"
     stats = load_stats(path, manifest)

@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple
 import pandas as pd
 
 from .errors import CheckpointError
-from .results import atomic_path, atomic_write_text, cell_id, file_sha256, git_sha, write_csv
+from .provenance import atomic_path, atomic_write_text, cell_id, file_sha256, git_sha, write_csv
 
 __all__ = ["CODE_VERSION", "Cell", "CellCache", "file_hash"]
 
