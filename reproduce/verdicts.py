@@ -209,26 +209,32 @@ def verdict_table(root: Path = ROOT) -> str:
     nc, cv = s.xs("non-convergent", level="outcome"), s.xs("convergent", level="outcome")
     ok = bool((nc.short_run_kde_tv < 0.35).all() and (nc.long_run_kde_tv > 0.5).all() and (cv.density_tv < 0.35).all())
     rows.append(
-        f"| EBM anatomy, toy: short-run learning from noise gives good short-run but bad long-run samples; convergent "
-        f"learning a valid density | **{'yes' if ok else 'no'}** (rule: non-convergent: short-run KDE TV < 0.35, long-run > "
+        f"| EBM anatomy, toy (the authors' targets and toy net since issue 37): short-run learning from noise gives good "
+        f"short-run but bad long-run samples; convergent learning a valid density | **{'yes' if ok else 'no'}** (rule: "
+        f"non-convergent: short-run KDE TV < 0.35, long-run > "
         f"0.5; convergent: density TV < 0.35) | non-convergent short-run / long-run TV "
         + ", ".join(f"{t} {r.short_run_kde_tv:.2f} / {r.long_run_kde_tv:.2f}" for t, r in nc.iterrows())
         + "; convergent density TV " + ", ".join(f"{t} {r.density_tv:.2f}" for t, r in cv.iterrows())
         + f" | `results/ebm_anatomy_toy.png` | `make reproduce-anatomy` | {_runtime('reproduce-anatomy', None, root)} |")
     em = pd.read_csv(res / "ebm_anatomy_mnist.csv")
     e = em[(em.kind == "summary") & (em.metric == "classifier_fd")].set_index(["model", "samples"]).value
+    pv = (f"; the same with the vanilla net (the budget's net before issue 37): long-run "
+          f"{e[('persistent-vanilla', 'long-run')]:.1f}, bank {e[('persistent-vanilla', 'persistent bank')]:.1f}"
+          if ("persistent-vanilla", "long-run") in e.index else "")
     rows.append(
-        f"| EBM anatomy, MNIST: the same two outcomes on images | see [docs/ebm_anatomy.md](docs/ebm_anatomy.md) | "
+        f"| EBM anatomy, MNIST: the same two outcomes on images (persistent model: the authors' non-local net since "
+        f"issue 37) | see [docs/ebm_anatomy.md](docs/ebm_anatomy.md) | "
         f"classifier-FD ({int(em.n_eval.max()):,} samples; test images {e[('data', 'held-out test images')]:.1f}): "
         f"short-run EBM's short-run samples {e[('short-run', 'short-run')]:.1f}, its long-run samples "
         f"{e[('short-run', 'long-run')]:.0f}; persistent EBM's long-run samples {e[('persistent', 'long-run')]:.1f}, "
-        f"its bank {e[('persistent', 'persistent bank')]:.1f} | `results/ebm_anatomy_mnist.png` | `make reproduce-anatomy` | "
-        f"as above |")
+        f"its bank {e[('persistent', 'persistent bank')]:.1f}{pv} | `results/ebm_anatomy_mnist.png` | "
+        f"`make reproduce-anatomy` | as above |")
     note = (f"\nSources: `results/fig24_coupling_time.csv` ({short_sha(res / 'fig24_coupling_time.json')}), "
             f"`results/converged/fig25_end_to_end.csv` ({short_sha(res / 'converged/fig25_end_to_end.json')}; spliced, "
             f"see below), `results/converged/fig26_fid.csv` ({short_sha(res / 'converged/fig26_fid.json')}), "
             f"`results/fig27_inpainting.csv` ({short_sha(res / 'fig27_inpainting.json')}), `results/bias_study.csv` "
-            f"({short_sha(res / 'bias_study.json')}), `results/ebm_anatomy_*.csv`. Intervals: the AIS bracket's seed means; "
+            f"({short_sha(res / 'bias_study.json')}), `results/ebm_anatomy_toy.csv` ({short_sha(res / 'ebm_anatomy_toy.json')}), "
+            f"`results/ebm_anatomy_mnist.csv` ({short_sha(res / 'ebm_anatomy_mnist.json')}). Intervals: the AIS bracket's seed means; "
             f"+- : standard error over seeds.\n")
     return "\n".join(rows) + "\n" + note
 
