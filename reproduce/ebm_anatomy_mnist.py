@@ -186,12 +186,13 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     has_dbm = (df.kind == "dbm_trace").any()
     fig, axes = plt.subplots(1, 3 + has_dbm, figsize=(5 * (3 + has_dbm), 4.4))
     labels = {"d_st": "d_st: energy difference, data - samples (symlog)",
-              "r_t": "r_t = (eps^2/2) |grad_x U| of the samples (symlog)"}
+              "r_t": "r_t = (eps^2/2) |grad_x U| of the samples (log)"}
     for model, d in df[df.kind == "trace"].groupby("model"):
         for ax, metric in zip(axes[:2], ("d_st", "r_t")):
             t = d[d.metric == metric]
             ax.plot(t.step, t.value, lw=0.7, label=model)
-            ax.set(title=f"EBM {metric} per update", xlabel="training update", ylabel=labels[metric], yscale="symlog")
+            ax.set(title=f"EBM {metric} per update", xlabel="training update", ylabel=labels[metric],
+                   yscale="symlog" if metric == "d_st" else "log")
     axes[0].axhline(0, color="k", lw=0.5)
     for model, d in df[df.kind == "long_run_trace"].groupby("model"):
         axes[2].plot(d.step, d.value, label=model)
