@@ -241,12 +241,9 @@ def compute(run: Run) -> Computed:
                              reference="MNIST test images n_eval.. (classifier features, 8-bit classifier)"))
 
 
-summarise = summary_pivot("model", "samples")
-
-
 def main(argv=None) -> int:
     return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
-                       plot=plot, summary=summarise)
+                       plot=plot, summary=summary_pivot("model", "samples"))
 
 
 if __name__ == "__main__":

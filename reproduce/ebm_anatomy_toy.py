@@ -206,12 +206,9 @@ def compute(run: Run) -> Computed:
                              kde_tv_of_true_samples=floors))
 
 
-summarise = summary_pivot("target", "outcome")
-
-
 def main(argv=None) -> int:
     return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
-                       plot=plot, summary=summarise)
+                       plot=plot, summary=summary_pivot("target", "outcome"))
 
 
 if __name__ == "__main__":

@@ -41,8 +41,8 @@ NAME = "fig27_inpainting"
 
 @dataclasses.dataclass(frozen=True)
 class Config(zoo.ZooConfig):
-    """The zoo models' training settings (inherited: a flag such as --updates reaches the models
-    completed here as it reaches fig25's) and this figure's evaluation."""
+    """Masks, completions and the classifier of slide 27, over the zoo's training settings
+    (inherited, so that --updates or --hidden selects the same models as in fig25 and fig26)."""
     datasets: tuple = ("mnist", "fashion-mnist")
     methods: tuple = zoo.METHODS                      # the zoo's (fig25's) models
     masks: tuple = ("left", "right", "top", "bottom", "center", "random-0.25", "random-0.5", "random-0.75")
