@@ -18,8 +18,13 @@ are run folders ``<root>/<kind>/<key>/`` (``dbm.run``), resumed where they stopp
 
 ``--force`` (``CellCache(force=True)``): recompute every cell this script owns, each at most once
 per invocation (a model shared by several cells is retrained once). Cells read from another
-script's cache (fig25's model zoo, the classifiers) are reused whenever their key matches;
-their own script's ``--force`` recomputes them.
+script's cache (fig25's model zoo) are reused whenever their key matches; their own script's
+``--force`` recomputes them. The shared cells that no script owns, the suite's classifiers
+(``dbm.metrics.classifier``, kind "classifier") and reference feature statistics
+(``dbm.metrics.extractors.feature_stats_cached``, kind "feature-stats"), are cells of this cache
+too, never forced: their key changes when their inputs or the code version do. The training
+commands' ``--force`` (``python -m dbm train ...``) means the same for one run folder: start it
+afresh (``dbm.run.RunDir.clear``, which ``run_dir`` calls for a forced training cell).
 """
 from __future__ import annotations
 
@@ -103,6 +108,7 @@ class CellCache:
 
     @staticmethod
     def _read(csv: Path, meta_path: Path, arrays_path: Path) -> Cell:
+        from safetensors import SafetensorError
         try:
             meta = json.loads(meta_path.read_text())
             rows = pd.read_csv(csv)
@@ -110,7 +116,7 @@ class CellCache:
             if meta.get("arrays"):
                 from safetensors.torch import load
                 arrays = load(arrays_path.read_bytes())
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, SafetensorError) as e:
             raise CheckpointError(f"cached cell {meta_path} is damaged ({e}); delete it or rerun with --force") from None
         return Cell(rows, arrays, meta)
 

@@ -1,9 +1,13 @@
 """The suite's classifier: input handling, caching, corrupt caches, no global RNG."""
+import dataclasses
+import json
+
 import pytest
 import torch
 
 from conftest import synthetic_mnist
 from dbm.data import DataError
+from dbm.errors import CheckpointError
 from dbm.encoding import encode_8bit
 from dbm.metrics.classifier import ClassifierConfig, SmallCNN, accuracy, load_or_train, to_images
 
@@ -31,12 +35,27 @@ def test_train_cache_reload_and_corrupt_cache(tmp_path):
     cfg = ClassifierConfig(epochs=2)
     net, rec = load_or_train(cfg, tmp_path / "cache", data)
     assert rec["test_accuracy"] > 0.9                                # ten well-separated bar classes
-    path = next((tmp_path / "cache").glob("*.safetensors"))
+    path = next((tmp_path / "cache").rglob("*.safetensors"))          # the cell's weights (dbm.result_cache)
     again, rec2 = load_or_train(cfg, tmp_path / "cache", data)
     assert rec2 == rec and all(torch.equal(p, q) for p, q in zip(net.parameters(), again.parameters()))
     x = torch.rand(5, 1, 28, 28)
     assert torch.equal(accuracy(net, x, torch.zeros(5, dtype=torch.long)),
                        accuracy(again, x, torch.zeros(5, dtype=torch.long)))
     path.write_bytes(path.read_bytes()[:100])
-    with pytest.raises(DataError, match="delete the file"):
+    with pytest.raises(CheckpointError, match="damaged"):
         load_or_train(cfg, tmp_path / "cache", data)
+
+
+def test_a_classifier_of_the_earlier_cache_layout_is_adopted_with_its_weights(tmp_path):
+    """A file <cache>/<key>.safetensors (weights + record) becomes the cell, unchanged: the FD
+    cells keyed by its weights hash stay valid, and nothing is retrained."""
+    from safetensors.torch import save_file
+    from dbm.provenance import state_hash
+    cfg = ClassifierConfig(epochs=1)
+    net = SmallCNN((1, 28, 28), torch.Generator().manual_seed(7))
+    record = {"config": dataclasses.asdict(cfg), "test_accuracy": 0.5, "train_wall_s": 1.0, "torch": "x"}
+    (tmp_path / "cache").mkdir()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "cache" / f"{cfg.key()}.safetensors"),
+              metadata={"record": json.dumps(record)})
+    got, rec = load_or_train(cfg, tmp_path / "cache", data_dir=tmp_path / "no-data")   # no data: no training
+    assert rec == record and state_hash(got) == state_hash(net)

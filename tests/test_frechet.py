@@ -91,3 +91,19 @@ def test_inception_extractor_loads_a_local_file(tmp_path, monkeypatch):
     assert torch.equal(torch.get_rng_state(), before)
     f = ext(torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
     assert f.shape == (2, 2048) and torch.isfinite(f).all() and ext.weights_hash == fid.file_sha256(path)
+
+
+def test_reference_statistics_are_a_cell_of_the_result_cache(tmp_path, monkeypatch):
+    """Computed once per manifest and extractor, read back equal; another manifest recomputes."""
+    from dbm.metrics import extractors as ex
+    e = ex.standin_extractor(channels=1)
+    imgs = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    calls = []
+    real = ex.feature_stats
+    monkeypatch.setattr(ex, "feature_stats", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    a = ex.feature_stats_cached(e, imgs, tmp_path, {"dataset": "x", "split": "test"})
+    b = ex.feature_stats_cached(e, imgs, tmp_path, {"dataset": "x", "split": "test"})
+    assert len(calls) == 1 and a.n == b.n == 40
+    assert np.array_equal(a.mu, b.mu) and np.array_equal(a.sigma, b.sigma)
+    ex.feature_stats_cached(e, imgs, tmp_path, {"dataset": "x", "split": "train"})
+    assert len(calls) == 2 and list(tmp_path.glob("feature-stats/*.safetensors"))

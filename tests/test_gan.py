@@ -137,7 +137,7 @@ def test_cli_train_gan_logs_the_classifier_fd_trace(tmp_path):
     m = pd.read_csv(out / "metrics.csv")
     fd = m[m.metric == "classifier_fd"]
     assert sorted(fd.step) == [1, 2] and (fd.value > 0).all()
-    assert list((tmp_path / "clf").glob("*.safetensors"))
+    assert list((tmp_path / "clf" / "classifier").glob("*.safetensors"))   # the classifier, a result-cache cell
 
 
 def _as_if_trained_on_cuda(out, legacy: bool = False):

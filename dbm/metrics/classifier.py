@@ -21,13 +21,14 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from ..data import DataError, load_images, load_labels
 from ..nninit import seeded
 from ..encoding import decode, model_view
-from ..provenance import atomic_path, seed_hash
+from ..provenance import seed_hash
 
 __all__ = ["ClassifierConfig", "SmallCNN", "to_images", "train_classifier", "load_or_train", "accuracy"]
 
@@ -115,28 +116,49 @@ def accuracy(net: SmallCNN, x: Tensor, labels: Tensor) -> Tensor:
     return (predict(net, x) == labels.cpu()).float()
 
 
+KIND, VERSION = "classifier", "1"          # the classifiers' cells in the result cache
+
+
 def load_or_train(cfg: ClassifierConfig, cache_dir: str | os.PathLike = "runs/classifiers", data_dir=None,
                   device: str = "cpu") -> tuple[SmallCNN, dict]:
-    """The cached classifier for ``cfg`` (``<cache_dir>/<key>.safetensors``), trained on first use."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, save_file
-    path = Path(cache_dir) / f"{cfg.key()}.safetensors"
+    """The classifier for ``cfg``, trained on first use: a cell of the one result cache
+    (``dbm.result_cache``, kind "classifier" under ``cache_dir``), keyed like every cell by its
+    inputs (the config) and the code version. Never forced: the classifiers are shared by every
+    script, as the zoo's models are by fig26 and fig27. A classifier cached by an earlier version
+    as ``<cache_dir>/<cfg.key()>.safetensors`` is adopted with its weights unchanged, so the
+    Frechet-distance cells keyed by its weights stay valid."""
+    from ..result_cache import CellCache
+    legacy = Path(cache_dir) / f"{cfg.key()}.safetensors"
+
+    def compute():
+        net, record = _read_legacy(legacy, cfg) if legacy.exists() else train_classifier(cfg, data_dir, device)
+        return (pd.DataFrame([{"record": json.dumps(record)}]),
+                {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()})
+
+    cell = CellCache(cache_dir, version=VERSION).cell(KIND, dataclasses.asdict(cfg), compute, owned=False)
     net = SmallCNN(SHAPES[cfg.dataset], torch.Generator().manual_seed(0))
-    if path.exists():
-        try:
-            from safetensors import safe_open
-            with safe_open(str(path), framework="pt") as f:
-                record = json.loads(f.metadata()["record"])
-            net.load_state_dict(load_file(str(path)))
-        except (SafetensorError, KeyError, RuntimeError, json.JSONDecodeError, OSError) as e:
-            raise DataError(f"{path}: corrupt classifier cache ({e}); delete the file to retrain it") from None
-        if record.get("config") != dataclasses.asdict(cfg):
-            raise DataError(f"{path}: cached classifier was trained with {record.get('config')}, not {cfg}; "
-                            "delete the file to retrain it")
-        net.eval()
-        return net.to(device), record
-    net, record = train_classifier(cfg, data_dir, device)
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp),
-                  metadata={"record": json.dumps(record)})
+    try:
+        net.load_state_dict(cell.arrays)
+        record = json.loads(cell.rows.record.iloc[0])
+    except (RuntimeError, KeyError, AttributeError, IndexError, ValueError) as e:
+        raise DataError(f"{cell.meta.get('key')}: the cached classifier under {cache_dir} is damaged ({e}); "
+                        "delete its files to retrain it") from None
+    net.eval()
+    return net.to(device), record
+
+
+def _read_legacy(path: Path, cfg: ClassifierConfig) -> tuple[SmallCNN, dict]:
+    """A classifier file of the earlier cache layout: weights with the training record."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+    net = SmallCNN(SHAPES[cfg.dataset], torch.Generator().manual_seed(0))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            record = json.loads(f.metadata()["record"])
+        net.load_state_dict(load_file(str(path)))
+    except (SafetensorError, KeyError, RuntimeError, json.JSONDecodeError, OSError) as e:
+        raise DataError(f"{path}: corrupt classifier cache ({e}); delete the file to retrain it") from None
+    if record.get("config") != dataclasses.asdict(cfg):
+        raise DataError(f"{path}: cached classifier was trained with {record.get('config')}, not {cfg}; "
+                        "delete the file to retrain it")
     return net, record

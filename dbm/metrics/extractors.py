@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 from ..provenance import file_sha256, state_hash
-from .frechet import Stats, accumulate, load_stats, save_stats
+from .frechet import Stats, accumulate
 
 __all__ = ["WEIGHTS_NAME", "WEIGHTS_URL", "MissingWeightsError", "Extractor", "find_inception_weights",
            "inception_extractor", "classifier_extractor", "standin_extractor", "feature_stats",
@@ -149,13 +149,18 @@ def feature_stats(extractor: Extractor, source: Tensor | Callable[[int], Tensor]
 
 
 def feature_stats_cached(extractor: Extractor, images: Tensor, cache_dir, manifest: dict) -> Stats:
-    """Reference statistics, cached as ``<cache_dir>/<hash>.npz`` with ``manifest`` (data set, split,
-    preprocessing, count) plus the extractor's name and weights hash; recomputed when they differ."""
-    from ..provenance import cell_id
+    """Reference statistics as a cell of the one result cache (``dbm.result_cache``, kind
+    "feature-stats" under ``cache_dir``): keyed by ``manifest`` (data set, split, preprocessing,
+    count) plus the extractor's name and weights hash and the code version; shared, never forced."""
+    import numpy as np
+    import pandas as pd
+    from ..result_cache import CellCache
     manifest = dict(manifest, extractor=extractor.name, weights_hash=extractor.weights_hash, n=len(images))
-    path = Path(cache_dir) / f"{cell_id(manifest)}.npz"
-    stats = load_stats(path, manifest)
-    if stats is None:
-        stats = feature_stats(extractor, images)
-        save_stats(path, stats, manifest)
-    return stats
+
+    def compute():
+        st = feature_stats(extractor, images)
+        return (pd.DataFrame([{"n": st.n}]),
+                {"mu": torch.from_numpy(np.ascontiguousarray(st.mu)), "sigma": torch.from_numpy(np.ascontiguousarray(st.sigma))})
+
+    cell = CellCache(cache_dir).cell("feature-stats", manifest, compute, owned=False)
+    return Stats(cell.arrays["mu"].numpy(), cell.arrays["sigma"].numpy(), int(cell.rows.n.iloc[0]))
