@@ -14,7 +14,9 @@ paper's units, (eps^2 / 2) ||grad_x U||, as the authors' code computes it; ``gra
   released non-local net was implemented (kept so that the two can be compared).
 
 Evaluated on the same number of chains (``n_eval``) from uniform noise: short-run samples (K
-steps, as in training) and long-run samples (``long_run_steps`` steps); per sample set the
+steps, as in training) and long-run samples (``long_run_steps`` steps); with
+``long_run_from_data`` also long-run chains started from training images plus the data noise
+(the released evaluation's start, "long-run from data"); per sample set the
 classifier-Frechet distance (the suite's 8-bit MNIST classifier; reference: the test images after
 the first ``n_eval``, floor: those ``n_eval`` held-out images; both go through the same resize as
 the training data, so 16 x 16 models are not charged for the lost resolution), the fraction of saturated pixels (|x| > 1) and the
@@ -75,6 +77,7 @@ class Config:
     train_limit: int = 0
     n_eval: int = 200
     long_run_steps: int = 3000         # the paper: 100k; 20 K
+    long_run_from_data: bool = True    # also long-run chains from training images (+ data noise), as the released evaluation
     classifier_epochs: int = 2
     classifier_train_limit: int = 0
     data_dir: str | None = None
@@ -137,16 +140,26 @@ def evaluate(trainer, cfg: Config, outcome: str, extractor, ref) -> tuple[pd.Dat
     if trainer.bank is not None:
         bank = trainer.bank.x[:cfg.n_eval]
         rows += sample_rows("persistent bank", bank, extractor, ref, u(bank))
+    if cfg.long_run_from_data:                          # the released evaluation's start: data (own generator)
+        gd = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval-data", outcome))
+        idx = torch.randperm(trainer.data.shape[0], generator=gd, device=gd.device)[:cfg.n_eval]
+        xd = trainer.data[idx] + ecfg.data_epsilon * torch.randn(trainer.data[idx].shape, generator=gd, device=gd.device)
+        from_data = torch.cat([long_run(net, xd[i:i + 100], cfg.long_run_steps, ecfg.eps, gd)[0]
+                               for i in range(0, len(xd), 100)])
+        rows += sample_rows("long-run from data", from_data, extractor, ref, u(from_data))
     df = pd.DataFrame(rows).assign(kind="summary", step=ecfg.updates)
     tr = pd.DataFrame({"samples": "long-run", "metric": "energy", "value": trace.values, "kind": "long_run_trace",
                        "step": trace.index.values})
     images = {"short-run": short[:16], "long-run": long[:16]}
+    if cfg.long_run_from_data:
+        images["long-run from data"] = from_data[:16]
     if trainer.bank is not None:
         images["persistent bank"] = trainer.bank.x[:16]
     return pd.concat([df, tr], ignore_index=True), images
 
 
-EVAL_FIELDS = ("n_eval", "long_run_steps", "classifier_epochs", "classifier_train_limit", "image_size")
+EVAL_FIELDS = ("n_eval", "long_run_steps", "classifier_epochs", "classifier_train_limit", "image_size",
+               "long_run_from_data")
 
 
 def run_cell(cfg: Config, outcome: str, cache: CellCache, data, extractor, ref):

@@ -164,7 +164,7 @@ def ebm_toy_table(root: Path = ROOT) -> str:
     return "\n".join(rows) + "\n" + note
 
 
-EBM_MNIST_SAMPLES = ("short-run", "persistent bank", "long-run")
+EBM_MNIST_SAMPLES = ("short-run", "persistent bank", "long-run", "long-run from data")
 
 
 def ebm_mnist_table(root: Path = ROOT) -> str:

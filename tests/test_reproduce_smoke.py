@@ -341,7 +341,7 @@ def test_ebm_anatomy_mnist_quick_on_synthetic_idx(tmp_path):
     df = read_tables(out, "ebm_anatomy_mnist")
     s = df[df.kind == "summary"]
     assert set(s.model) == {"data", "short-run", "persistent"}
-    assert set(s[s.model == "persistent"].samples) == {"short-run", "long-run", "persistent bank"}
+    assert set(s[s.model == "persistent"].samples) == {"short-run", "long-run", "long-run from data", "persistent bank"}
     fd = s[s.metric == "classifier_fd"].value
     assert (fd >= 0).all() and fd.map(math.isfinite).all()
     assert df[df.kind == "trace"].groupby(["model", "metric"]).size().eq(4).all()
