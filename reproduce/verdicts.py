@@ -223,13 +223,16 @@ def verdict_table(root: Path = ROOT) -> str:
     pv = (f"; the same with the vanilla net (the budget's net before issue 37): long-run "
           f"{e[('persistent-vanilla', 'long-run')]:.1f}, bank {e[('persistent-vanilla', 'persistent bank')]:.1f}"
           if ("persistent-vanilla", "long-run") in e.index else "")
+    fd = (f"; long-run chains from training images (the released evaluation's start): short-run EBM "
+          f"{e[('short-run', 'long-run from data')]:.0f}, persistent EBM {e[('persistent', 'long-run from data')]:.1f}"
+          if ("persistent", "long-run from data") in e.index else "")
     rows.append(
         f"| EBM anatomy, MNIST: the same two outcomes on images (persistent model: the authors' released non-local "
         f"net since issue 37, for fidelity) | see [docs/ebm_anatomy.md](docs/ebm_anatomy.md) | "
         f"classifier-FD ({int(em.n_eval.max()):,} samples; test images {e[('data', 'held-out test images')]:.1f}): "
         f"short-run EBM's short-run samples {e[('short-run', 'short-run')]:.1f}, its long-run samples "
         f"{e[('short-run', 'long-run')]:.0f}; persistent EBM's long-run samples {e[('persistent', 'long-run')]:.1f}, "
-        f"its bank {e[('persistent', 'persistent bank')]:.1f}{pv} | `results/ebm_anatomy_mnist.png` | "
+        f"its bank {e[('persistent', 'persistent bank')]:.1f}{pv}{fd} | `results/ebm_anatomy_mnist.png` | "
         f"`make reproduce-anatomy` | as above |")
     note = (f"\nSources: `results/fig24_coupling_time.csv` ({short_sha(res / 'fig24_coupling_time.json')}), "
             f"`results/converged/fig25_end_to_end.csv` ({short_sha(res / 'converged/fig25_end_to_end.json')}; spliced, "
