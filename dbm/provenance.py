@@ -1,4 +1,5 @@
-"""Tidy results: derived seeds, atomic writes, sidecar JSON with the full protocol."""
+"""What a result is and where it came from: derived seeds, the one key function (``cell_id``)
+and file hasher (``file_sha256``), atomic writes, the git SHA, sidecar JSON with the full protocol."""
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,7 @@ def seed_hash(*names) -> int:
 
 def cell_id(args: dict) -> str:
     """A short stable hash of a job's arguments (the name of its output file): the one key
-    function of every cache (``dbm.result_cache.CellCache.key``, the feature-statistics cache)."""
+    function, through which ``dbm.result_cache.CellCache.key`` keys every cached cell."""
     return hashlib.sha256(json.dumps(args, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -143,7 +143,8 @@ def evaluate(trainer, cfg: Config, outcome: str, extractor, ref) -> tuple[pd.Dat
     if cfg.long_run_from_data:                          # the released evaluation's start: data (own generator)
         gd = torch.Generator(device=ecfg.device).manual_seed(seed_hash(NAME, "eval-data", outcome))
         idx = torch.randperm(trainer.data.shape[0], generator=gd, device=gd.device)[:cfg.n_eval]
-        xd = trainer.data[idx] + ecfg.data_epsilon * torch.randn(trainer.data[idx].shape, generator=gd, device=gd.device)
+        xd = trainer.data[idx]
+        xd = xd + ecfg.data_epsilon * torch.randn(xd.shape, generator=gd, device=gd.device)
         from_data = torch.cat([long_run(net, xd[i:i + 100], cfg.long_run_steps, ecfg.eps, gd)[0]
                                for i in range(0, len(xd), 100)])
         rows += sample_rows("long-run from data", from_data, extractor, ref, u(from_data))

@@ -127,7 +127,7 @@ def fresh_start(cfg: EBMConfig, n: int, generator: torch.Generator, data: Tensor
     gaussian noise is multiplied by ``cfg.init_scale``."""
     kind = cfg.init if kind is None else kind
     x = init_chains(kind, n, _shape(cfg), generator, data)
-    return x * cfg.init_scale if kind in ("uniform", "gaussian") and cfg.init_scale != 1.0 else x
+    return x * cfg.init_scale if kind in ("uniform", "gaussian") else x
 
 
 def toy_target(cfg: EBMConfig) -> Toy2D:
