@@ -77,6 +77,9 @@ EVAL_PROFILES = {"quick": dict(ais_runs=32, ais_betas=300, test_n=500, sample_n=
                  "converged-2x": dict(ais_runs=100, bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000),
                                       fd_n=1000),
                  "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000)}
+# the ladder's rungs (issue 31): the converged evaluator, classifier-FD at 2,000 samples
+EVAL_PROFILES.update({rung: dict(EVAL_PROFILES["converged"], fd_n=2000) for rung in zoo.LADDERS["ladder"]})
+EVAL_PROFILES.update({rung: EVAL_PROFILES["quick"] for rung in zoo.LADDERS["ladder-quick"]})
 PROFILES = {name: {**zoo.PROFILES[name], **zoo.MATRICES[name], **EVAL_PROFILES[name]} for name in zoo.PROFILES}
 EVAL_FIELDS = ("ais_runs", "ais_betas", "bracket_betas", "bracket_tol", "reverse_burn", "sample_n", "gibbs_sweeps",
                "test_n", "sample_order")

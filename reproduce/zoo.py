@@ -42,6 +42,7 @@ __all__ = ["KIND", "METHODS", "HELD_OUT", "ZooConfig", "PROFILES", "zoo_config",
 
 KIND = "zoo"
 VERSION = "1"                             # the zoo cells' code version, whichever script trains or reads them
+CKPT_EVERY = 500                          # the most updates between checkpoints (resume exactly from there)
 HELD_OUT = 1000                           # the first test images: the held-out set of the training logs
 METHODS = ("ucd-mh-lmi", "ucd-gibbs", "cd", "pcd", "pcd-pretrained")
 
@@ -83,6 +84,22 @@ PROFILES = {
     "paper": dict(hidden=(784, 784), batch_size=1000, updates=1_000_000, pretrain_updates=20_000, gibbs_max_steps=100),
 }
 
+# issue 31: the scale ladder. Faithful UCD-MH-LMI on MNIST at seed 0 as the width and the batch
+# approach the released setting (784-784-784, batch 1000): each rung is a profile of its own with
+# the converged profile's settings but its shape and batch, so rung 1 *is* the converged profile
+# (its cells are shared) and every rung is judged by the converged evaluator. Rung 4's updates: the
+# issue's floor of 5,000 (0.64 s per update on one core here, measured: about 55 min, while the
+# other rungs train on the second core). "ladder-q1/q2": the same ladder at the quick profile's sizes (the smoke test).
+LADDERS = {"ladder": ("ladder-1", "ladder-2", "ladder-3", "ladder-4"), "ladder-quick": ("ladder-q1", "ladder-q2")}
+PROFILES.update({
+    "ladder-1": dict(PROFILES["converged"]),
+    "ladder-2": dict(PROFILES["converged"], hidden=(500, 500)),
+    "ladder-3": dict(PROFILES["converged"], hidden=(784, 784)),
+    "ladder-4": dict(PROFILES["converged"], hidden=(784, 784), batch_size=1000, updates=5000),
+    "ladder-q1": dict(PROFILES["quick"], hidden=(16, 16), updates=40),
+    "ladder-q2": dict(PROFILES["quick"], hidden=(32, 32), batch_size=200, updates=40),
+})
+
 
 @dataclasses.dataclass(frozen=True)
 class MatrixConfig(ZooConfig):
@@ -120,6 +137,14 @@ MATRICES = {
     # faithful-order issue) and CD (3 seeds, MNIST)
     "converged-2x": dict(datasets=("mnist",), methods=("ucd-mh-lmi-even-first", "cd"), seeds=3),
     "paper": dict(seeds=3),
+    # the ladder's rungs (issue 31): the paper's estimator at every rung, pretrained PCD (the
+    # reference that works) at the converged shape and at the released width
+    "ladder-1": dict(datasets=("mnist",), methods=("ucd-mh-lmi", "pcd-pretrained"), seeds=1),
+    "ladder-2": dict(datasets=("mnist",), methods=("ucd-mh-lmi",), seeds=1),
+    "ladder-3": dict(datasets=("mnist",), methods=("ucd-mh-lmi", "pcd-pretrained"), seeds=1),
+    "ladder-4": dict(datasets=("mnist",), methods=("ucd-mh-lmi",), seeds=1),
+    "ladder-q1": dict(datasets=("mnist",), methods=("ucd-mh-lmi", "pcd-pretrained"), seeds=1),
+    "ladder-q2": dict(datasets=("mnist",), methods=("ucd-mh-lmi",), seeds=1),
 }
 
 
@@ -165,7 +190,8 @@ def train(cache: CellCache, zcfg: ZooConfig, dataset: str, method: str, seed: in
     tcfg = TrainConfig(dataset=dataset, hidden=tuple(zcfg.hidden), estimator=method,
                        estimator_options=caps(method, gibbs_max_steps=zcfg.gibbs_max_steps), lr=zcfg.lr,
                        gamma=zcfg.gamma, batch_size=zcfg.batch_size, updates=u, seed=seed,
-                       log_every=max(1, u // 50), eval_every=max(1, u // zcfg.evals), ckpt_every=max(1, u // 5),
+                       log_every=max(1, u // 50), eval_every=max(1, u // zcfg.evals),
+                       ckpt_every=max(1, min(u // 5, CKPT_EVERY)),
                        eval_ais_runs=zcfg.eval_ais_runs, eval_ais_betas=zcfg.eval_ais_betas,
                        eval_samples=zcfg.eval_samples,
                        pretrain_updates=zcfg.pretrain_updates if PRESETS[method].pretrain else 0,
@@ -228,15 +254,17 @@ def parse_cells(text: str, dataset: str = "mnist") -> list[tuple[str, str, int]]
 
 
 def main(argv=None) -> int:
-    """Train (or resume, or find cached) the listed zoo cells of one profile and data set."""
+    """Train (or resume, or find cached) the listed zoo cells of one profile (or of every rung of a
+    ladder, ``LADDERS``) and data set."""
     from dbm.result_cache import CellCache
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--profile", choices=sorted(PROFILES), default="budget")
+    p.add_argument("--profile", choices=sorted(PROFILES) + sorted(LADDERS), default="budget",
+                   help="a profile, or a ladder: every rung's profile in turn")
     p.add_argument("--dataset", choices=DATASETS, default=None,
                    help="the data set of the default matrix and of un-prefixed --cells (default: every data set "
                         "of fig25's profile; mnist for --cells)")
     p.add_argument("--cells", default=None, help="[DATASET/]METHOD:SEED,... e.g. ucd-gibbs:0,fashion-mnist/cd:1 "
-                                                 "(default: fig25's matrix)")
+                                                 "(default: fig25's matrix; with a ladder: those cells of each rung)")
     p.add_argument("--jobs", type=int, default=1, help="processes of one torch thread each to split the cells over")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--work-dir", default="runs", help="the cell cache (the same as fig25's)")
@@ -244,20 +272,24 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="retrain the listed cells")
     add_config_args(p, ZooConfig)                     # overrides of the profile's training settings
     args = p.parse_args(argv)
-    if args.cells is None:
-        f = profile_config(args.profile)
-        args.cells = ",".join(f"{ds}/{m}:{s}" for ds in ([args.dataset] if args.dataset else f.datasets)
-                              for m, s in matrix(f, ds))
-    cells = parse_cells(args.cells, args.dataset or "mnist")
+    work = []                                         # (profile, data set, method, seed)
+    for prof in LADDERS.get(args.profile, (args.profile,)):
+        f = profile_config(prof)
+        in_matrix = {(ds, m, s) for ds in f.datasets for m, s in matrix(f, ds)}
+        default = [(ds, m, s) for ds in ([args.dataset] if args.dataset else f.datasets) for m, s in matrix(f, ds)]
+        cells = default if args.cells is None else parse_cells(args.cells, args.dataset or "mnist")
+        if args.profile in LADDERS:                   # a ladder's --cells: those of each rung's matrix
+            cells = [c for c in cells if c in in_matrix]
+        work += [(prof, *c) for c in cells]
     if args.jobs > 1:
-        return _spawn(args, cells, argv or sys.argv[1:])
-    zcfg = config_from_args(args, ZooConfig, zoo_config(profile=args.profile))
+        return _spawn(args, work, argv or sys.argv[1:])
     cache, data = CellCache(args.work_dir, args.force), {}
-    for ds, method, seed in cells:
-        print(f"zoo {args.profile} {ds} {method} seed {seed}", flush=True)
-        if ds not in data:
-            data[ds] = binary_data(ds, args.data_dir, zcfg.train_limit, 2000)
-        train(cache, zcfg, ds, method, seed, *data[ds], args.device, owned=True, progress=True)
+    for prof, ds, method, seed in work:
+        zcfg = config_from_args(args, ZooConfig, zoo_config(profile=prof))
+        print(f"zoo {prof} {ds} {method} seed {seed}", flush=True)
+        if (ds, zcfg.train_limit) not in data:
+            data[ds, zcfg.train_limit] = binary_data(ds, args.data_dir, zcfg.train_limit, 2000)
+        train(cache, zcfg, ds, method, seed, *data[ds, zcfg.train_limit], args.device, owned=True, progress=True)
     return 0
 
 
@@ -265,29 +297,56 @@ COST = {"ucd-gibbs": 6.0, "ucd-mh-lmi-mixed": 7.0, "ucd-gibbs-cap1000": 4.0}   #
                                                    # the mixed kernel: ~40 coupled sweeps per update)
 
 
-def _spawn(args, cells, argv) -> int:
-    """Split the cells over ``args.jobs`` child processes (greedy by cost), one torch thread
-    each, and wait for all; the exit status is the worst child's."""
+def cell_cost(profile: str, method: str) -> float:
+    """A cell's relative training cost: ``COST`` times the update's multiply-adds (batch x the
+    weights) times the updates, so that cells of different shapes (a ladder's rungs) share out."""
+    z = zoo_config(profile=profile)
+    widths = (784, *z.hidden)
+    weights = sum(a * b for a, b in zip(widths, widths[1:]))
+    return COST.get(method, 1.0) * z.batch_size * weights * z.updates
+
+
+def plan_jobs(work: list[tuple], jobs: int) -> list[list[tuple]]:
+    """Split (profile, data set, method, seed) cells over ``jobs`` processes: greedy, the most
+    costly cell first to the least loaded process (``cell_cost``); empty processes dropped."""
+    plan, load = [[] for _ in range(jobs)], [0.0] * jobs
+    for cell in sorted(work, key=lambda c: -cell_cost(c[0], c[2])):
+        i = load.index(min(load))
+        plan[i].append(cell)
+        load[i] += cell_cost(cell[0], cell[2])
+    return [p for p in plan if p]
+
+
+def _spawn(args, work, argv) -> int:
+    """Run ``plan_jobs``'s processes, one torch thread each, and wait for all; a process trains
+    its cells one profile after another. The exit status is the worst."""
     import os
     import subprocess
-    jobs = [[] for _ in range(args.jobs)]
-    load = [0.0] * args.jobs
-    for ds, method, seed in sorted(cells, key=lambda c: -COST.get(c[1], 1.0)):
-        i = load.index(min(load))
-        jobs[i].append(f"{ds}/{method}:{seed}")
-        load[i] += COST.get(method, 1.0)
+    import threading
     rest, skip = [], False
-    for a in argv:                                    # the parent's flags minus --jobs / --cells
+    for a in argv:                                    # the parent's flags minus --jobs / --cells / --profile
         if skip:
             skip = False
-        elif a in ("--jobs", "--cells"):
+        elif a in ("--jobs", "--cells", "--profile"):
             skip = True
-        elif not a.startswith(("--jobs=", "--cells=")):
+        elif not a.startswith(("--jobs=", "--cells=", "--profile=")):
             rest.append(a)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, "-m", "reproduce.zoo", *rest, "--cells", ",".join(j)], env=env)
-             for j in jobs if j]
-    return max(p.wait() for p in procs)
+    status = []
+
+    def one_process(cells):
+        by_profile = {}
+        for prof, ds, method, seed in cells:
+            by_profile.setdefault(prof, []).append(f"{ds}/{method}:{seed}")
+        for prof, names in by_profile.items():
+            status.append(subprocess.call([sys.executable, "-m", "reproduce.zoo", *rest, "--profile", prof,
+                                           "--cells", ",".join(names)], env=env))
+    threads = [threading.Thread(target=one_process, args=(cells,)) for cells in plan_jobs(work, args.jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return max(status, default=0)
 
 
 if __name__ == "__main__":
