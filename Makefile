@@ -63,8 +63,8 @@ zoo: $(STAMP)  ## train fig25's models of PROFILE in 2 parallel processes (CELLS
 reproduce-fig24: $(STAMP)  ## slide 24: coupling time against width
 	$(TIMED1) $(PY) -m reproduce.fig24_coupling_time $(QFLAG) --device $(DEVICE)
 
-reproduce-fig25: $(STAMP)  ## slide 25: end-to-end training, likelihood and samples (PROFILE=converged: run `make zoo` first)
-	$(TIMED) $(PY) -m reproduce.fig25_end_to_end $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE) $(ZOO)
+reproduce-fig25: $(STAMP)  ## slide 25: end-to-end training, likelihood and samples (PROFILE=converged or ladder: run `make zoo` first)
+	$(TIMED) $(PY) -m reproduce.$(if $(filter ladder,$(PROFILE)),ladder,fig25_end_to_end) $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE) $(ZOO)
 
 reproduce-fig27: $(STAMP)  ## slide 27: inpainting with fig25's models
 	$(TIMED) $(PY) -m reproduce.fig27_inpainting $(if $(QUICK),--quick,--profile $(PROFILE)) --device $(DEVICE) $(ZOO)

@@ -158,20 +158,22 @@ class Computed(NamedTuple):
 
 
 def script_main(argv, *, doc: str, name: str, config_cls, profiles: dict, compute: Callable[[Run], Computed],
-                plot: Callable, summary: Callable, default_profile: str = "budget", version: str = "1") -> int:
+                plot: Callable, summary: Callable, default_profile: str = "budget", version: str = "1",
+                default_dir: str = "results") -> int:
     """The life of every reproduction script: parse the flags, resolve the profile (``--quick``
     is the ``quick`` profile), compute the table through the cell cache (or read it back with
     ``--plot-only``), write CSV and sidecar JSON atomically (rows of ``kind`` "trace" go to
     ``<name>_trace.csv``, the rest to ``<name>.csv``), draw ``plot(df, png, run)``, print
     ``summary(df)`` (a table or a tuple of tables) and the files written. ``version``: the
-    script's code version, part of every cell key (bump it when the cells' content changes)."""
+    script's code version, part of every cell key (bump it when the cells' content changes).
+    Outputs go to ``default_dir`` for the default profile, results/<profile>/ for the others."""
     p = base_parser(doc, config_cls)
     p.add_argument("--profile", choices=sorted(profiles), default=default_profile,
                    help="settings to run (--quick is the same as --profile quick)")
     args = p.parse_args(argv)
     profile = "quick" if args.quick else args.profile
     if args.out_dir is None:
-        args.out_dir = "results" if profile == default_profile else f"results/{profile}"
+        args.out_dir = default_dir if profile == default_profile else f"results/{profile}"
     run = Run(args.config(profiles[profile], apply=True), CellCache(args.work_dir, args.force, version), profile,
               Path(args.out_dir), args)
     csv, js, png = output_paths(args, name)

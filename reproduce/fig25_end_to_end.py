@@ -17,7 +17,9 @@ agree within ``bracket_tol`` nats (or the disagreement is reported), giving each
 likelihood interval; and it tests each training trace for flatness over its last 20 %
 (``dbm.metrics.convergence``).
 
-    python -m reproduce.fig25_end_to_end [--quick | --profile budget | converged | paper] [--device cuda]
+    python -m reproduce.fig25_end_to_end [--quick | --profile budget | converged | paper | ladder-1 ...] [--device cuda]
+
+(The scale ladder, issue 31, runs this evaluation on each of its rungs: reproduce/ladder.py.)
 
 Outputs (results/ for budget, results/<profile>/ otherwise): fig25_end_to_end.{csv,json,png}
 (final evaluations, one observation per row), fig25_end_to_end_trace.csv (training traces) and
@@ -47,6 +49,7 @@ from reproduce import zoo
 from reproduce.common import Computed, Run, method_palette, method_style, progress, sample_grid, save_figure, script_main
 
 NAME = "fig25_end_to_end"
+VERSION = "2"                             # the evaluation cells' code version (the ladder shares them)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +79,9 @@ EVAL_PROFILES = {"quick": dict(ais_runs=32, ais_betas=300, test_n=500, sample_n=
                  "converged": dict(ais_runs=100, bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000), fd_n=1000),
                  "converged-2x": dict(ais_runs=100, bracket_betas=(1000, 4000), gibbs_sweeps=(1000, 10_000),
                                       fd_n=1000),
-                 "paper": dict(ais_runs=100, ais_betas=20_000, test_n=10_000)}
+                 # the converged evaluator on the whole test set (the ladder's, issue 31)
+                 "paper": dict(ais_runs=100, bracket_betas=(1000, 4000, 20_000), gibbs_sweeps=(1000, 10_000),
+                               fd_n=2000, test_n=10_000)}
 # the ladder's rungs (issue 31): the converged evaluator, classifier-FD at 2,000 samples
 EVAL_PROFILES.update({rung: dict(EVAL_PROFILES["converged"], fd_n=2000) for rung in zoo.LADDERS["ladder"]})
 EVAL_PROFILES.update({rung: EVAL_PROFILES["quick"] for rung in zoo.LADDERS["ladder-quick"]})
@@ -477,7 +482,7 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
 
 def main(argv=None) -> int:
     return script_main(argv, doc=__doc__, name=NAME, config_cls=Config, profiles=PROFILES, compute=compute,
-                       plot=plot, summary=lambda df: (summarise(df), verdicts(df)), version="2")
+                       plot=plot, summary=lambda df: (summarise(df), verdicts(df)), version=VERSION)
 
 
 if __name__ == "__main__":

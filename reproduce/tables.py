@@ -199,13 +199,63 @@ def ebm_mnist_table(root: Path = ROOT) -> str:
     return "\n".join(rows) + "\n" + note
 
 
+def ladder_table(root: Path = ROOT) -> str:
+    """The scale ladder (issue 31): per rung and method, the training time, the likelihood and its
+    margin over independent pixels, classifier-FD by kind and the samples' statistics; then the
+    trend by the rules of ``reproduce.ladder.trend``."""
+    from reproduce.ladder import summarise
+    path = root / "results" / "ladder" / "ladder.csv"
+    if not path.exists():
+        return "Not run yet: `make zoo PROFILE=ladder && make reproduce-fig25 PROFILE=ladder`.\n"
+    d = pd.read_csv(path)
+    trace = path.with_name("ladder_trace.csv")
+    s = summarise(pd.concat([d, pd.read_csv(trace)]) if trace.exists() else d)
+    fd_kinds = [c[:-len("_classifier_fd")] for c in s if c.endswith("_classifier_fd")]
+    n_fd = int(d[d.kind == "fd"].n.max()) if (d.kind == "fd").any() else 0
+    gibbs = [c[:-len("_nn_distance")] for c in s if c.startswith("gibbs-") and c.endswith("-noise_nn_distance")]
+    longest = max(gibbs, key=lambda k: int(k.split("-")[1])) if gibbs else None
+    rows = [f"| rung | shape, batch, updates | method | training, min (one core) | LL bound (forward AIS) | LL interval "
+            f"| margin over independent pixels | classifier-FD ({n_fd:,} samples): {' / '.join(fd_kinds)} "
+            f"| {longest or 'Gibbs'}: nearest-test distance | held-out traces flat |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    s = s.assign(first=(s.method != "ucd-mh-lmi")).sort_values(["rung", "first"])
+    for _, r in s.iterrows():
+        row = r.to_dict()
+        fds = " / ".join(_fmt(row.get(f"{k}_classifier_fd", float("nan"))) for k in fd_kinds)
+        nn = row.get(f"{longest}_nn_distance", float("nan")) if longest else float("nan")
+        flat = row.get("all_traces_flat")
+        rows.append(f"| {row['rung']} | {row['shape']}, {int(row['batch_size'])}, {int(row['updates']):,} | `{row['method']}` "
+                    f"| {_fmt(row['train_wall_s'] / 60)} | {row['test_ll_bound']:.1f} "
+                    f"| [{row['test_ll_low']:.1f}, {row['test_ll_high']:.1f}] | {row['margin_over_pixels']:+.1f} | {fds} "
+                    f"| {_fmt(nn)} | {'-' if flat is None or pd.isna(flat) else 'yes' if flat else 'no'} |")
+    side = json.loads(path.with_suffix(".json").read_text())
+    base = float(d[d.metric == "bernoulli_baseline_ll"].value.iloc[0])
+    note = (f"\nIndependent pixels: {base:.1f} nats. MNIST, seed 0; the margin is the interval's low end minus "
+            f"independent pixels. {trend_sentence(side.get('trend', {}))} `results/ladder/ladder.csv` (commit "
+            f"{short_sha(path.with_suffix('.json'))}).\n")
+    return "\n".join(rows) + "\n" + note
+
+
+def trend_sentence(t: dict) -> str:
+    """The ladder's trend in words (``reproduce.ladder.trend``'s rules)."""
+    if not t:
+        return "Trend: fewer than two rungs."
+    words = {"toward": "toward the paper's claim", "away": "away from the paper's claim", "flat": "flat"}
+    out = (f"Trend, rung {t['first_rung']} to {t['last_rung']}: the margin {' -> '.join(f'{m:+.0f}' for m in t['margin'])} "
+           f"nats, {words[t['ll_trend']]} (rule: a change beyond the two brackets' widths together)")
+    if "best_fd" in t:
+        out += (f"; the best classifier-FD {' -> '.join(f'{x:.0f} ({k})' for x, k in zip(t['best_fd'], t['best_fd_kind']))}, "
+                f"{words[t['fd_trend']]} (rule: a factor of 2).")
+    return out + ("" if out.endswith(".") else ".")
+
+
 def _registry() -> dict:
     return {"bias": bias_table, "bias-cells": bias_cells_table, "cap-model": cap_model_table,
             "verdicts": verdicts.verdict_table, "speed": verdicts.speed_table, "provenance": verdicts.provenance_table,
             "runtimes": verdicts.runtime_table, "bench-steps": verdicts.bench_steps_table,
             "fig26-budget": verdicts.fig26_budget_table, "slides-25-26-mnist": verdicts.slides25_26_table,
             "slides-25-26-fashion-mnist": lambda root=ROOT: verdicts.slides25_26_table(root, "fashion-mnist"),
-            "ebm-toy": ebm_toy_table, "ebm-mnist": ebm_mnist_table}
+            "ebm-toy": ebm_toy_table, "ebm-mnist": ebm_mnist_table, "ladder": ladder_table}
 
 
 TABLES = _registry()

@@ -110,6 +110,24 @@ def _fd26(t: pd.DataFrame, ds: str, model: str, kind: str) -> str:
     return f"{r['mean']:.1f}" + ("" if se is None else f" +- {se:.1f}" if se < 10 else f" +- {se:.0f}")
 
 
+def ladder_trend(root: Path, criterion: str) -> str:
+    """The scale ladder's trend for a verdict row (``reproduce.ladder.trend``): "ll" (slide 25:
+    the margin over independent pixels) or "fd" (slide 26: the best classifier-FD)."""
+    path = root / "results" / "ladder" / "ladder.json"
+    if not path.exists():
+        return "scale ladder: not run yet"
+    t = json.loads(path.read_text()).get("trend", {})
+    if not t or f"{criterion}_trend" not in t:
+        return "scale ladder: fewer than two rungs"
+    word = {"toward": "toward the paper's claim", "away": "away from it", "flat": "flat"}[t[f"{criterion}_trend"]]
+    rungs = f"rungs {t['first_rung']}-{t['last_rung']}, 784-200-200 batch 100 to 784-784-784 batch 1000, seed 0"
+    if criterion == "ll":
+        return (f"scale ladder ({rungs}): margin over independent pixels "
+                f"{' -> '.join(f'{m:+.0f}' for m in t['margin'])} nats, **{word}** (rule: beyond the brackets' widths)")
+    return (f"scale ladder ({rungs}): best classifier-FD {' -> '.join(f'{x:.0f}' for x in t['best_fd'])} "
+            f"(2,000 samples), **{word}** (rule: a factor of 2)")
+
+
 # ---------------------------------------------------------------------------------------------
 # the tables
 
@@ -145,8 +163,9 @@ def verdict_table(root: Path = ROOT) -> str:
             f"| **{word}** (rule: yes iff its LL interval lies above all three) | UCD-MH-LMI (released pi0) {_interval(n, ds, 'ucd-mh-lmi')} "
             f"nats, independent pixels {n['base'][ds]:.0f}; {others}; classifier-FD, "
             f"{int(n['fd'].loc[(ds, 'ucd-mh-lmi', 'mode')].n):,} samples: its local modes "
-            f"{_fd(n, ds, 'ucd-mh-lmi', 'mode')}, its 1000-sweep Gibbs samples {_fd(n, ds, 'ucd-mh-lmi', 'gibbs-1000-noise')} "
-            f"| `results/converged/fig25_end_to_end.png` | `make zoo PROFILE=converged && make reproduce-fig25 "
+            f"{_fd(n, ds, 'ucd-mh-lmi', 'mode')}, its 1000-sweep Gibbs samples {_fd(n, ds, 'ucd-mh-lmi', 'gibbs-1000-noise')}"
+            + (f"; {ladder_trend(root, 'll')}" if ds == "mnist" else "") +
+            f" | `results/converged/fig25_end_to_end.png` | `make zoo PROFILE=converged && make reproduce-fig25 "
             f"PROFILE=converged` | zoo {_runtime('zoo', 'converged', root)}; fig25 {_runtime('reproduce-fig25', 'converged', root)} |")
     # pi0's block order
     ef = "ucd-mh-lmi-even-first"
@@ -172,7 +191,8 @@ def verdict_table(root: Path = ROOT) -> str:
         f"| MNIST, {n26:,} samples, the same classifier: UCD-MH-LMI local modes {_fd26(t26, 'mnist', dbm, 'mode')}, "
         f"one sweep after them {_fd26(t26, 'mnist', dbm, 'mode+1')}, 1000-sweep Gibbs {_fd26(t26, 'mnist', dbm, 'gibbs-1000-noise')}; "
         f"WGAN-GP {gans['wgan-gp']}, WGAN {gans['wgan']} (at their plateau); even-first modes "
-        f"{_fd26(t26, 'mnist', 'dbm-ucd-mh-lmi-even-first', 'mode')} | `results/converged/fig26_fid.png` | `make zoo "
+        f"{_fd26(t26, 'mnist', 'dbm-ucd-mh-lmi-even-first', 'mode')}; {ladder_trend(root, 'fd')} "
+        f"| `results/converged/fig26_fid.png` | `make zoo "
         f"PROFILE=converged && make gans PROFILE=converged && make fid PROFILE=converged` | fid "
         f"{_runtime('fid', 'converged', root)} |")
     # slide 27

@@ -81,7 +81,9 @@ PROFILES = {
     # "converged-2x": does the verdict move with more training?)
     "converged-2x": dict(hidden=(200, 200), updates=24_000, pretrain_updates=2000, evals=25, eval_ais_runs=50,
                          eval_ais_betas=500, eval_samples=100),
-    "paper": dict(hidden=(784, 784), batch_size=1000, updates=1_000_000, pretrain_updates=20_000, gibbs_max_steps=100),
+    # the released setting (issue 31 item 5: for a GPU): held-out traces as the converged profile's
+    "paper": dict(hidden=(784, 784), batch_size=1000, updates=1_000_000, pretrain_updates=20_000, gibbs_max_steps=100,
+                  evals=100, eval_ais_runs=50, eval_ais_betas=500, eval_samples=100),
 }
 
 # issue 31: the scale ladder. Faithful UCD-MH-LMI on MNIST at seed 0 as the width and the batch
