@@ -19,7 +19,7 @@ TIMED1   = DBM_RECORD_RUNTIME=$(RECORD) $(PY) -m reproduce.runtimes record $@ $(
 # data sets: DBM_DATA_DIR if set, else the project's offline copies beside the checkout
 export DBM_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: help venv test test-all bench bench-compare bench-side-by-side zoo reproduce-all provenance reproduce-fig24 reproduce-fig25 reproduce-fig27 \
+.PHONY: help venv test test-all bench bench-syncs bench-compare bench-side-by-side zoo reproduce-all provenance reproduce-fig24 reproduce-fig25 reproduce-fig27 \
         reproduce-bias reproduce-anatomy fid gans clean-venv tables
 
 help:  ## this list, with each target's newest measured runtime (results/runtimes.csv)
@@ -44,6 +44,11 @@ bench: $(STAMP)  ## timings and the width-scaling plot -> results/bench.{json,cs
 	$(TIMED1) $(PY) -m pytest benchmarks -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/bench.json
 	$(PY) -m benchmarks.to_csv $(BENCH_OUT)/bench.json $(BENCH_OUT)/bench.csv
 	$(PY) -m benchmarks.plot_scaling $(BENCH_OUT)/bench.csv $(BENCH_OUT)/bench_scaling.png
+
+bench-syncs: $(STAMP)  ## issue 36: host synchronisations per update on the device path, before / after -> results/bench_syncs.{json,csv}
+	mkdir -p $(BENCH_OUT)
+	$(TIMED1) $(PY) -m pytest benchmarks/bench_syncs.py -q -o python_files="bench_*.py" -p no:cacheprovider --benchmark-json=$(BENCH_OUT)/bench_syncs.json
+	$(PY) -m benchmarks.to_csv $(BENCH_OUT)/bench_syncs.json $(BENCH_OUT)/bench_syncs.csv
 
 bench-compare: $(STAMP)  ## run the benchmarks again (-> results/quick/) and compare with the committed results/bench.json, naming both machines
 	mkdir -p results/quick

@@ -25,7 +25,8 @@ def tidy(record: dict) -> pd.DataFrame:
                    "iqr_s": st["iqr"], "rounds": st["rounds"], "flops": info.get("flops"),
                    "gflops": gflops, "peak_gflops": info.get("peak_gflops"),
                    "fraction_of_peak": gflops / info["peak_gflops"] if info.get("peak_gflops") else float("nan")}
-        for k in ("mean_sweeps", "max_sweeps", "pos_sweeps_mean", "neg_sweeps_mean", "neg_p_tau1"):
+        for k in ("mean_sweeps", "max_sweeps", "pos_sweeps_mean", "neg_sweeps_mean", "neg_p_tau1", "host_syncs",
+                  "host_syncs_max"):
             if k in info:
                 metrics[k] = info[k]
         rows += [{**base, "metric": k, "value": v} for k, v in metrics.items()]
@@ -55,7 +56,8 @@ def main(argv=None):
         df = tidy(json.load(f))
     write_csv(df, dst)
     wide = df.pivot_table(index=["step", "device", "shape", "batch"], columns="metric", values="value")
-    cols = [c for c in ("median_s", "gflops", "fraction_of_peak", "mean_sweeps", "neg_sweeps_mean") if c in wide]
+    cols = [c for c in ("median_s", "gflops", "fraction_of_peak", "mean_sweeps", "neg_sweeps_mean", "host_syncs")
+            if c in wide]
     print(wide[cols].to_string(float_format="{:.3g}".format))
 
 

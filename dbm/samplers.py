@@ -122,20 +122,24 @@ class _Kernel:
             self._v_part = (model.visible_term(v).detach()
                             if clamp is True and v is not None and model.depth >= 1 else None)
 
-    def local_mode(self, xs: Sequence[Tensor], max_sweeps: int = 1000, method: str = "incremental",
+    def local_mode(self, xs: Sequence[Tensor], max_sweeps: int = 1000, method: str = "auto",
                    odd_first: Tensor | None = None) -> tuple[tuple[Tensor, ...], "LocalModeInfo"]:
         """``local_mode`` with this kernel's clamp and visible-term cache (``xs[0]`` is the clamped
         v the kernel was built with when ``clamp`` is True); ``odd_first`` (B,) bool: the chains
         whose sweeps update the odd block first (None: none; ``draw_order``)."""
         if odd_first is not None and odd_first.shape != (xs[0].shape[0],):
             raise ValueError(f"odd_first must be a ({xs[0].shape[0]},) bool tensor, got {tuple(odd_first.shape)}")
+        if method == "auto":
+            method = CPU_SEARCH if xs[0].device.type == "cpu" else DEVICE_SEARCH
         if method == "dense":
             return _local_mode_dense(self, xs, max_sweeps, odd_first)
+        if method == "chunked":
+            return _local_mode_chunked(self, xs, max_sweeps, odd_first)
         if method == "incremental":
             mode, sweeps, capped, logits = _local_mode_incremental(self.model, xs, self.clamp, max_sweeps,
                                                                    self._v_part, odd_first)
             return mode, LocalModeInfo(sweeps, capped, logits)
-        raise ValueError(f"unknown local-search method {method!r}; use 'incremental' or 'dense'")
+        raise ValueError(f"unknown local-search method {method!r}; use 'auto', 'incremental', 'chunked' or 'dense'")
 
     def at(self, rows: Tensor | None) -> tuple[Clamp, Tensor | None]:
         """(clamp, visible-term cache) of the chains ``rows`` (all chains when None)."""
@@ -266,7 +270,7 @@ class LocalModeInfo(NamedTuple):
 
 
 def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps: int = 1000,
-               method: str = "incremental", order: str = "even-first",
+               method: str = "auto", order: str = "even-first",
                generator: torch.Generator | None = None) -> tuple[tuple[Tensor, ...], LocalModeInfo]:
     """Local-mode search (spec §2, UCD-MH-LMI step 1): T = 0 block sweeps until a whole sweep
     changes nothing (with v clamped: none of the free units). Each block update is the exact
@@ -274,10 +278,13 @@ def local_mode(model: DBM, xs: Sequence[Tensor], clamp: Clamp = None, max_sweeps
 
     order : the block order of each chain's sweeps (``ORDERS``), kept for the whole search;
         "random" draws it per chain from ``generator`` (the released semantics).
-    method : "incremental" (default) keeps every layer's logits and updates them with the
-        changes of the neighbouring layers (sparse products once few units flip); a chain leaves
-        only after its logits are recomputed exactly and confirm a fixed point. "dense" recomputes
-        the logits every sweep (the reference). Both return exact fixed points.
+    method : "incremental" keeps every layer's logits and updates them with the changes of the
+        neighbouring layers (sparse products once few units flip); a chain leaves only after its
+        logits are recomputed exactly and confirm a fixed point. "dense" recomputes the logits
+        every sweep (the reference). "chunked" is the device path: dense sweeps of the whole
+        batch, asking the host whether a chain still runs once per chunk of sweeps
+        (``_local_mode_chunked``). "auto" (default): ``CPU_SEARCH`` on the CPU ("incremental"),
+        ``DEVICE_SEARCH`` elsewhere ("chunked"). All return exact fixed points.
 
     Returns (mode, LocalModeInfo).
     """
@@ -359,6 +366,53 @@ def _local_mode_dense_ordered(bound: _Kernel, xs, max_sweeps, odd_first):
         for l in range(len(out)):
             out[l].index_copy_(0, idx, cur[l])
     return tuple(out), LocalModeInfo(sweeps, capped)
+
+
+CPU_SEARCH = "incremental"     # the search "auto" runs on the CPU (NumPy scans of the flips)
+DEVICE_SEARCH = "chunked"     # and on a device: host synchronisations bounded per search (issue 36)
+FIRST_CHUNK = 8               # sweeps before the chunked search first asks the host (MNIST searches: 2-8)
+
+
+@torch.no_grad()
+def _local_mode_chunked(bound: _Kernel, xs, max_sweeps, odd_first=None, first_chunk: int | None = None):
+    """The device path of the search (issue 36): the reference's sweeps (``_local_mode_dense``'s
+    order and stopping rule, per-chain orders as ``_local_mode_dense_ordered``'s masked
+    half-sweeps) on the whole batch, never compacted. A chain's sweep count is recorded on the
+    device when a sweep changes none of its units; sweeping it on leaves it where it is (a fixed
+    point of its own sweep, computed on the same rows of the same shapes), so no mask is needed
+    for its state. The host is asked whether any chain still runs once per chunk of sweeps, the
+    chunks doubling from ``FIRST_CHUNK``: at most ceil(log2(max_sweeps / FIRST_CHUNK + 1))
+    synchronisations per search however many sweeps it takes (4 at 100 sweeps, 7 at 1000), and
+    one for every search within the first chunk. Returns what the reference does, plus both
+    blocks' logits at the mode (``LocalModeInfo.logits``, for the sweep after it)."""
+    batch, dev = xs[0].shape[0], xs[0].device
+    kernel = Gibbs(bound.model, 0.0, bound.clamp, like=bound)
+    free = free_layers(bound.model, bound.clamp)
+    cur = tuple(xs)
+    run = torch.ones(batch, dtype=torch.bool, device=dev)
+    sweeps = torch.full((batch,), max_sweeps, dtype=torch.long, device=dev)
+    s, chunk = 0, first_chunk or FIRST_CHUNK
+    while s < max_sweeps:
+        for _ in range(min(chunk, max_sweeps - s)):
+            s += 1
+            new = cur
+            if odd_first is None:
+                new, _ = kernel.block(new, 0, None)
+                new, _ = kernel.block(new, 1, None)
+            else:
+                for first, second in ((0, 1), (1, 0)):         # even-first chains: even, odd; odd-first: odd, even
+                    new, _ = kernel.block(new, first, None, only=~odd_first)
+                    new, _ = kernel.block(new, second, None, only=odd_first)
+            changed = torch.stack([(a != b).any(-1) for a, b in zip(new, cur)]).any(0)
+            sweeps = torch.where(run & ~changed, s, sweeps)
+            run = run & changed
+            cur = new
+        if not bool(run.any()):                                  # the chunk's one synchronisation
+            break
+        chunk *= 2
+    logits = {**{l: a for l, a in bound.model.block_logits(cur, 0, kernel._v_part).items() if l in free},
+              **bound.model.block_logits(cur, 1, kernel._v_part)}
+    return cur, LocalModeInfo(sweeps, run, {l: logits[l] for l in free})
 
 
 SPARSE_MAX_DENSITY = 0.2   # below this fraction of flipped units a gathered sum beats a dense product (CPU)

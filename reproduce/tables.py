@@ -255,7 +255,8 @@ def _registry() -> dict:
             "runtimes": verdicts.runtime_table, "bench-steps": verdicts.bench_steps_table,
             "fig26-budget": verdicts.fig26_budget_table, "slides-25-26-mnist": verdicts.slides25_26_table,
             "slides-25-26-fashion-mnist": lambda root=ROOT: verdicts.slides25_26_table(root, "fashion-mnist"),
-            "ebm-toy": ebm_toy_table, "ebm-mnist": ebm_mnist_table, "ladder": ladder_table}
+            "ebm-toy": ebm_toy_table, "ebm-mnist": ebm_mnist_table, "ladder": ladder_table,
+            "host-syncs": verdicts.syncs_table}
 
 
 TABLES = _registry()

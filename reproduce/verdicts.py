@@ -264,6 +264,27 @@ def verdict_table(root: Path = ROOT) -> str:
     return "\n".join(rows) + "\n" + note
 
 
+def syncs_table(root: Path = ROOT) -> str:
+    """Issue 36: host synchronisations per update on the device path (the search of before and
+    the chunked search), with the device path's CPU time, from results/bench_syncs.csv."""
+    path = root / "results" / "bench_syncs.csv"
+    if not path.exists():
+        return "Not measured yet: `make bench-syncs`.\n"
+    d = pd.read_csv(path)
+    w = d.pivot_table(index=["device", "shape", "batch", "step"], columns="metric", values="value").reset_index()
+    rows = ["| device | shape | batch | search | host syncs per update (mean of 3; most) | sweeps per search (pos, neg) "
+            "| update median on this device |", "|---|---|---|---|---|---|---|"]
+    for r in w.sort_values(["device", "shape", "batch", "step"], ascending=[True, True, True, False]).itertuples():
+        ms = r.median_s * 1e3
+        rows.append(f"| {r.device} | {r.shape} | {int(r.batch)} | {r.step.replace('update_syncs_', '')} "
+                    f"| {r.host_syncs:.0f} ({r.host_syncs_max:.0f}) | {r.pos_sweeps_mean:.1f}, {r.neg_sweeps_mean:.1f} "
+                    f"| {ms:.3g} ms |")
+    machine = d.machine.dropna().iloc[0] if d.machine.notna().any() else "?"
+    return "\n".join(rows) + (f"\n\n`results/bench_syncs.csv` ({machine}, {str(d.datetime.iloc[0])[:10]}). The counts "
+                               "are what a GPU would wait for (`dbm.syncs.HostSyncs`); the times are the device "
+                               "path's cost on this CPU, not a GPU's.\n")
+
+
 def speed_table(root: Path = ROOT) -> str:
     """One training update and one Gibbs sweep of 784-784-784 on this CPU (make bench) and on the
     lent H100 (results/bench_cuda.csv), per batch: medians, the GPU's ratio, the CPU's fraction of
@@ -288,8 +309,10 @@ def speed_table(root: Path = ROOT) -> str:
     gpu_side = json.loads((res / "bench_cuda.json").read_text())
     note = (f"\n`results/bench.csv` ({cpu_name}, 2 threads, {str(cpu.datetime.dropna().iloc[0])[:10]}) and "
             f"`results/bench_cuda.csv` (a lent NVIDIA H100, {gpu_side.get('datetime', '?')[:10]}; its sidecar does not "
-            f"name the GPU: it predates the field). The update is latency-bound on the GPU (a host sync per "
-            f"local-search sweep), so the H100 gains little at batch 100.\n")
+            f"name the GPU: it predates the field). The H100 times are of the search of before, latency-bound there (a host "
+            f"sync per local-search sweep); the device path now syncs a bounded number of times per update (issue 36: "
+            f"[the counts](docs/performance.md#the-device-path-with-bounded-host-synchronisations-issue-36)), and its "
+            f"GPU speed is not measured.\n")
     return "\n".join(rows) + "\n" + note
 
 

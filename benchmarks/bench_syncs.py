@@ -1,0 +1,46 @@
+"""Host synchronisations of one training update on the device path (issue 36), counted on any
+device by ``dbm.syncs.HostSyncs``, beside the update's time: the search of before ("incremental",
+its device (torch) path, which a GPU ran) and the chunked search ("chunked", the device path now),
+at batch 100 and 1000 and widths 200 and 784 (UCD-MH-LMI with the released pi0, binary MNIST,
+the authors' optimiser; updates 1-4 untimed). On a CPU the times are the device path's CPU cost,
+not a GPU's; the counts are what a GPU would wait for."""
+import pytest
+import torch
+
+import dbm
+from dbm import samplers
+from dbm.syncs import HostSyncs
+from benchmarks.bench_estimators import batches, count_flops, update_fn
+from benchmarks.conftest import DEVICES, make_model, record
+
+
+@pytest.mark.benchmark(group="host-syncs")
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("width", [200, 784])
+@pytest.mark.parametrize("batch", [100, 1000])
+@pytest.mark.parametrize("search", ["incremental", "chunked"])
+def test_update_host_syncs(benchmark, peak_gflops, monkeypatch, device, width, batch, search):
+    monkeypatch.setattr(samplers, "NUMPY_SCAN", False)                  # the incremental search's device path
+    monkeypatch.setattr(samplers, "CPU_SEARCH", search)
+    monkeypatch.setattr(samplers, "DEVICE_SEARCH", search)
+    shape = (784, width, width)
+    model = make_model(shape, device)
+    est = dbm.estimator("ucd-mh-lmi")
+    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: (1 + 1e-3 * t) ** -0.5)
+    gen = torch.Generator(device=device).manual_seed(0)
+    update = update_fn(model, est, opt, sched, batches(batch, device), gen, device)
+    for _ in range(4):
+        update()
+    counts = []
+    for _ in range(3):                                                  # updates 5-7: their counts
+        with HostSyncs() as syncs:
+            info = update()
+        counts.append(syncs.count)
+    benchmark.pedantic(update, rounds=5 if batch == 1000 and width == 784 else 10, warmup_rounds=0)
+    flops, info = count_flops(update)
+    s = info.summary()
+    record(benchmark, peak_gflops, device, f"binary-784-{width}-{width}", shape, batch, flops,
+           step=f"update_syncs_{search}", estimator="ucd-mh-lmi", search=search,
+           host_syncs=sum(counts) / len(counts), host_syncs_max=max(counts),
+           pos_sweeps_mean=s["pos_sweeps_mean"], neg_sweeps_mean=s["neg_sweeps_mean"], neg_p_tau1=s["neg_p_tau1"])
