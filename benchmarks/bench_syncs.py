@@ -10,8 +10,8 @@ import torch
 import dbm
 from dbm import samplers
 from dbm.syncs import HostSyncs
-from benchmarks.bench_estimators import batches, count_flops, update_fn
-from benchmarks.conftest import DEVICES, make_model, record
+from benchmarks.bench_estimators import authors_update, count_flops
+from benchmarks.conftest import DEVICES, record
 
 
 @pytest.mark.benchmark(group="host-syncs")
@@ -24,12 +24,7 @@ def test_update_host_syncs(benchmark, peak_gflops, monkeypatch, device, width, b
     monkeypatch.setattr(samplers, "CPU_SEARCH", search)
     monkeypatch.setattr(samplers, "DEVICE_SEARCH", search)
     shape = (784, width, width)
-    model = make_model(shape, device)
-    est = dbm.estimator("ucd-mh-lmi")
-    opt = torch.optim.SGD(model.parameters(), lr=1e-2)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: (1 + 1e-3 * t) ** -0.5)
-    gen = torch.Generator(device=device).manual_seed(0)
-    update = update_fn(model, est, opt, sched, batches(batch, device), gen, device)
+    _, update = authors_update(shape, batch, device, dbm.estimator("ucd-mh-lmi"))
     for _ in range(4):
         update()
     counts = []
