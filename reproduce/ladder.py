@@ -1,6 +1,7 @@
 """The scale ladder (issue 31): how every slide-25/26 criterion moves as the DBM's width and batch
 approach the released setting (784-784-784, batch 1000), for the paper's estimator (UCD-MH-LMI
-with the released pi0) on MNIST at seed 0.
+with the released pi0) on MNIST at seed 0; at rung 1 also at seeds 1 and 2, whose spread is the
+yardstick of the trend rule (``trend``).
 
 | rung | zoo profile | shape | batch | updates |
 |---|---|---|---|---|
@@ -107,29 +108,36 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 def trend(df: pd.DataFrame, method: str = "ucd-mh-lmi") -> dict:
     """Where the slide-25/26 criteria move from the first rung to the last, by stated rules:
 
-    - likelihood (slide 25): the margin of the LL interval's low end over independent pixels;
-      "toward" the paper's claim when it grows by more than the two rungs' bracket widths
-      together, "away" when it shrinks by more, else "flat";
-    - samples (slide 26): the best classifier-FD over the kinds; "toward" when the last rung's is
-      below half the first's, "away" when above twice, else "flat" (one seed: no standard error,
-      so a factor of 2 rather than a test)."""
-    s = summarise(df)
-    s = s[s.method == method].sort_values("rung")
-    if len(s) < 2:
+    - likelihood (slide 25): the margin of the LL interval's low end over independent pixels
+      (mean over a rung's seeds); "toward" the paper's claim when it grows by more than the two
+      rungs' bracket widths plus twice the seed spread of the difference (the standard deviation
+      over the first rung's seeds, times sqrt(1/n_first + 1/n_last); 0 with one seed there),
+      "away" when it shrinks by more, else "flat";
+    - samples (slide 26): the best classifier-FD over the kinds (seed mean); "toward" when the last
+      rung's is below half the first's, "away" when above twice, else "flat" (a factor of 2)."""
+    fin = df[(df.kind == "final") & (df.method == method)] if "kind" in df else df.iloc[:0]
+    if fin.empty or fin.rung.nunique() < 2:
         return {}
-    a, b = s.iloc[0], s.iloc[-1]
-    widths = [r.test_ll_high - r.test_ll_low for r in (a, b)]
-    dm = b.margin_over_pixels - a.margin_over_pixels
-    ll = "toward" if dm > sum(widths) else "away" if dm < -sum(widths) else "flat"
-    fd_cols = [c for c in s if c.endswith("_classifier_fd")]
-    out = dict(method=method, first_rung=int(a.rung), last_rung=int(b.rung),
-               margin=[float(x) for x in s.margin_over_pixels], ll_trend=ll, ll_change=float(dm),
-               bracket_widths=[float(w) for w in widths])
-    if fd_cols:
-        best = s[fd_cols].min(axis=1).to_numpy()
-        kinds = s[fd_cols].idxmin(axis=1).str.replace("_classifier_fd", "").tolist()
-        out.update(best_fd=[float(x) for x in best], best_fd_kind=kinds,
-                   fd_trend="toward" if best[-1] < best[0] / 2 else "away" if best[-1] > 2 * best[0] else "flat")
+    per = fin.pivot_table(index=["rung", "seed"], columns="metric", values="value").reset_index()
+    per["margin"] = per.test_ll_low - per.bernoulli_baseline_ll
+    per["width"] = per.test_ll_high - per.test_ll_low
+    by = per.groupby("rung").agg(margin=("margin", "mean"), width=("width", "mean"), seeds=("seed", "nunique"),
+                                 sd=("margin", "std"))
+    a, b = by.iloc[0], by.iloc[-1]
+    sd = float(a.sd) if a.seeds > 1 else 0.0
+    noise = 2 * sd * float(np.sqrt(1 / a.seeds + 1 / b.seeds))
+    dm = float(b.margin - a.margin)
+    tol = float(a.width + b.width) + noise
+    out = dict(method=method, first_rung=int(by.index[0]), last_rung=int(by.index[-1]),
+               margin=[float(x) for x in by.margin], seeds=[int(x) for x in by.seeds], ll_change=dm,
+               bracket_widths=[float(a.width), float(b.width)], seed_sd_first=sd, tolerance=tol,
+               ll_trend="toward" if dm > tol else "away" if dm < -tol else "flat")
+    fd = df[(df.kind == "fd") & (df.method == method)] if "kind" in df else df.iloc[:0]
+    if len(fd):
+        best = fd.groupby(["rung", "samples"]).value.mean().reset_index().sort_values("value").groupby("rung").first()
+        v = best.value.to_numpy()
+        out.update(best_fd=[float(x) for x in v], best_fd_kind=best.samples.tolist(),
+                   fd_trend="toward" if v[-1] < v[0] / 2 else "away" if v[-1] > 2 * v[0] else "flat")
     return out
 
 

@@ -224,7 +224,9 @@ def ladder_table(root: Path = ROOT) -> str:
         fds = " / ".join(_fmt(row.get(f"{k}_classifier_fd", float("nan"))) for k in fd_kinds)
         nn = row.get(f"{longest}_nn_distance", float("nan")) if longest else float("nan")
         flat = row.get("all_traces_flat")
-        rows.append(f"| {row['rung']} | {row['shape']}, {int(row['batch_size'])}, {int(row['updates']):,} | `{row['method']}` "
+        seeds = int(row.get("seeds", 1) or 1)
+        rows.append(f"| {row['rung']} | {row['shape']}, {int(row['batch_size'])}, {int(row['updates']):,} | `{row['method']}`"
+                    + (f" ({seeds} seeds: means)" if seeds > 1 else "") + " "
                     f"| {_fmt(row['train_wall_s'] / 60)} | {row['test_ll_bound']:.1f} "
                     f"| [{row['test_ll_low']:.1f}, {row['test_ll_high']:.1f}] | {row['margin_over_pixels']:+.1f} | {fds} "
                     f"| {_fmt(nn)} | {'-' if flat is None or pd.isna(flat) else 'yes' if flat else 'no'} |")
@@ -242,7 +244,9 @@ def trend_sentence(t: dict) -> str:
         return "Trend: fewer than two rungs."
     words = {"toward": "toward the paper's claim", "away": "away from the paper's claim", "flat": "flat"}
     out = (f"Trend, rung {t['first_rung']} to {t['last_rung']}: the margin {' -> '.join(f'{m:+.0f}' for m in t['margin'])} "
-           f"nats, {words[t['ll_trend']]} (rule: a change beyond the two brackets' widths together)")
+           f"nats, {words[t['ll_trend']]} (rule: a change beyond the two brackets' widths plus twice the seed spread, "
+           f"{t.get('tolerance', sum(t['bracket_widths'])):.1f} nats here; seed s.d. at rung {t['first_rung']}: "
+           f"{t.get('seed_sd_first', 0.0):.1f} over {t.get('seeds', [1])[0]} seed(s))")
     if "best_fd" in t:
         out += (f"; the best classifier-FD {' -> '.join(f'{x:.0f} ({k})' for x, k in zip(t['best_fd'], t['best_fd_kind']))}, "
                 f"{words[t['fd_trend']]} (rule: a factor of 2).")

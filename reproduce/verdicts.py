@@ -123,7 +123,8 @@ def ladder_trend(root: Path, criterion: str) -> str:
     rungs = f"rungs {t['first_rung']}-{t['last_rung']}, 784-200-200 batch 100 to 784-784-784 batch 1000, seed 0"
     if criterion == "ll":
         return (f"scale ladder ({rungs}): margin over independent pixels "
-                f"{' -> '.join(f'{m:+.0f}' for m in t['margin'])} nats, **{word}** (rule: beyond the brackets' widths)")
+                f"{' -> '.join(f'{m:+.0f}' for m in t['margin'])} nats, **{word}** (rule: beyond the brackets' widths "
+                f"plus twice the seed spread, {t.get('tolerance', 0.0):.0f} nats)")
     return (f"scale ladder ({rungs}): best classifier-FD {' -> '.join(f'{x:.0f}' for x in t['best_fd'])} "
             f"(2,000 samples), **{word}** (rule: a factor of 2)")
 

@@ -113,18 +113,23 @@ def test_quick_ladder_evaluates_every_rung_with_fig25s_cells(tmp_path):
 
 
 def test_trend_rules_on_made_up_rungs():
-    rows = []
-    for rung, low, fd in ((1, -210.0, 300.0), (2, -180.0, 200.0)):
-        base = dict(profile=f"r{rung}", dataset="mnist", method="ucd-mh-lmi", seed=0, step=1, rung=rung,
-                    n_h1=200, n_h2=200, batch_size=100, updates=1)
-        rows += [dict(base, kind="final", metric=m, value=v) for m, v in
-                 (("test_ll_bound", low + 0.5), ("test_ll_low", low), ("test_ll_high", low + 1.0),
-                  ("bernoulli_baseline_ll", -200.0), ("train_wall_s", 60.0))]
-        rows.append(dict(base, kind="fd", samples="mode", metric="classifier_fd", value=fd, n=2000))
-    t = ladder.trend(pd.DataFrame(rows))
+    def rows_of(spec):
+        rows = []
+        for rung, seed, low, fd in spec:
+            base = dict(profile=f"r{rung}", dataset="mnist", method="ucd-mh-lmi", seed=seed, step=1, rung=rung,
+                        n_h1=200, n_h2=200, batch_size=100, updates=1)
+            rows += [dict(base, kind="final", metric=m, value=v) for m, v in
+                     (("test_ll_bound", low + 0.5), ("test_ll_low", low), ("test_ll_high", low + 1.0),
+                      ("bernoulli_baseline_ll", -200.0), ("train_wall_s", 60.0))]
+            rows.append(dict(base, kind="fd", samples="mode", metric="classifier_fd", value=fd, n=2000))
+        return pd.DataFrame(rows)
+    t = ladder.trend(rows_of([(1, 0, -210.0, 300.0), (2, 0, -180.0, 200.0)]))
     assert t["ll_trend"] == "toward" and t["margin"] == [-10.0, 20.0] and t["fd_trend"] == "flat"
-    rows2 = [dict(r, value=r["value"] / 3) if r["kind"] == "fd" and r["rung"] == 2 else r for r in rows]
-    assert ladder.trend(pd.DataFrame(rows2))["fd_trend"] == "toward"
-    rows3 = [dict(r, value=r["value"] - 40.0) if r["rung"] == 2 and r["metric"].startswith("test_ll") else r
-             for r in rows]                          # the margin falls by 10 nats, more than the brackets' 2
-    assert ladder.trend(pd.DataFrame(rows3))["ll_trend"] == "away"
+    assert t["tolerance"] == 2.0                                 # one seed: the brackets' widths alone
+    assert ladder.trend(rows_of([(1, 0, -210.0, 300.0), (2, 0, -180.0, 100.0)]))["fd_trend"] == "toward"
+    assert ladder.trend(rows_of([(1, 0, -210.0, 300.0), (2, 0, -220.0, 700.0)]))["ll_trend"] == "away"
+    # three seeds at rung 1 spread by 10 nats: a 20-nat rise is within 2 sd sqrt(1/3 + 1) + widths (25.1)
+    spread = [(1, s, -210.0 + d, 300.0) for s, d in enumerate((-10.0, 0.0, 10.0))]
+    t = ladder.trend(rows_of(spread + [(2, 0, -190.0, 200.0)]))
+    assert t["seed_sd_first"] == 10.0 and t["ll_trend"] == "flat" and t["seeds"] == [3, 1]
+    assert ladder.trend(rows_of(spread + [(2, 0, -170.0, 200.0)]))["ll_trend"] == "toward"
