@@ -200,7 +200,8 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
                               (axes[1, 0], "nn_distance", "distance to the nearest test image (Hamming / pixel)")):
         for m in methods:
             for k, mk in zip(kinds, "osv^<>Dp"):
-                r = smp[(smp.method == m) & (smp.samples == k) & (smp.metric == metric)].sort_values("rung")
+                r = smp[(smp.method == m) & (smp.samples == k) & (smp.metric == metric)].groupby(
+                    "rung").value.mean().reset_index()                 # seed means
                 if len(r):
                     ax.plot(r.rung, r.value, marker=mk, ls=sty[m]["ls"] if len(r) > 1 else "none", color=pal[m],
                             alpha=0.9 if m == "ucd-mh-lmi" else 0.6, label=f"{m}: {k}")
@@ -229,10 +230,13 @@ def plot(df: pd.DataFrame, path: Path, run: Run | None = None) -> None:
     import textwrap
     for a in fig.axes:
         a.set_title(textwrap.fill(a.get_title(), 60), fontsize=10)
+    seeds = fin.groupby("rung").seed.nunique()
+    many = {int(r): int(n) for r, n in seeds.items() if n > 1}
+    note = "; ".join(f"rung {r}: mean of {n} seeds" for r, n in many.items())
     fig.suptitle("The scale ladder: slide-25/26 criteria as width and batch approach the released 784-784-784, "
-                 "batch 1000 (MNIST, seed 0)", fontsize=13)
+                 f"batch 1000 (MNIST, seed 0{'; ' + note if note else ''})", fontsize=13)
     fig.tight_layout(rect=(0, 0.03, 1, 0.96))
-    save_figure(fig, path, run, seeds=1)
+    save_figure(fig, path, run, seeds="1" + (f" ({note})" if note else ""))
 
 
 def main(argv=None) -> int:
