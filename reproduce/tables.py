@@ -242,7 +242,8 @@ def trend_sentence(t: dict) -> str:
     """The ladder's trend in words (``reproduce.ladder.trend``'s rules)."""
     if not t:
         return "Trend: fewer than two rungs."
-    words = {"toward": "toward the paper's claim", "away": "away from the paper's claim", "flat": "flat"}
+    words = {"toward": "toward the paper's claim", "away": "away from the paper's claim",
+             "flat": "no trend beyond the noise"}
     out = (f"Trend, rung {t['first_rung']} to {t['last_rung']}: the margin {' -> '.join(f'{m:+.0f}' for m in t['margin'])} "
            f"nats, {words[t['ll_trend']]} (rule: a change beyond the two brackets' widths plus twice the seed spread, "
            f"{t.get('tolerance', sum(t['bracket_widths'])):.1f} nats here; seed s.d. at rung {t['first_rung']}: "
