@@ -279,14 +279,26 @@ def syncs_table(root: Path = ROOT) -> str:
     rows = ["| device | shape | batch | search | host syncs per update (mean of 3; most) | sweeps per search (pos, neg) "
             "| update median on this device |", "|---|---|---|---|---|---|---|"]
     for r in w.sort_values(["device", "shape", "batch", "step"], ascending=[True, True, True, False]).itertuples():
-        ms = r.median_s * 1e3
+        t = f"{r.median_s:.3g} s" if r.median_s >= 1 else f"{r.median_s * 1e3:.3g} ms"
         rows.append(f"| {r.device} | {r.shape} | {int(r.batch)} | {r.step.replace('update_syncs_', '')} "
                     f"| {r.host_syncs:.0f} ({r.host_syncs_max:.0f}) | {r.pos_sweeps_mean:.1f}, {r.neg_sweeps_mean:.1f} "
-                    f"| {ms:.3g} ms |")
+                    f"| {t} |")
     machine = d.machine.dropna().iloc[0] if d.machine.notna().any() else "?"
     return "\n".join(rows) + (f"\n\n`results/bench_syncs.csv` ({machine}, {str(d.datetime.iloc[0])[:10]}). The counts "
-                               "are what a GPU would wait for (`dbm.syncs.HostSyncs`); the times are the device "
-                               "path's cost on this CPU, not a GPU's.\n")
+                               "are what a GPU would wait for (`dbm.syncs.HostSyncs`); 'incremental' is the search of before "
+                               "with its device (torch) scans, as a GPU ran it; the times are each path's cost on "
+                               "this CPU, not a GPU's.\n")
+
+
+def _sync_range(res: Path) -> str:
+    """': 28-30 host syncs per update against 216-445 before' from results/bench_syncs.csv ('' without it)."""
+    path = res / "bench_syncs.csv"
+    if not path.exists():
+        return ""
+    d = pd.read_csv(path)
+    d = d[d.metric == "host_syncs"]
+    new, old = (d[d.step == f"update_syncs_{k}"].value for k in ("chunked", "incremental"))
+    return f": {new.min():.0f}-{new.max():.0f} per update against {old.min():.0f}-{old.max():.0f} before"
 
 
 def speed_table(root: Path = ROOT) -> str:
@@ -315,8 +327,8 @@ def speed_table(root: Path = ROOT) -> str:
             f"`results/bench_cuda.csv` (a lent NVIDIA H100, {gpu_side.get('datetime', '?')[:10]}; its sidecar does not "
             f"name the GPU: it predates the field). The H100 times are of the search of before, latency-bound there (a host "
             f"sync per local-search sweep); the device path now syncs a bounded number of times per update (issue 36: "
-            f"[the counts](docs/performance.md#the-device-path-with-bounded-host-synchronisations-issue-36)), and its "
-            f"GPU speed is not measured.\n")
+            f"[the counts](docs/performance.md#the-device-path-with-bounded-host-synchronisations-issue-36){_sync_range(res)}), "
+            f"and its GPU speed is not measured.\n")
     return "\n".join(rows) + "\n" + note
 
 
