@@ -30,7 +30,7 @@ def test_update_host_syncs(benchmark, peak_gflops, monkeypatch, device, width, b
     counts = []
     for _ in range(3):                                                  # updates 5-7: their counts
         with HostSyncs() as syncs:
-            info = update()
+            update()
         counts.append(syncs.count)
     benchmark.pedantic(update, rounds=5 if batch == 1000 and width == 784 else 10, warmup_rounds=0)
     flops, info = count_flops(update)

@@ -374,7 +374,7 @@ FIRST_CHUNK = 8               # sweeps before the chunked search first asks the 
 
 
 @torch.no_grad()
-def _local_mode_chunked(bound: _Kernel, xs, max_sweeps, odd_first=None, first_chunk: int | None = None):
+def _local_mode_chunked(bound: _Kernel, xs, max_sweeps, odd_first=None):
     """The device path of the search (issue 36): the reference's sweeps (``_local_mode_dense``'s
     order and stopping rule, per-chain orders as ``_local_mode_dense_ordered``'s masked
     half-sweeps) on the whole batch, never compacted. A chain's sweep count is recorded on the
@@ -387,11 +387,11 @@ def _local_mode_chunked(bound: _Kernel, xs, max_sweeps, odd_first=None, first_ch
     blocks' logits at the mode (``LocalModeInfo.logits``, for the sweep after it)."""
     batch, dev = xs[0].shape[0], xs[0].device
     kernel = Gibbs(bound.model, 0.0, bound.clamp, like=bound)
-    free = free_layers(bound.model, bound.clamp)
+    free = free_layers(bound.model, bound.clamp)             # the layers whose logits the next sweep reuses
     cur = tuple(xs)
     run = torch.ones(batch, dtype=torch.bool, device=dev)
     sweeps = torch.full((batch,), max_sweeps, dtype=torch.long, device=dev)
-    s, chunk = 0, first_chunk or FIRST_CHUNK
+    s, chunk = 0, FIRST_CHUNK
     while s < max_sweeps:
         for _ in range(min(chunk, max_sweeps - s)):
             s += 1
@@ -410,9 +410,7 @@ def _local_mode_chunked(bound: _Kernel, xs, max_sweeps, odd_first=None, first_ch
         if not bool(run.any()):                                  # the chunk's one synchronisation
             break
         chunk *= 2
-    logits = {**{l: a for l, a in bound.model.block_logits(cur, 0, kernel._v_part).items() if l in free},
-              **bound.model.block_logits(cur, 1, kernel._v_part)}
-    return cur, LocalModeInfo(sweeps, run, {l: logits[l] for l in free})
+    return cur, LocalModeInfo(sweeps, run, {l: bound.model.logits(cur, l, kernel._v_part) for l in free})
 
 
 SPARSE_MAX_DENSITY = 0.2   # below this fraction of flipped units a gathered sum beats a dense product (CPU)

@@ -5,7 +5,7 @@ On a GPU a kernel launch returns at once; a call that needs a value on the host 
 index, ``torch.where(cond)``, ``masked_select``, ``unique``) waits for every queued kernel. Their
 number per update, not the arithmetic, bounds the update's speed on a device when the tensors are
 small. ``HostSyncs`` counts them on any device, the CPU included, so the bound is tested where no
-GPU is (``tests/test_syncs.py``, ``benchmarks/bench_samplers.py``): a proxy, not a timing.
+GPU is (``tests/test_syncs.py``, ``benchmarks/bench_syncs.py``): a proxy, not a timing.
 
     with HostSyncs() as syncs:
         loss, state, info = est.loss(model, v, state, g)
@@ -34,7 +34,7 @@ def _bool_tensor_in(obj) -> bool:
 
 
 def _to_host(args, kwargs) -> bool:
-    """``t.to(...)`` / ``copy_`` that moves data from a device to the host."""
+    """``t.to(...)`` that moves data from a device to the host."""
     dev = kwargs.get("device") if kwargs else None
     for a in args[1:]:
         if isinstance(a, (str, torch.device)):

@@ -65,9 +65,19 @@ def rung_config(cfg, rung: str) -> fig25.Config:
     return fig25.Config(**{**fig25.PROFILES[rung], **given})
 
 
+# the trend's words wherever it is written (the ladder table, the README's verdict rows)
+TREND_WORDS = {"toward": "toward the paper's claim", "away": "away from the paper's claim",
+               "flat": "no trend beyond the noise"}
+
+
+def shape_name(n_h) -> str:
+    """'784-200-200' for hidden widths (200, 200)."""
+    return "-".join(map(str, (784, *n_h)))
+
+
 def shape_label(n_h: tuple, batch: int, updates: int) -> str:
     """'784-200-200, batch 100, 12,000 updates'."""
-    return f"{'-'.join(map(str, (784, *n_h)))}, batch {batch}, {updates:,} updates"
+    return f"{shape_name(n_h)}, batch {batch}, {updates:,} updates"
 
 
 def compute(run: Run) -> Computed:
@@ -95,14 +105,12 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         s = fig25.summarise(d)
         first = d.iloc[0]
         s.insert(0, "rung", int(r))
-        s.insert(1, "shape", "-".join(str(int(first[c])) for c in ("n_h1", "n_h2")) if "n_h2" in d else "?")
+        s.insert(1, "shape", shape_name(int(first[c]) for c in d if c.startswith("n_h")))
         s.insert(2, "batch_size", int(first.batch_size))
         s.insert(3, "updates", int(first.updates))
         s["margin_over_pixels"] = s.test_ll_low - s.bernoulli_baseline_ll
         rows.append(s)
-    out = pd.concat(rows, ignore_index=True)
-    out["shape"] = "784-" + out["shape"]
-    return out
+    return pd.concat(rows, ignore_index=True)
 
 
 def trend(df: pd.DataFrame, method: str = "ucd-mh-lmi") -> dict:

@@ -208,8 +208,7 @@ def ladder_table(root: Path = ROOT) -> str:
     if not path.exists():
         return "Not run yet: `make zoo PROFILE=ladder && make reproduce-fig25 PROFILE=ladder`.\n"
     d = pd.read_csv(path)
-    trace = path.with_name("ladder_trace.csv")
-    s = summarise(pd.concat([d, pd.read_csv(trace)]) if trace.exists() else d)
+    s = summarise(d)                                  # the traces' flatness is in the CSV's convergence rows
     fd_kinds = [c[:-len("_classifier_fd")] for c in s if c.endswith("_classifier_fd")]
     n_fd = int(d[d.kind == "fd"].n.max()) if (d.kind == "fd").any() else 0
     gibbs = [c[:-len("_nn_distance")] for c in s if c.startswith("gibbs-") and c.endswith("-noise_nn_distance")]
@@ -240,14 +239,13 @@ def ladder_table(root: Path = ROOT) -> str:
 
 def trend_sentence(t: dict) -> str:
     """The ladder's trend in words (``reproduce.ladder.trend``'s rules)."""
+    from reproduce.ladder import TREND_WORDS as words
     if not t:
         return "Trend: fewer than two rungs."
-    words = {"toward": "toward the paper's claim", "away": "away from the paper's claim",
-             "flat": "no trend beyond the noise"}
     out = (f"Trend, rung {t['first_rung']} to {t['last_rung']}: the margin {' -> '.join(f'{m:+.0f}' for m in t['margin'])} "
            f"nats, {words[t['ll_trend']]} (rule: a change beyond the two brackets' widths plus twice the seed spread, "
-           f"{t.get('tolerance', sum(t['bracket_widths'])):.1f} nats here; seed s.d. at rung {t['first_rung']}: "
-           f"{t.get('seed_sd_first', 0.0):.1f} over {t.get('seeds', [1])[0]} seed(s))")
+           f"{t['tolerance']:.1f} nats here; seed s.d. at rung {t['first_rung']}: {t['seed_sd_first']:.1f} over "
+           f"{t['seeds'][0]} seed(s))")
     if "best_fd" in t:
         out += (f"; the best classifier-FD {' -> '.join(f'{x:.0f} ({k})' for x, k in zip(t['best_fd'], t['best_fd_kind']))}, "
                 f"{words[t['fd_trend']]} (rule: a factor of 2).")

@@ -119,13 +119,13 @@ def ladder_trend(root: Path, criterion: str) -> str:
     t = json.loads(path.read_text()).get("trend", {})
     if not t or f"{criterion}_trend" not in t:
         return "scale ladder: fewer than two rungs"
-    word = {"toward": "toward the paper's claim", "away": "away from it",
-            "flat": "no trend beyond its noise"}[t[f"{criterion}_trend"]]
+    from reproduce.ladder import TREND_WORDS
+    word = TREND_WORDS[t[f"{criterion}_trend"]]
     rungs = f"rungs {t['first_rung']}-{t['last_rung']}, 784-200-200 batch 100 to 784-784-784 batch 1000, seed 0"
     if criterion == "ll":
         return (f"scale ladder ({rungs}): margin over independent pixels "
                 f"{' -> '.join(f'{m:+.0f}' for m in t['margin'])} nats, **{word}** (rule: beyond the brackets' widths "
-                f"plus twice the seed spread, {t.get('tolerance', 0.0):.0f} nats"
+                f"plus twice the seed spread, {t['tolerance']:.0f} nats"
                 + (f"; rung {t['last_rung']}'s bracket is {t['bracket_widths'][1]:.0f} nats wide"
                    if t["bracket_widths"][1] > 10 else "") + ")")
     return (f"scale ladder ({rungs}): best classifier-FD {' -> '.join(f'{x:.0f}' for x in t['best_fd'])} "

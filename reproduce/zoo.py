@@ -139,10 +139,9 @@ MATRICES = {
     # faithful-order issue) and CD (3 seeds, MNIST)
     "converged-2x": dict(datasets=("mnist",), methods=("ucd-mh-lmi-even-first", "cd"), seeds=3),
     "paper": dict(seeds=3),
-    # the ladder's rungs (issue 31): the paper's estimator at every rung, pretrained PCD (the
-    # reference that works) at the converged shape and at the released width
-    # rung 1 has the paper's estimator at 3 seeds (the converged profile's cells): their spread is
-    # the yardstick of the ladder's trend rule (one seed per rung above)
+    # the ladder's rungs (issue 31): the paper's estimator at every rung, at 3 seeds on rung 1 (the
+    # converged profile's cells: their spread is the yardstick of the trend rule; one seed above),
+    # pretrained PCD (the reference that works) at the converged shape and at the released width
     "ladder-1": dict(datasets=("mnist",), methods=("ucd-mh-lmi", "pcd-pretrained"), seeds=3, one_seed=("pcd-pretrained",)),
     "ladder-2": dict(datasets=("mnist",), methods=("ucd-mh-lmi",), seeds=1),
     "ladder-3": dict(datasets=("mnist",), methods=("ucd-mh-lmi", "pcd-pretrained"), seeds=1),
@@ -276,14 +275,16 @@ def main(argv=None) -> int:
     p.add_argument("--force", action="store_true", help="retrain the listed cells")
     add_config_args(p, ZooConfig)                     # overrides of the profile's training settings
     args = p.parse_args(argv)
+    given = None if args.cells is None else parse_cells(args.cells, args.dataset or "mnist")
     work = []                                         # (profile, data set, method, seed)
     for prof in LADDERS.get(args.profile, (args.profile,)):
         f = profile_config(prof)
-        in_matrix = {(ds, m, s) for ds in f.datasets for m, s in matrix(f, ds)}
-        default = [(ds, m, s) for ds in ([args.dataset] if args.dataset else f.datasets) for m, s in matrix(f, ds)]
-        cells = default if args.cells is None else parse_cells(args.cells, args.dataset or "mnist")
-        if args.profile in LADDERS:                   # a ladder's --cells: those of each rung's matrix
-            cells = [c for c in cells if c in in_matrix]
+        datasets = [args.dataset] if given is None and args.dataset else f.datasets
+        in_matrix = [(ds, m, s) for ds in datasets for m, s in matrix(f, ds)]
+        if given is None:
+            cells = in_matrix
+        else:                                         # a ladder's --cells: those of each rung's matrix
+            cells = [c for c in given if c in in_matrix] if args.profile in LADDERS else given
         work += [(prof, *c) for c in cells]
     if args.jobs > 1:
         return _spawn(args, work, argv or sys.argv[1:])

@@ -19,6 +19,20 @@ def gen():
     return torch.Generator().manual_seed(1234)
 
 
+def search_case(sizes, clamp, order, gen, n=200, dtype=torch.float64):
+    """A local-search comparison's inputs: (model, starts, clamp, odd_first, kernel) for a DBM of
+    ``sizes`` (seed 7), ``n`` uniform starts, ``clamp`` None / True / "mask" (40 % of v fixed per
+    chain) and the per-chain ``order`` (``samplers.draw_order``), drawn from ``gen`` in that order."""
+    import dbm
+    from dbm import samplers
+    m = dbm.DBM(sizes, generator=torch.Generator().manual_seed(7), dtype=dtype)
+    xs = m.random_state(n, gen)
+    if clamp == "mask":
+        clamp = torch.rand(n, sizes[0], generator=gen) < 0.4
+    of = samplers.draw_order(order, n, gen)
+    return m, xs, clamp, of, samplers._Kernel(m, clamp, xs[0])
+
+
 def shared_data_dir():
     """../shared/data when present (the project's offline copies of MNIST and Fashion-MNIST)."""
     d = ROOT.parent / "shared" / "data"

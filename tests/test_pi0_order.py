@@ -9,6 +9,7 @@ import dbm
 from dbm import exact, presets, samplers
 from dbm.estimators import UCDMHLMI
 from dbm.metrics.samples import modes
+from conftest import search_case
 from stat_helpers import chi2_gof, joint_index, random_dbm
 
 N = 200_000
@@ -93,12 +94,7 @@ def test_incremental_search_equals_dense_reference_per_chain_order(sizes, clamp,
     the same sweep counts (float64: a near-tie has probability ~1e-5 over the test; see
     test_samplers.test_incremental_local_mode_equals_dense_reference), including the chains
     whose own last sweep straddles the shared schedule."""
-    m = dbm.DBM(sizes, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    xs = m.random_state(200, gen)
-    if clamp == "mask":
-        clamp = torch.rand(200, sizes[0], generator=gen) < 0.4
-    of = samplers.draw_order(order, 200, gen)
-    kernel = samplers._Kernel(m, clamp, xs[0])
+    m, xs, clamp, of, kernel = search_case(sizes, clamp, order, gen)
     a, ia = kernel.local_mode(xs, odd_first=of)
     b, ib = kernel.local_mode(xs, method="dense", odd_first=of)
     assert all(torch.equal(x, y) for x, y in zip(a, b))

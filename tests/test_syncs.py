@@ -11,6 +11,7 @@ import torch
 import dbm
 from dbm import samplers
 from dbm.syncs import HostSyncs
+from conftest import search_case
 
 
 def _same(a, b) -> torch.Tensor:
@@ -36,12 +37,7 @@ def test_chunked_search_equals_the_reference_and_the_cpu_path(sizes, clamp, orde
     """float64: the same modes, sweep counts, caps (also when the cap stops chains) as the dense
     reference, and the incremental CPU path's logits bit for bit (a near-tie between the paths'
     rounding has probability ~1e-5 over the test: test_samplers' float64 argument)."""
-    m = dbm.DBM(sizes, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    xs = m.random_state(200, gen)
-    if clamp == "mask":
-        clamp = torch.rand(200, sizes[0], generator=gen) < 0.4
-    of = samplers.draw_order(order, 200, gen)
-    k = samplers._Kernel(m, clamp, xs[0])
+    _, xs, clamp, of, k = search_case(sizes, clamp, order, gen)
     a, ia = k.local_mode(xs, method="chunked", odd_first=of)
     b, ib = k.local_mode(xs, method="dense", odd_first=of)
     c, ic = k.local_mode(xs, method="incremental", odd_first=of)
@@ -60,10 +56,7 @@ def test_chunked_search_equals_the_reference_and_the_cpu_path(sizes, clamp, orde
 def test_chunked_search_at_mnist_width_in_float32(gen):
     """float32, 784-784-784: the rule of test_samplers' float32 comparison (near-ties are rare but
     real: at least 99 % of the chains agree with the incremental path); every mode is a fixed point."""
-    m = dbm.DBM([784, 784, 784], generator=torch.Generator().manual_seed(7))
-    xs = m.random_state(200, gen)
-    of = samplers.draw_order("random", 200, gen)
-    k = samplers._Kernel(m, None, xs[0])
+    m, xs, _, of, k = search_case([784, 784, 784], None, "random", gen, dtype=torch.float32)
     a, ia = k.local_mode(xs, method="chunked", odd_first=of)
     c, ic = k.local_mode(xs, method="incremental", odd_first=of)
     assert float((_same(a, c) & (ia.sweeps == ic.sweeps)).float().mean()) >= 0.99
