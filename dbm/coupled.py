@@ -9,6 +9,16 @@ With tau = min{t >= 1 : X_t = Y_{t-1}},
 ``run_coupled`` does not evaluate f: it returns the states that enter H with their signs, so a
 caller evaluates f (energies or sufficient statistics) once, batched, over all of them. The loop
 runs only over the chains that have not met; a cap on t is counted, never silent.
+
+Two loops give the same estimator (``METHODS``): "per-step" compacts the running chains after every
+coupled step (the CPU's, ``CPU_COUPLED``); "chunked" (issue 36, a device's, ``DEVICE_COUPLED``)
+runs chunks of coupled steps on the chains running at the chunk's start, the ones that meet inside
+it masked out (weight 0, their tau recorded on the device), and asks the host which chains still
+run once per chunk, the chunks doubling from ``FIRST_CHUNK``: ceil(log2(tau_max / FIRST_CHUNK + 1))
+synchronisations at most, however long the chains run. A met chain stepped on stays met (the
+couplings are faithful), so each chain's H is the per-step loop's in law; the random numbers differ
+(the met chains of a chunk draw theirs too), and with ``FIRST_CHUNK = 1, GROWTH = 1`` the two
+loops are one, draw for draw (tests/test_syncs.py).
 """
 from __future__ import annotations
 
@@ -17,7 +27,13 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["tree_map", "tree_take", "tree_cat", "CoupledResult", "run_coupled"]
+__all__ = ["tree_map", "tree_take", "tree_cat", "CoupledResult", "run_coupled", "METHODS"]
+
+METHODS = ("per-step", "chunked")
+CPU_COUPLED = "per-step"     # the loop on the CPU ("auto")
+DEVICE_COUPLED = "chunked"   # the loop on a device ("auto")
+FIRST_CHUNK = 8              # the chunked loop's first chunk of coupled steps
+GROWTH = 2                   # and the factor of each next chunk
 
 
 def tree_map(fn, tree):
@@ -65,7 +81,7 @@ class CoupledResult(NamedTuple):
 
 def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
                 max_steps: int, on_pair: Callable | None = None, on_info: Callable | None = None,
-                k: int = 0, m: int = 0, on_state: Callable | None = None) -> CoupledResult:
+                k: int = 0, m: int = 0, on_state: Callable | None = None, method: str = "auto") -> CoupledResult:
     """Run the lag-1 coupled chains until they meet or ``max_steps`` is reached.
 
     With ``k = m = 0`` (the default) this is the estimator H above. Otherwise it is the
@@ -94,6 +110,9 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     k, m : the averaging window of H_{k:m}. on_state : (x, weight, idx) -> None, called with the
         X_t of the window, t = k..m, weight 1/(m-k+1) (X0 included when k = 0); required unless
         k = m = 0, where X0 is the caller's (weight 1).
+    method : "per-step", "chunked" (the module docstring) or "auto": ``CPU_COUPLED`` on the CPU,
+        ``DEVICE_COUPLED`` elsewhere. "chunked" needs ``on_pair`` accepting ``live`` (the rows
+        whose pair counts, (b,) bool) and k = m = 0; otherwise the per-step loop runs.
     """
     if not (isinstance(k, int) and isinstance(m, int) and 0 <= k <= m < max_steps):
         raise ValueError(f"need integers 0 <= k <= m < max_steps, got k={k!r}, m={m!r}, max_steps={max_steps}")
@@ -109,9 +128,17 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     tau = torch.ones(batch, dtype=torch.long, device=device)
     going = ~met(x, y0)
     solo_idx, solo = (idx[~going], tree_take(x, ~going)) if m >= 1 else (idx[:0], None)
-    idx, x, y = idx[going], tree_take(x, going), tree_take(y0, going)
+    idx = going.nonzero().squeeze(-1)                          # one synchronisation for the three takes
+    x, y = tree_take(x, idx), tree_take(y0, idx)
     plus, minus, chain = [], [], []
     t = 1
+    if method == "auto":
+        method = CPU_COUPLED if device.type == "cpu" else DEVICE_COUPLED
+    if method not in METHODS:
+        raise ValueError(f"unknown coupled loop {method!r}; use 'auto' or one of {', '.join(METHODS)}")
+    if method == "chunked" and on_pair is not None and k == m == 0:
+        idx = _chunked(x, y, idx, tau, coupled_step, met, max_steps, on_pair, on_info)
+        return _result(x0, idx, tau, max_steps, [], [], [], batch, device)
     while (idx.numel() and t < max_steps) or (solo_idx.numel() and t <= m):
         if idx.numel():                                        # here t < max_steps (m < max_steps)
             if on_pair is not None:
@@ -144,6 +171,34 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
                 keep = ~now
                 idx, x, y = idx[keep], tree_take(x, keep), tree_take(y, keep)
         t += 1
+    return _result(x0, idx, tau, max_steps, plus, minus, chain, batch, device)
+
+
+def _chunked(x, y, idx: Tensor, tau: Tensor, coupled_step: Callable, met: Callable, max_steps: int,
+             on_pair: Callable, on_info: Callable | None) -> Tensor:
+    """The chunked loop (module docstring) from t = 1 on the chains ``idx`` (X_1, Y_0 in x, y),
+    writing meeting times into ``tau``; returns the chains still running at t = max_steps."""
+    t, chunk = 1, FIRST_CHUNK
+    while idx.numel() and t < max_steps:
+        live = torch.ones(idx.shape[0], dtype=torch.bool, device=idx.device)
+        for _ in range(min(chunk, max_steps - t)):
+            on_pair(x, y, idx, 1.0, live=live)                # f(X_t) - f(Y_{t-1}) of the unmet chains
+            (x, y), info = coupled_step(x, y, idx)            # (X_{t+1}, Y_t)
+            if on_info is not None:
+                on_info(info, idx)                            # a met chain adds nothing (see run_coupled)
+            now = met(x, y) & live
+            tau.index_copy_(0, idx, torch.where(now, t + 1, tau.index_select(0, idx)))
+            live = live & ~now
+            t += 1
+        keep = live.nonzero().squeeze(-1)                     # the chunk's one synchronisation
+        idx, x, y = idx.index_select(0, keep), tree_take(x, keep), tree_take(y, keep)
+        chunk *= GROWTH
+    return idx
+
+
+def _result(x0, idx: Tensor, tau: Tensor, max_steps: int, plus: list, minus: list, chain: list, batch: int,
+            device) -> CoupledResult:
+    """The loop's result: the chains ``idx`` still running are capped at ``max_steps``."""
     capped = torch.zeros(batch, dtype=torch.bool, device=device)
     if idx.numel():
         tau[idx] = max_steps

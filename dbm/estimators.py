@@ -117,11 +117,16 @@ class Accumulator:
         self.pos, self.neg, self.rows, self.peak_rows = [], [], 0, 0
         self.total = None
 
-    def add(self, xs, weight: float, chain: Tensor) -> None:
-        """Rows ``xs`` of the chains ``chain`` (long (M,)), each with the scalar ``weight``."""
+    def add(self, xs, weight: float, chain: Tensor, live: Tensor | None = None) -> None:
+        """Rows ``xs`` of the chains ``chain`` (long (M,)), each with the scalar ``weight``;
+        ``live`` (M,) bool: only these rows count (the others get weight 0, on the device: the
+        chunked coupled loop's met chains; "states" drops them)."""
         if self.mode == "none" or chain.numel() == 0 or weight == 0:
             return
-        (self.pos if weight > 0 else self.neg).append((tuple(xs), chain, float(weight)))
+        if live is not None and self.mode == "states":
+            keep = live.nonzero().squeeze(-1)
+            xs, chain, live = tree_take(tuple(xs), keep), chain.index_select(0, keep), None
+        (self.pos if weight > 0 else self.neg).append((tuple(xs), chain, float(weight), live))
         self.rows += chain.numel()
         self.peak_rows = max(self.peak_rows, self.rows)
         if self.mode != "states" and self.rows > self.flush_rows:
@@ -134,7 +139,8 @@ class Accumulator:
             return None
         xs = tree_cat([p[0] for p in parts])
         dtype, dev = xs[0].dtype, xs[0].device
-        weight = torch.cat([torch.full((p[1].numel(),), p[2], dtype=dtype, device=dev) for p in parts])
+        weight = torch.cat([torch.full((p[1].numel(),), p[2], dtype=dtype, device=dev) if p[3] is None
+                            else torch.where(p[3], p[2], 0.0).to(dtype) for p in parts])
         return xs, weight, torch.cat([p[1] for p in parts])
 
     def _flush(self) -> None:
@@ -194,9 +200,9 @@ def _coupled(sink: Accumulator, x0, y0, get_xs, **driver_kw) -> CoupledResult:
     def on_state(x, w, idx):
         sink.add(get_xs(x), w, idx)
 
-    def on_pair(x, y, idx, w):
-        sink.add(get_xs(x), w, idx)
-        sink.add(get_xs(y), -w, idx)
+    def on_pair(x, y, idx, w, live=None):
+        sink.add(get_xs(x), w, idx, live)
+        sink.add(get_xs(y), -w, idx, live)
     return run_coupled(x0, y0, on_pair=on_pair, on_state=on_state, **driver_kw)
 
 

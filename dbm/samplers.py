@@ -489,7 +489,9 @@ def _partition(mask: Tensor) -> tuple[Tensor, Tensor]:
     if mask.device.type == "cpu" and NUMPY_SCAN:
         m = mask.numpy()
         return torch.from_numpy(np.flatnonzero(~m)), torch.from_numpy(np.flatnonzero(m))
-    return (~mask).nonzero().squeeze(-1), mask.nonzero().squeeze(-1)
+    rows = torch.argsort(mask.to(torch.uint8), stable=True)   # False rows, then True rows, each ascending
+    n_false = mask.shape[0] - int(mask.sum())                # one host synchronisation for both
+    return rows[:n_false], rows[n_false:]
 
 
 def _groups(odd_first: Tensor) -> list[tuple[int, Tensor]]:

@@ -55,11 +55,14 @@ def _phase_pi0(m, v=None):
     return exact.pi0_table(m, "random", v)[1]
 
 
-@pytest.mark.parametrize("cap", [2, 4])
-def test_capped_estimator_matches_its_exact_expectation(cap, gen):
+@pytest.mark.parametrize("cap,loop", [(2, "per-step"), (4, "per-step"), (4, "chunked"), (12, "chunked")])
+def test_capped_estimator_matches_its_exact_expectation(cap, loop, gen, monkeypatch):
     """The estimator run with max_steps = cap on many chains: its mean gradient is the exact capped
     expectation (z-test), its tau tail is the pair chain's (binomial z-test at every t < cap),
-    and the cap's bias is resolved (power: the uncapped gradient is many standard errors away)."""
+    and the cap's bias is resolved (power: the uncapped gradient is many standard errors away).
+    Both coupled loops (``dbm.coupled.METHODS``); cap 12 crosses the chunked loop's first chunk."""
+    from dbm import coupled
+    monkeypatch.setattr(coupled, "CPU_COUPLED", loop)
     m = random_dbm(SIZES, seed=4, w_scale=2.0)
     vs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     n = 200_000

@@ -146,3 +146,97 @@ def test_the_sync_table_reads_the_benchmark_csv(tmp_path):
     table = syncs_table(tmp_path)
     assert table.index("| incremental | 243 (244) |") < table.index("| chunked | 34 (35) |")
     assert "| 5.0, 6.5 | 20 ms |" in table and "AMD EPYC, 2026-12-07" in table
+
+
+def _chunks(tau_max: int) -> int:
+    """The chunked loop's chunks for chains that meet by tau_max: the least c with
+    FIRST_CHUNK (GROWTH^c - 1) / (GROWTH - 1) >= tau_max - 1 coupled steps."""
+    from dbm import coupled
+    c, steps, chunk = 0, 0, coupled.FIRST_CHUNK
+    while steps < tau_max - 1:
+        c, steps, chunk = c + 1, steps + chunk, chunk * coupled.GROWTH
+    return c
+
+
+def _mh_pair(seed, n=300, w_scale=1.0):
+    """A small DBM whose coupled MH chains run for tens of steps: (kernel, X0, Y0 independent)."""
+    from stat_helpers import random_dbm
+    m = random_dbm([7, 5, 4], seed=seed, w_scale=w_scale)
+    g = torch.Generator().manual_seed(seed)
+    mh = samplers.MH(m)
+    return m, mh, mh.init(m.random_state(n, g)), mh.init(m.random_state(n, g)), g
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_chunked_coupled_loop_syncs_once_per_chunk(seed):
+    """run_coupled on a device: one synchronisation to split off the chains met at t = 1, then one
+    per chunk, whatever tau_max; the per-step loop's count grows with tau_max (the power)."""
+    from dbm import coupled, couplings
+    from dbm.estimators import Accumulator
+    counts = {}
+    for loop in ("chunked", "per-step"):
+        m, mh, x0, y0, g = _mh_pair(seed)
+        sink = Accumulator("stats", m, False, x0.xs[0].shape[0])
+        cp = couplings.Coupled(mh)
+        with HostSyncs() as s:
+            res = coupled.run_coupled(x0, y0, step=lambda st, idx: mh.step(st, g, idx),
+                                      coupled_step=lambda x, y, idx: cp.step(x, y, g, idx),
+                                      met=lambda x, y: couplings.states_equal(x.xs, y.xs), max_steps=10_000,
+                                      on_pair=lambda x, y, idx, w, live=None: (sink.add(x.xs, w, idx, live),
+                                                                               sink.add(y.xs, -w, idx, live)),
+                                      method=loop)
+        counts[loop] = (s.count, int(res.tau.max()))
+    count, tau_max = counts["chunked"]
+    assert tau_max > 3 * coupled.FIRST_CHUNK and not res.capped.any()
+    assert count == 1 + _chunks(tau_max), counts
+    assert counts["per-step"][0] > tau_max, counts
+
+
+@pytest.mark.parametrize("name,opts", [("ucd-mh-lmi", {}), ("ucd-mh-lmi", {"y0": "independent", "max_steps": 50}),
+                                       ("ucd-mh-lmi", {"gibbs_sweeps": 1}), ("ucd-gibbs", {})])
+def test_one_chunk_a_step_is_the_per_step_loop(name, opts, monkeypatch):
+    """With FIRST_CHUNK = 1 and GROWTH = 1 the chunked loop compacts after every step as the
+    per-step loop does: the same random numbers, so the same per-chain estimates, meeting times
+    and loss, bit for bit (small models, where corrections fire)."""
+    from dbm import coupled
+    from stat_helpers import random_dbm
+    monkeypatch.setattr(coupled, "FIRST_CHUNK", 1)
+    monkeypatch.setattr(coupled, "GROWTH", 1)
+    m = random_dbm([6, 4, 3], seed=11)
+    v = (torch.rand(200, 6, generator=torch.Generator().manual_seed(1)) < 0.5).double()
+    est = dbm.estimator(name, **opts)
+    out = {}
+    for loop in ("per-step", "chunked"):
+        monkeypatch.setattr(coupled, "CPU_COUPLED", loop)
+        g, _, info = est.chain_estimates(m, v, None, torch.Generator().manual_seed(5))
+        loss, _, _ = est.loss(m, v, None, torch.Generator().manual_seed(5))
+        out[loop] = (g, info.pos.tau, info.neg.tau, loss)
+    assert float(out["per-step"][2].max()) > 2                      # the loop ran
+    assert all(torch.equal(a, b) for a, b in zip(out["per-step"], out["chunked"]))
+
+
+def test_an_updates_syncs_do_not_grow_with_its_coupled_steps(monkeypatch):
+    """The update on the device path (chunked search and chunked coupled loop) on a small model
+    whose meeting times vary from update to update: its count is a constant plus the coupled
+    loops' chunks (one per chunk, logarithmic in tau_max); the per-step loop's count follows
+    tau_max (the power)."""
+    from dbm import coupled
+    from stat_helpers import random_dbm
+    monkeypatch.setattr(samplers, "NUMPY_SCAN", False)
+    monkeypatch.setattr(samplers, "CPU_SEARCH", "chunked")
+    m = random_dbm([7, 5, 4], seed=3)
+    v = (torch.rand(40, 7, generator=torch.Generator().manual_seed(2)) < 0.5).double()
+    est = dbm.estimator("ucd-mh-lmi")
+    rest = {}
+    for loop in ("chunked", "per-step"):
+        monkeypatch.setattr(coupled, "CPU_COUPLED", loop)
+        g, per = torch.Generator().manual_seed(9), []
+        for _ in range(4):
+            with HostSyncs() as s:
+                _, _, info = est.loss(m, v, None, g)
+            taus = (int(info.pos.tau.max()), int(info.neg.tau.max()))
+            per.append((s.count - (sum(map(_chunks, taus)) if loop == "chunked" else 0), taus))
+        rest[loop] = per
+    assert len({t for _, t in rest["chunked"]}) > 1 and max(max(t) for _, t in rest["chunked"]) > 2 * coupled.FIRST_CHUNK
+    assert len({c for c, _ in rest["chunked"]}) == 1, rest
+    assert len({c for c, _ in rest["per-step"]}) > 1, rest
