@@ -14,7 +14,9 @@ and spliced into the table:
     python -m reproduce.splice --figure fig25 --profile converged --part results/converged/faithful
 
 The part's cells (fig25: data set and method; fig26: data set and model) replace the table's rows
-of the same cells, trace rows included; the training-image floor ("data" rows) stays the table's.
+of the same cells, trace rows included; the training-image floor ("data" rows) stays the table's
+unless ``--floor`` takes the part's. Re-running the cells of a table made from a dirty tree, part by
+part from clean trees, leaves fewer of its rows dirty: the provenance table names those left.
 The sidecar keeps its provenance and gains a ``spliced`` record per part (its folder, cells,
 commit, CPU, wall time and config, from the part's own sidecar); its summary (and fig25's
 verdicts) are recomputed from the spliced rows, and the figure is redrawn. Splicing the same part
@@ -57,16 +59,18 @@ def _cells(df: pd.DataFrame, key) -> list[tuple]:
     return list(zip(*(df[k] for k in key))) if not df.empty else []
 
 
-def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = ()) -> dict:
+def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = (), floor_too: bool = False) -> dict:
     """Replace ``table``'s rows of the cells in ``part`` (those of ``datasets`` alone when given:
-    e.g. where the part's feature extractor is the table's); returns the ``spliced`` record."""
+    e.g. where the part's feature extractor is the table's); with ``floor_too`` the part's floor
+    ("data" rows) replaces the table's on its data sets as well. Returns the ``spliced`` record."""
     mod, name, key, floor = _figure(figure)
     base, base_trace, meta = _read(table, name)
     new, new_trace, part_meta = _read(part, name)
     if datasets:
         new = new[new.dataset.isin(datasets)]
     whole = _whole_datasets(base, new, key, floor) if figure == "fig26" else set()
-    new = new[(new[floor] != "data") | new.dataset.isin(whole)]
+    if not floor_too:
+        new = new[(new[floor] != "data") | new.dataset.isin(whole)]
     new = new[new[key[1]].notna()] if key[1] in new else new
     cells = set(_cells(new, key))
 
@@ -79,7 +83,7 @@ def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = ())
                        if not new_trace.empty else new_trace], ignore_index=True)
     env = part_meta.get("environment", {})
     record = {"part": str(part), "cells": sorted("/".join(map(str, c)) for c in cells), "git_sha": env.get("git_sha"),
-              "whole_datasets": sorted(whole),
+              "whole_datasets": sorted(whole), "clean_tree": env.get("clean_tree"),
               "device_name": env.get("device_name"), "wall_time_s": part_meta.get("wall_time_s"),
               "config": part_meta.get("config")}
     write_csv(final, table / f"{name}.csv")
@@ -125,9 +129,10 @@ def main(argv=None) -> int:
     p.add_argument("--table", default=None, help="the table's folder (default from --profile)")
     p.add_argument("--part", required=True, help="the folder of the partial run")
     p.add_argument("--datasets", default="", help="splice these data sets' cells alone (comma-separated)")
+    p.add_argument("--floor", action="store_true", help="take the part's floor (the training images' rows) too")
     args = p.parse_args(argv)
     table = Path(args.table or ("results" if args.profile == "budget" else f"results/{args.profile}"))
-    rec = splice(table, Path(args.part), args.figure, tuple(filter(None, args.datasets.split(","))))
+    rec = splice(table, Path(args.part), args.figure, tuple(filter(None, args.datasets.split(","))), args.floor)
     print(f"spliced {len(rec['cells'])} cells from {args.part} into {table}: {', '.join(rec['cells'])}")
     if args.figure == "fig25":
         from reproduce import fig25_end_to_end as fig25

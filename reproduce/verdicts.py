@@ -332,6 +332,20 @@ def speed_table(root: Path = ROOT) -> str:
     return "\n".join(rows) + "\n" + note
 
 
+def _unspliced_cells(sidecar: Path, rec: dict) -> list[str] | None:
+    """The cells (data set/method or data set/model, as the parts' records name them) of a spliced table that no part
+    replaced: what still comes from the table's own run. None where the table is not at hand."""
+    csv = sidecar.with_suffix(".csv")
+    if not csv.exists() or csv.name.endswith("_trace.csv"):
+        return None
+    df = pd.read_csv(csv)
+    key = "model" if csv.name.startswith("fig26") else "method"          # reproduce/splice.py's cell keys
+    if key not in df:
+        return None
+    done = {c for part in rec["spliced"] for c in part.get("cells", [])}
+    return sorted({f"{ds}/{n}" for ds, n in zip(df.dataset, df[key]) if isinstance(n, str)} - done)
+
+
 def provenance_table(root: Path = ROOT) -> str:
     """The committed results that did not come from one clean commit: dirty trees and splices."""
     from reproduce import provenance
@@ -345,6 +359,9 @@ def provenance_table(root: Path = ROOT) -> str:
         if "spliced" in rec:
             parts = [s["part"] for s in rec["spliced"]]
             what.append("rows spliced in from " + ", ".join(f"`{q}`" for q in parts))
+            left = _unspliced_cells(p, rec) if f.get("clean_tree") is False else None
+            if left:
+                what.append("the rows of the tree with uncommitted changes left: " + ", ".join(left))
         if "relabelled" in rec:
             what.append(f"rows relabelled by `{rec['relabelled'].get('by', '?')}` (even-first ablation names)")
         if what:

@@ -174,3 +174,38 @@ def test_fig26_splice_takes_a_data_set_whole_when_its_classifier_changed(tmp_pat
     table(tmp_path / "p2", [row("mnist", "dbm-cd", "dbm", 300.0, "newer")])       # lacks wgan: refused
     with pytest.raises(SystemExit, match="another feature extractor"):
         splice.splice(tmp_path / "t", tmp_path / "p2", "fig26")
+
+
+def test_a_splice_can_take_the_floor_and_the_provenance_names_the_rows_left(tmp_path):
+    """Re-running a dirty table's cells part by part: ``floor_too`` takes the part's floor as well,
+    and the provenance table's note names the cells still from the dirty run (none once all are)."""
+    import json
+
+    import pandas as pd
+
+    from reproduce import splice
+    from reproduce.verdicts import _unspliced_cells
+
+    def table(folder, rows, clean):
+        folder.mkdir()
+        pd.DataFrame(rows).to_csv(folder / "fig26_fid.csv", index=False)
+        (folder / "fig26_fid.json").write_text(json.dumps({"environment": {"git_sha": "abc", "clean_tree": clean}}))
+
+    def row(ds, model, family, value):
+        return dict(dataset=ds, model=model, family=family, seed=0, sample_kind="mode", metric="classifier_fd",
+                    value=value, weights_hash="h", n_gen=10, extractor="x")
+    table(tmp_path / "t", [row("mnist", "data (train split)", "data", 1.0), row("mnist", "dbm-cd", "dbm", 400.0),
+                           row("mnist", "wgan", "gan", 280.0), row("fashion-mnist", "dbm-cd", "dbm", 200.0)], False)
+    table(tmp_path / "p", [row("mnist", "data (train split)", "data", 0.9), row("mnist", "dbm-cd", "dbm", 300.0)], True)
+    side = tmp_path / "t" / "fig26_fid.json"
+
+    def value(model):
+        out = pd.read_csv(tmp_path / "t" / "fig26_fid.csv")
+        return float(out[(out.dataset == "mnist") & (out.model == model)].value.iloc[0])
+    rec = splice.splice(tmp_path / "t", tmp_path / "p", "fig26")
+    assert value("data (train split)") == 1.0 and value("dbm-cd") == 300.0 and rec["clean_tree"] is True
+    assert _unspliced_cells(side, json.loads(side.read_text())) == [
+        "fashion-mnist/dbm-cd", "mnist/data (train split)", "mnist/wgan"]
+    splice.splice(tmp_path / "t", tmp_path / "p", "fig26", floor_too=True)
+    assert value("data (train split)") == 0.9
+    assert _unspliced_cells(side, json.loads(side.read_text())) == ["fashion-mnist/dbm-cd", "mnist/wgan"]
