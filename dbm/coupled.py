@@ -118,6 +118,8 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
         raise ValueError(f"need integers 0 <= k <= m < max_steps, got k={k!r}, m={m!r}, max_steps={max_steps}")
     if (k or m) and (on_pair is None or on_state is None):
         raise ValueError("the time-averaged estimator (k or m > 0) needs on_pair and on_state")
+    if method not in METHODS + ("auto",):
+        raise ValueError(f"unknown coupled loop {method!r}; use 'auto' or one of {', '.join(METHODS)}")
     leaf = _first_leaf(x0)
     batch, device = leaf.shape[0], leaf.device
     inv = 1.0 / (m - k + 1)
@@ -134,8 +136,6 @@ def run_coupled(x0, y0, step: Callable, coupled_step: Callable, met: Callable,
     t = 1
     if method == "auto":
         method = CPU_COUPLED if device.type == "cpu" else DEVICE_COUPLED
-    if method not in METHODS:
-        raise ValueError(f"unknown coupled loop {method!r}; use 'auto' or one of {', '.join(METHODS)}")
     if method == "chunked" and on_pair is not None and k == m == 0:
         idx = _chunked(x, y, idx, tau, coupled_step, met, max_steps, on_pair, on_info)
         return _result(x0, idx, tau, max_steps, [], [], [], batch, device)
@@ -185,7 +185,7 @@ def _chunked(x, y, idx: Tensor, tau: Tensor, coupled_step: Callable, met: Callab
             on_pair(x, y, idx, 1.0, live=live)                # f(X_t) - f(Y_{t-1}) of the unmet chains
             (x, y), info = coupled_step(x, y, idx)            # (X_{t+1}, Y_t)
             if on_info is not None:
-                on_info(info, idx)                            # a met chain adds nothing (see run_coupled)
+                on_info(info, idx)                            # a met chain adds nothing (module docstring)
             now = met(x, y) & live
             tau.index_copy_(0, idx, torch.where(now, t + 1, tau.index_select(0, idx)))
             live = live & ~now

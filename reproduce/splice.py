@@ -34,14 +34,17 @@ import pandas as pd
 from dbm.provenance import atomic_write_text, write_csv
 
 
+CELL_KEYS = {"fig25": ("dataset", "method"), "fig26": ("dataset", "model")}   # a table's cell: its key columns
+
+
 def _figure(name: str):
     """(module, its table's name, the cell's key columns, the column whose "data" rows are the floor)."""
     if name == "fig25":
         from reproduce import fig25_end_to_end as m
-        return m, m.NAME, ("dataset", "method"), "method"
+        return m, m.NAME, CELL_KEYS[name], "method"
     if name == "fig26":
         from reproduce import fig26_fid as m
-        return m, m.NAME, ("dataset", "model"), "family"
+        return m, m.NAME, CELL_KEYS[name], "family"
     raise SystemExit(f"--figure must be fig25 or fig26, got {name!r}")
 
 
@@ -57,6 +60,11 @@ def _read(folder: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
 
 def _cells(df: pd.DataFrame, key) -> list[tuple]:
     return list(zip(*(df[k] for k in key))) if not df.empty else []
+
+
+def cell_names(cells) -> list[str]:
+    """The cells as a ``spliced`` record names them ("mnist/cd"), sorted."""
+    return sorted({"/".join(map(str, c)) for c in cells})
 
 
 def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = (), floor_too: bool = False) -> dict:
@@ -82,7 +90,7 @@ def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = (),
     trace = pd.concat([without(base_trace), new_trace[[c in cells for c in _cells(new_trace, key)]]
                        if not new_trace.empty else new_trace], ignore_index=True)
     env = part_meta.get("environment", {})
-    record = {"part": str(part), "cells": sorted("/".join(map(str, c)) for c in cells), "git_sha": env.get("git_sha"),
+    record = {"part": str(part), "cells": cell_names(cells), "git_sha": env.get("git_sha"),
               "whole_datasets": sorted(whole), "clean_tree": env.get("clean_tree"),
               "device_name": env.get("device_name"), "wall_time_s": part_meta.get("wall_time_s"),
               "config": part_meta.get("config")}

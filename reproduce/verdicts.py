@@ -338,12 +338,13 @@ def _unspliced_cells(sidecar: Path, rec: dict) -> list[str] | None:
     csv = sidecar.with_suffix(".csv")
     if not csv.exists() or csv.name.endswith("_trace.csv"):
         return None
+    from reproduce.splice import CELL_KEYS, _cells, cell_names
     df = pd.read_csv(csv)
-    key = "model" if csv.name.startswith("fig26") else "method"          # reproduce/splice.py's cell keys
-    if key not in df:
+    key = next((k for fig, k in CELL_KEYS.items() if csv.stem.startswith(fig + "_")), None)
+    if key is None or not set(key) <= set(df):
         return None
     done = {c for part in rec["spliced"] for c in part.get("cells", [])}
-    return sorted({f"{ds}/{n}" for ds, n in zip(df.dataset, df[key]) if isinstance(n, str)} - done)
+    return [c for c in cell_names(_cells(df[df[key[1]].notna()], key)) if c not in done]
 
 
 def provenance_table(root: Path = ROOT) -> str:
