@@ -241,7 +241,8 @@ def run_cell(cache: CellCache, dataset, method, seed, cfg: Config, train, test, 
                       seed=seed, model=zoo.model_hash(trainer), classifier=fd[0].weights_hash,
                       sample_order=cfg.sample_order)
         fdc = cache.cell(NAME + "-fd", inputs, lambda: classifier_fd(trainer.model, cfg, dataset, method, seed, fd))
-        final = pd.concat([final, fdc.rows.assign(step=cfg.updates)], ignore_index=True)
+        final = pd.concat([final, fdc.rows.assign(step=cfg.updates, weights_hash=fd[0].weights_hash)],
+                          ignore_index=True)
     label = dict(dataset=dataset, method=method, seed=seed)
     return final.assign(**label, sample_order=cfg.sample_order), trace.assign(**label), cell.arrays
 
@@ -255,7 +256,8 @@ def compute(run: Run) -> Computed:
         if cfg.fd_n:
             fd, floor = fd_setup(run.cache, cfg, ds, train, test)
             frames.append(pd.DataFrame([dict(dataset=ds, method="data", seed=0, kind="fd", samples="training images",
-                                             metric="classifier_fd", n=cfg.fd_n, value=floor, step=cfg.updates)]))
+                                             metric="classifier_fd", n=cfg.fd_n, value=floor, step=cfg.updates,
+                                             weights_hash=fd[0].weights_hash)]))
         for method, seed in progress(matrix(cfg, ds), f"fig25 {ds}"):
             final, trace, arrays = run_cell(run.cache, ds, method, seed, cfg, train, test, fd)
             frames += [final, trace, pd.DataFrame([dict(dataset=ds, method=method, seed=seed, kind="final",

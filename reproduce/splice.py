@@ -76,7 +76,7 @@ def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = (),
     new, new_trace, part_meta = _read(part, name)
     if datasets:
         new = new[new.dataset.isin(datasets)]
-    whole = _whole_datasets(base, new, key, floor) if figure == "fig26" else set()
+    whole = _whole_datasets(base, new, key, floor)
     if not floor_too:
         new = new[(new[floor] != "data") | new.dataset.isin(whole)]
     new = new[new[key[1]].notna()] if key[1] in new else new
@@ -112,11 +112,15 @@ def splice(table: Path, part: Path, figure: str = "fig25", datasets: tuple = (),
 
 
 def _whole_datasets(base: pd.DataFrame, new: pd.DataFrame, key, floor) -> set:
-    """fig26: the data sets whose part was scored by another feature extractor than the table's
-    (its ``weights_hash``). Classifier-FD values from two extractors cannot share a table, so such a
-    data set is taken whole from the part, its floor included, and the part must hold every model
-    the table has there; otherwise this stops."""
+    """The data sets whose part was scored by another feature extractor than the table's (the
+    classifier's ``weights_hash``: fig26's rows, and fig25's classifier-FD rows since 2026-12-08).
+    Classifier-FD values from two extractors cannot share a table, so such a data set is taken whole
+    from the part, its floor included, and the part must hold every model (fig25: method) the table
+    has there; otherwise this stops. A table whose rows name no extractor (fig25 before the column)
+    cannot be checked: its cells are replaced one by one."""
     whole = set()
+    if "weights_hash" not in base or "weights_hash" not in new:
+        return whole
     for ds, part_rows in new.groupby("dataset"):
         mine = set(part_rows.weights_hash.dropna())
         theirs = set(base[base.dataset == ds].weights_hash.dropna())

@@ -86,6 +86,7 @@ def test_fig25_quick(tmp_path):
     fd = df[df.kind == "fd"]                              # classifier-Frechet distance by sample kind
     assert set(fd.samples) == {"mode", "mode+1", "gibbs-5-noise", "gibbs-5-mode", "training images"}
     assert (fd.value > 0).all() and len(fd) == 5 * 4 + 1
+    assert fd.weights_hash.nunique() == 1 and fd.weights_hash.str.len().eq(64).all()   # the classifier that scored them
     side = json.loads((out / "fig25_end_to_end.json").read_text())
     assert side["profile"] == "quick" and side["fails_definition"] and side["sample_kinds"]["mode"]
     assert (out / "fig25_samples_mnist.png").exists() and (out / "fig25_end_to_end.png").exists()
@@ -107,6 +108,15 @@ def test_fig25_quick(tmp_path):
                                   check_dtype=False)
     side = json.loads((out / "fig25_end_to_end.json").read_text())
     assert side["spliced"][0]["cells"] == ["mnist/ucd-mh-lmi"] and side["verdicts"] and side["summary"]
+    # a part scored by another classifier cannot share the table's classifier-FD column: it must hold
+    # every method of the data set (then it replaces it whole, floor included), else splice stops
+    other = tmp_path / "other"
+    run_module("reproduce.fig25_end_to_end", "--quick", "--out-dir", str(other), "--work-dir", str(tmp_path / "runs"),
+               "--data-dir", str(shared_data_dir()), "--updates", "20", "--datasets", "mnist", "--methods",
+               "ucd-mh-lmi", "--classifier-train-limit", "1000")
+    r = run_module("reproduce.splice", "--figure", "fig25", "--table", str(out), "--part", str(other), check=False)
+    assert r.returncode != 0 and "another feature extractor" in r.stderr and "'cd'" in r.stderr
+    pd.testing.assert_frame_equal(read_tables(out, "fig25_end_to_end"), after)   # the table untouched
 
 
 def test_bias_study_quick(tmp_path):
