@@ -59,3 +59,22 @@ def test_a_classifier_of_the_earlier_cache_layout_is_adopted_with_its_weights(tm
               metadata={"record": json.dumps(record)})
     got, rec = load_or_train(cfg, tmp_path / "cache", data_dir=tmp_path / "no-data")   # no data: no training
     assert rec == record and state_hash(got) == state_hash(net)
+
+
+def test_training_is_the_same_at_any_thread_count(tmp_path):
+    """The CPU training runs on one thread, so torch's thread setting changes no weight (it did:
+    1 and 2 threads gave two classifiers), and the setting is restored afterwards."""
+    from dbm.metrics.classifier import train_classifier
+    from dbm.provenance import state_hash
+    data = synthetic_mnist(tmp_path / "data", n_train=300, n_test=50)
+    cfg, before = ClassifierConfig(epochs=1), torch.get_num_threads()
+    hashes = []
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        try:
+            net, rec = train_classifier(cfg, data)
+            assert torch.get_num_threads() == n and rec["threads"] == 1
+        finally:
+            torch.set_num_threads(before)
+        hashes.append(state_hash(net))
+    assert hashes[0] == hashes[1]

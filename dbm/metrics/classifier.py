@@ -15,6 +15,7 @@ linear(10). Adam, ``epochs`` passes over the training set in a generator-drawn o
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -78,8 +79,30 @@ def to_images(v: Tensor, dataset: str, encoding: str) -> Tensor:
     return decode(v, encoding, shape)                   # CIFAR pixels are channel-major (C, H, W)
 
 
+@contextlib.contextmanager
+def one_cpu_thread(device: str):
+    """Run the block with one torch CPU thread (restored after) when ``device`` is the CPU."""
+    before = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_classifier(cfg: ClassifierConfig, data_dir=None, device: str = "cpu") -> tuple[SmallCNN, dict]:
-    """Train on the training split; returns the model and a record with its test accuracy."""
+    """Train on the training split; returns the model and a record with its test accuracy.
+
+    On the CPU the training runs on one thread whatever torch's setting: the weights are then a
+    function of the config, the data and the torch build, not of the thread count (1 and 2 threads
+    give different weights, so classifier-FD values from two sessions' classifiers could not share
+    a table; a fresh cache now retrains the same classifier)."""
+    with one_cpu_thread(device):
+        return _train(cfg, data_dir, device)
+
+
+def _train(cfg: ClassifierConfig, data_dir, device: str) -> tuple[SmallCNN, dict]:
     g = torch.Generator().manual_seed(seed_hash("classifier", cfg.key()))
     x = load_images(cfg.dataset, "train", data_dir)
     y = load_labels(cfg.dataset, "train", data_dir)
@@ -101,7 +124,7 @@ def train_classifier(cfg: ClassifierConfig, data_dir=None, device: str = "cpu") 
     xt = model_view(load_images(cfg.dataset, "test", data_dir), cfg.encoding)
     acc = float(accuracy(net, xt, load_labels(cfg.dataset, "test", data_dir)).mean())
     return net, {"config": dataclasses.asdict(cfg), "test_accuracy": acc, "train_wall_s": time.perf_counter() - t0,
-                 "torch": torch.__version__}
+                 "torch": torch.__version__, "threads": torch.get_num_threads() if device == "cpu" else None}
 
 
 @torch.no_grad()
