@@ -124,7 +124,7 @@ def _train(cfg: ClassifierConfig, data_dir, device: str) -> tuple[SmallCNN, dict
     xt = model_view(load_images(cfg.dataset, "test", data_dir), cfg.encoding)
     acc = float(accuracy(net, xt, load_labels(cfg.dataset, "test", data_dir)).mean())
     return net, {"config": dataclasses.asdict(cfg), "test_accuracy": acc, "train_wall_s": time.perf_counter() - t0,
-                 "torch": torch.__version__, "threads": torch.get_num_threads() if device == "cpu" else None}
+                 "torch": torch.__version__, "threads": torch.get_num_threads() if torch.device(device).type == "cpu" else None}
 
 
 @torch.no_grad()
